@@ -1,0 +1,138 @@
+// Runner configuration comes only from the environment (Jobs set it from ConfigMaps and
+// secretKeyRefs), so no secret is ever on a command line.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BadInputError } from '../errors.js';
+
+export type Metadata =
+  | { type: 'duckdb'; path: string }
+  | { type: 'sqlite'; path: string }
+  | { type: 'postgres'; connection: string };
+
+export interface S3Settings {
+  endpoint?: string; // host:port, no scheme
+  useSsl: boolean;
+  urlStyle: 'path' | 'vhost';
+  region: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+}
+
+export interface LakeConfig {
+  catalogName: string;
+  metadata: Metadata;
+  dataPath: string; // local absolute directory with trailing slash, or s3://bucket/prefix/
+  backupPath: string; // where backups go: <backupPath>/<catalogName>/<timestamp>/
+  encrypted: boolean;
+  s3: S3Settings;
+  extensionDirectory: string;
+  lockTimeoutMs: number;
+  memoryLimit?: string;
+  threads?: number;
+}
+
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+  return dir;
+}
+
+export function parseMetadata(value: string | undefined): Metadata {
+  const field = 'FEATHERMAN_METADATA';
+  if (!value) throw new BadInputError(`${field}: required (duckdb:/path/file.ducklake, sqlite:/path or postgres:<libpq connection string>)`);
+  const colon = value.indexOf(':');
+  const scheme = colon > 0 ? value.slice(0, colon) : '';
+  const rest = value.slice(colon + 1);
+  if (scheme === 'duckdb' || scheme === 'sqlite') {
+    if (!rest) throw new BadInputError(`${field}: ${scheme}: needs a file path`);
+    return { type: scheme, path: resolve(rest) };
+  }
+  if (scheme === 'postgres') {
+    if (/\bpassword\s*=/i.test(rest) || /:\/\/[^/@]*:[^/@]*@/.test(rest)) {
+      throw new BadInputError(`${field}: must not contain a password; put it in PGPASSWORD`);
+    }
+    return { type: 'postgres', connection: rest };
+  }
+  throw new BadInputError(`${field}: must start with duckdb:, sqlite: or postgres:`);
+}
+
+export function normalizeDataPath(value: string | undefined): string {
+  if (!value) throw new BadInputError('FEATHERMAN_DATA_PATH: required (a local directory or s3://bucket/prefix/)');
+  if (value.startsWith('s3://')) {
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(value)) {
+      throw new BadInputError('FEATHERMAN_DATA_PATH: s3:// URL needs a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)');
+    }
+    return value.endsWith('/') ? value : `${value}/`;
+  }
+  if (/^[a-z0-9]+:\/\//i.test(value)) throw new BadInputError('FEATHERMAN_DATA_PATH: only local directories and s3:// URLs are supported');
+  const abs = resolve(value);
+  return abs.endsWith('/') ? abs : `${abs}/`;
+}
+
+/** Backups sit beside the data, never inside it: DuckLake's orphan cleanup deletes unknown files under DATA_PATH. */
+export function defaultBackupPath(dataPath: string): string {
+  const trimmed = dataPath.replace(/\/+$/, '');
+  const cut = trimmed.lastIndexOf('/');
+  const parent = trimmed.slice(0, cut);
+  if (parent === 's3:/' || parent === 's3:' || cut <= 0) {
+    throw new BadInputError('FEATHERMAN_BACKUP_PATH: required when FEATHERMAN_DATA_PATH is a bucket root (backups must not live inside the data path)');
+  }
+  return `${parent}/backups/`;
+}
+
+/** Accepts host, host:port or an http(s) URL, as the catalog's objectStore.endpoint does. */
+export function parseEndpoint(value: string | undefined): { endpoint?: string; useSsl: boolean } {
+  if (!value) return { useSsl: true };
+  const m = /^(?:(https?):\/\/)?([^/\s]+?)\/?$/i.exec(value.trim());
+  if (!m) throw new BadInputError(`AWS_ENDPOINT_URL_S3: ${JSON.stringify(value)} is not a host, host:port or http(s) URL`);
+  return { endpoint: m[2]!, useSsl: (m[1] ?? 'https').toLowerCase() === 'https' };
+}
+
+function parseBool(name: string, value: string | undefined): boolean {
+  if (value === undefined || value === '') return false;
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new BadInputError(`${name}: must be true or false`);
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
+  const metadata = parseMetadata(env.FEATHERMAN_METADATA);
+  const dataPath = normalizeDataPath(env.FEATHERMAN_DATA_PATH);
+  const { endpoint, useSsl } = parseEndpoint(env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL);
+  const urlStyle = (env.FEATHERMAN_S3_URL_STYLE ?? (endpoint ? 'path' : 'vhost')).toLowerCase();
+  if (urlStyle !== 'path' && urlStyle !== 'vhost') throw new BadInputError('FEATHERMAN_S3_URL_STYLE: must be path or vhost');
+  const catalogName = env.FEATHERMAN_CATALOG ?? 'default';
+  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(catalogName)) {
+    throw new BadInputError('FEATHERMAN_CATALOG: must be a Kubernetes object name (lowercase letters, digits, dots, hyphens)');
+  }
+  const lockTimeout = Number(env.FEATHERMAN_LOCK_TIMEOUT_SECONDS ?? '60');
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) throw new BadInputError('FEATHERMAN_LOCK_TIMEOUT_SECONDS: must be a number of seconds >= 0');
+  const threads = env.FEATHERMAN_THREADS ? Number(env.FEATHERMAN_THREADS) : undefined;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new BadInputError('FEATHERMAN_THREADS: must be a positive integer');
+  return {
+    catalogName,
+    metadata,
+    dataPath,
+    backupPath: env.FEATHERMAN_BACKUP_PATH ? normalizeDataPath(env.FEATHERMAN_BACKUP_PATH) : defaultBackupPath(dataPath),
+    encrypted: parseBool('FEATHERMAN_ENCRYPTED', env.FEATHERMAN_ENCRYPTED),
+    s3: {
+      endpoint,
+      useSsl,
+      urlStyle,
+      region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      accessKeyId: env.AWS_ACCESS_KEY_ID || undefined,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || undefined,
+      sessionToken: env.AWS_SESSION_TOKEN || undefined,
+    },
+    extensionDirectory: env.FEATHERMAN_EXTENSION_DIR ?? join(packageRoot(), '.cache', 'duckdb-extensions'),
+    lockTimeoutMs: lockTimeout * 1000,
+    memoryLimit: env.FEATHERMAN_MEMORY_LIMIT || undefined,
+    threads,
+  };
+}

@@ -1,0 +1,25 @@
+// The one place where names and values are turned into SQL text.
+import { identifierProblem } from '../api/names.js';
+import { BadInputError } from '../errors.js';
+
+/** The alias the lake is attached under in every session. */
+export const LAKE = 'lake';
+/** The DuckDB database holding the DuckLake catalog tables for LAKE (DuckLake's default name). */
+export const LAKE_METADATA = `__ducklake_metadata_${LAKE}`;
+
+/** Quote a validated identifier. Throws (exit 2) for names that break the identifier rule. */
+export function ident(name: string, field = 'name'): string {
+  const problem = identifierProblem(name);
+  if (problem) throw new BadInputError(`${field}: ${JSON.stringify(name)} ${problem}`);
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A string literal. */
+export function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** lake."schema"."table" */
+export function tableRef(schema: string, table: string): string {
+  return `${LAKE}.${ident(schema, 'schema')}.${ident(table, 'name')}`;
+}

@@ -1,0 +1,41 @@
+// The README's commands are run as written: the local walkthrough block verbatim in bash.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/lake/config.js';
+
+const root = packageRoot();
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+
+function bashBlockAfter(heading: string): string {
+  const at = readme.indexOf(`\n## ${heading}\n`);
+  if (at < 0) throw new Error(`README has no "## ${heading}" section`);
+  const m = /```bash\n([\s\S]*?)```/.exec(readme.slice(at));
+  if (!m) throw new Error(`no bash block under ${heading}`);
+  return m[1]!;
+}
+
+t.test('the local walkthrough runs verbatim and prints the two users', async (t) => {
+  const script = bashBlockAfter('Local walkthrough');
+  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, npm_config_update_notifier: 'false' },
+    timeout: 120_000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^id,name\n1,Ada\n2,Grace\n/m);
+  const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  t.match(info, { ok: true, command: 'catalog info', ducklakeVersion: '1.0', tables: [{ name: 'users', rows: 2 }] });
+});
+
+t.test('the README names the two set-up commands that package.json defines', async (t) => {
+  const block = bashBlockAfter('Two commands');
+  t.match(block, /^npm start\b/m);
+  t.match(block, /^npm test\b/m);
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  t.match(pkg.scripts.prestart, /\.ci\/setup runtime/);
+  t.match(pkg.scripts.pretest, /\.ci\/setup test/);
+  t.match(readFileSync(join(root, '.ci', 'run'), 'utf8'), /^npm test$/m, '.ci/run calls the README test command');
+});
