@@ -44,7 +44,8 @@ type Token = { text: string; pos: number };
 
 function tokenize(input: string): Token[] {
   const tokens: Token[] = [];
-  const re = /\s*(?:([A-Za-z_][A-Za-z0-9_]*)|("(?:[^"]|"")*")|(\d+)|([()[\],]))/y;
+  // Single-quoted strings are tokens only so that ENUM('a') reaches the parser and gets a clear refusal.
+  const re = /\s*(?:([A-Za-z_][A-Za-z0-9_]*)|("(?:[^"]|"")*"|'(?:[^']|'')*')|(\d+)|([()[\],]))/y;
   let pos = 0;
   while (pos < input.length) {
     if (/^\s*$/.test(input.slice(pos))) break;
