@@ -23,6 +23,8 @@ export interface S3Settings {
 export interface LakeConfig {
   catalogName: string;
   metadata: Metadata;
+  /** For postgres: the schema holding the ducklake_* tables (default: public). */
+  metadataSchema?: string;
   dataPath: string; // local absolute directory with trailing slash, or s3://bucket/prefix/
   backupPath: string; // where backups go: <backupPath>/<catalogName>/<timestamp>/
   encrypted: boolean;
@@ -115,9 +117,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
   if (!Number.isFinite(lockTimeout) || lockTimeout < 0) throw new BadInputError('FEATHERMAN_LOCK_TIMEOUT_SECONDS: must be a number of seconds >= 0');
   const threads = env.FEATHERMAN_THREADS ? Number(env.FEATHERMAN_THREADS) : undefined;
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new BadInputError('FEATHERMAN_THREADS: must be a positive integer');
+  const metadataSchema = env.FEATHERMAN_METADATA_SCHEMA || undefined;
+  if (metadataSchema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(metadataSchema)) {
+    throw new BadInputError('FEATHERMAN_METADATA_SCHEMA: must be letters, digits and underscores, not starting with a digit');
+  }
   return {
     catalogName,
     metadata,
+    metadataSchema,
     dataPath,
     backupPath: env.FEATHERMAN_BACKUP_PATH ? normalizeDataPath(env.FEATHERMAN_BACKUP_PATH) : defaultBackupPath(dataPath),
     encrypted: parseBool('FEATHERMAN_ENCRYPTED', env.FEATHERMAN_ENCRYPTED),

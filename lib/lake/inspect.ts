@@ -3,7 +3,7 @@
 import { parseColumnType } from '../api/column-type.js';
 import type { ExistingColumn, PartitionKey, PartitionTransform } from '../api/table.js';
 import type { LakeSession } from './session.js';
-import { LAKE, LAKE_METADATA, literal, tableRef } from './sql.js';
+import { LAKE, literal, metaTable, tableRef } from './sql.js';
 
 export interface TableSummary {
   schema: string;
@@ -30,7 +30,7 @@ export async function listTables(session: LakeSession): Promise<{ schema: string
   const rows = await session.rows(
     `SELECT s.schema_name AS schema, i.table_name AS name, i.file_count AS files, i.file_size_bytes AS bytes
        FROM ${LAKE}.table_info() i
-       JOIN ${LAKE_METADATA}.ducklake_schema s ON s.schema_id = i.schema_id AND s.end_snapshot IS NULL
+       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_schema')} s ON s.schema_id = i.schema_id AND s.end_snapshot IS NULL
       ORDER BY 1, 2`,
   );
   return rows.map((r) => ({ schema: String(r.schema), name: String(r.name), files: Number(r.files), bytes: Number(r.bytes) }));
@@ -66,8 +66,8 @@ export interface TableState {
 export async function inspectTable(session: LakeSession, schema: string, name: string): Promise<TableState | undefined> {
   const found = await session.rows(
     `SELECT t.table_id, t.table_name, s.schema_name
-       FROM ${LAKE_METADATA}.ducklake_table t
-       JOIN ${LAKE_METADATA}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
+       FROM ${metaTable(session.config.metadataSchema, 'ducklake_table')} t
+       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_schema')} s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
       WHERE t.end_snapshot IS NULL AND lower(t.table_name) = lower($1) AND lower(s.schema_name) = lower($2)`,
     [name, schema],
   );
@@ -87,9 +87,9 @@ export async function inspectTable(session: LakeSession, schema: string, name: s
   );
   const parts = await session.rows(
     `SELECT c.column_name, pc.transform
-       FROM ${LAKE_METADATA}.ducklake_partition_info p
-       JOIN ${LAKE_METADATA}.ducklake_partition_column pc ON pc.partition_id = p.partition_id AND pc.table_id = p.table_id
-       JOIN ${LAKE_METADATA}.ducklake_column c ON c.table_id = p.table_id AND c.column_id = pc.column_id AND c.end_snapshot IS NULL
+       FROM ${metaTable(session.config.metadataSchema, 'ducklake_partition_info')} p
+       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_partition_column')} pc ON pc.partition_id = p.partition_id AND pc.table_id = p.table_id
+       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_column')} c ON c.table_id = p.table_id AND c.column_id = pc.column_id AND c.end_snapshot IS NULL
       WHERE p.table_id = $1 AND p.end_snapshot IS NULL
       ORDER BY pc.partition_key_index`,
     [tableId],

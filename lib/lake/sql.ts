@@ -19,6 +19,11 @@ export function literal(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+/** A DuckLake catalog table (ducklake_*) in the schema that holds them (METADATA_SCHEMA, if set). */
+export function metaTable(metadataSchema: string | undefined, table: string): string {
+  return metadataSchema ? `${LAKE_METADATA}.${ident(metadataSchema, 'FEATHERMAN_METADATA_SCHEMA')}.${table}` : `${LAKE_METADATA}.${table}`;
+}
+
 /** lake."schema"."table" */
 export function tableRef(schema: string, table: string): string {
   return `${LAKE}.${ident(schema, 'schema')}.${ident(table, 'name')}`;

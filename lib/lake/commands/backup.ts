@@ -169,7 +169,7 @@ export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
 
 /** The schema DuckLake keeps its tables in: the catalog database's default schema. */
 function metadataSchema(config: LakeConfig): string {
-  return config.metadata.type === 'postgres' ? 'public' : 'main';
+  return config.metadataSchema ?? (config.metadata.type === 'postgres' ? 'public' : 'main');
 }
 
 /** The DuckLake tables (ducklake_*) of a catalog database; other tables in a shared database are left alone. */

@@ -32,13 +32,17 @@ async function readSpec(file: string): Promise<TableSpec> {
   } catch (err) {
     throw new BadInputError(`-f: cannot read ${file}: ${(err as Error).message}`);
   }
+  return parseSpecText(text, file);
+}
+
+function parseSpecText(text: string, source: string): TableSpec {
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (err) {
-    throw new BadInputError(`-f: ${file} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+    throw new BadInputError(`${source}: not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
   }
-  return tableSpecFromDocument(doc, file);
+  return tableSpecFromDocument(doc, source);
 }
 
 async function readStdin(): Promise<string> {
@@ -62,9 +66,11 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const [action, ...rest] = positionals;
 
   if (action === 'apply') {
-    if (!values.file) throw new BadInputError('table apply: -f FILE is required (a DuckLakeTable manifest or its spec; - for stdin)');
     if (rest.length) throw new BadInputError(`table apply: unexpected argument ${JSON.stringify(rest[0])}`);
-    const spec = await readSpec(values.file);
+    // Jobs pass the spec in FEATHERMAN_TABLE_SPEC, so they need no ConfigMap or volume.
+    const spec = values.file ? await readSpec(values.file)
+      : env.FEATHERMAN_TABLE_SPEC ? parseSpecText(env.FEATHERMAN_TABLE_SPEC, 'FEATHERMAN_TABLE_SPEC')
+        : (() => { throw new BadInputError('table apply: -f FILE (a DuckLakeTable manifest or its spec; - for stdin) or FEATHERMAN_TABLE_SPEC is required'); })();
     planTable(spec, undefined, { allowDrop: false }); // validates the spec before anything opens the lake
     const config = loadConfig(env);
     const session = await openLake(config, { readOnly: values['dry-run'] });

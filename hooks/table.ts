@@ -1,0 +1,141 @@
+// DuckLakeTable: once its catalog is Ready, one Job that runs `featherman table apply` for this
+// exact spec. The Job's name is a hash of the spec and the catalog settings it depends on, so an
+// edit makes a new Job and an unchanged spec never runs again.
+import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
+import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
+import { tableSpecProblems, type TableSpec } from '../lib/api/table.js';
+import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
+import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
+import { condition, type Condition } from '../lib/k8s/conditions.js';
+import { jobFailureReason, jobResults, jobState, type RunnerResult } from '../lib/k8s/job-status.js';
+import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
+import type { HookContext } from './context.js';
+
+export type TableObject = KubeObject & { spec: TableSpec; status?: Record<string, unknown> };
+
+const WAITING_RESYNC_SECONDS = 10;
+const RUNNING_RESYNC_SECONDS = 5;
+
+const tableSchema = (t: TableObject) => t.spec.schema ?? 'main';
+
+/** The spec fields that change the table in the lake (not deletionPolicy, which only matters on delete). */
+function appliedSpec(t: TableObject) {
+  const { deletionPolicy: _ignored, ...rest } = t.spec;
+  return rest;
+}
+
+function catalogOf(req: SyncRequest<TableObject>): CatalogObject | undefined {
+  return objectNamed<CatalogObject>(req.related, 'DuckLakeCatalog', API_VERSION, req.parent.metadata.namespace ?? 'default', req.parent.spec.catalogRef ?? '');
+}
+
+function labels(t: TableObject, component: 'table-apply' | 'table-drop') {
+  return labelsFor({ component, catalog: t.spec.catalogRef ?? '', table: t.metadata.name, instance: t.metadata.name });
+}
+
+export function applyJob(t: TableObject, catalog: CatalogObject, ctx: HookContext): KubeObject {
+  const name = childName(t.metadata.name, `apply-${shortHash({ spec: appliedSpec(t), catalog: catalogFingerprint(catalog) }, 10)}`);
+  const access = catalogAccess(catalog);
+  const pod = runnerPodSpec({
+    settings: ctx.settings,
+    args: ['table', 'apply'],
+    env: [...access.env, { name: 'FEATHERMAN_TABLE_SPEC', value: JSON.stringify(appliedSpec(t)) }],
+    volumes: access.volumes,
+    mounts: access.mounts,
+  });
+  return job(name, labels(t, 'table-apply'), pod) as KubeObject;
+}
+
+export function dropJob(t: TableObject, catalog: CatalogObject, ctx: HookContext): KubeObject {
+  const name = childName(t.metadata.name, `drop-${shortHash({ name: t.spec.name, schema: tableSchema(t), catalog: catalogFingerprint(catalog) }, 10)}`);
+  const access = catalogAccess(catalog);
+  const pod = runnerPodSpec({ settings: ctx.settings, args: ['table', 'drop', t.spec.name, '--schema', tableSchema(t)], ...access });
+  return job(name, labels(t, 'table-drop'), pod) as KubeObject;
+}
+
+type Phase = 'Pending' | 'Applying' | 'Ready' | 'Failed' | 'Deleting';
+
+function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, message: string, result?: RunnerResult) {
+  const previous = (t.status?.conditions as Condition[] | undefined) ?? [];
+  const prev = t.status ?? {};
+  const g = t.metadata.generation;
+  const ready = condition(previous, 'Ready', phase === 'Ready' ? 'True' : 'False', reason, message, ctx.now, g);
+  const catalogReady = condition(previous, 'CatalogReady', reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? 'False' : 'True', reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? reason : 'CatalogReady',
+    reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? message : `catalog ${t.spec.catalogRef} is ready`, ctx.now, g);
+  const applied = result?.ok ? result : undefined;
+  const pick = (key: string, value: unknown) => (value !== undefined ? { [key]: value } : prev[key] !== undefined ? { [key]: prev[key] } : {});
+  return {
+    phase,
+    observedGeneration: g,
+    conditions: [ready, catalogReady],
+    catalog: t.spec.catalogRef,
+    table: `${tableSchema(t)}.${t.spec.name}`,
+    ...pick('appliedGeneration', applied ? g : undefined),
+    ...pick('snapshotId', applied?.snapshotId),
+    ...pick('columns', applied?.columns),
+    ...pick('files', applied?.files),
+    ...pick('bytes', applied?.bytes),
+    ...pick('lastApplied', applied ? (applied as { finishedAt?: string }).finishedAt ?? ctx.now.toISOString() : undefined),
+  };
+}
+
+export function sync(req: SyncRequest<TableObject>, ctx: HookContext): SyncResponse {
+  const t = req.parent;
+  // Admission refuses bad specs; this guards objects that predate the webhook or bypassed it.
+  const problems = tableSpecProblems(t.spec);
+  if (problems.length) {
+    return { status: status(t, ctx, 'Failed', 'InvalidSpec', problems.map((p) => `${p.field}: ${p.message}`).join('; ')), children: [] };
+  }
+  const catalog = catalogOf(req);
+  if (!catalog) {
+    return { status: status(t, ctx, 'Pending', 'CatalogNotFound', `DuckLakeCatalog ${t.spec.catalogRef} does not exist in namespace ${t.metadata.namespace}`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+  }
+  if (catalog.status?.phase !== 'Ready') {
+    return { status: status(t, ctx, 'Pending', 'CatalogNotReady', `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${String(catalog.status?.phase ?? 'Pending')})`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+  }
+  const desired = applyJob(t, catalog, ctx);
+  const observed = objectNamed(req.children, 'Job', 'batch/v1', t.metadata.namespace ?? 'default', desired.metadata.name);
+  const state = jobState(observed);
+  const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), desired.metadata.name)[0];
+  if (state === 'Succeeded') {
+    return { status: status(t, ctx, 'Ready', 'Applied', `table ${tableSchema(t)}.${t.spec.name} matches the spec (${result?.action ?? 'applied'})`, result), children: [desired] };
+  }
+  if (state === 'Failed') {
+    const why = result?.error ?? jobFailureReason(observed) ?? 'the apply Job failed';
+    return { status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why), children: [desired] };
+  }
+  const retrying = result && !result.ok ? `; last attempt: ${result.error}` : '';
+  return { status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+}
+
+/**
+ * deletionPolicy Retain (the default) leaves the table in the lake. Delete runs a drop Job and
+ * reports finalized only once it succeeded, or when the catalog is gone (nothing left to drop from).
+ */
+export function finalize(req: SyncRequest<TableObject>, ctx: HookContext): SyncResponse {
+  const t = req.parent;
+  const catalog = catalogOf(req);
+  if (t.spec.deletionPolicy !== 'Delete') {
+    return { status: status(t, ctx, 'Deleting', 'Retained', 'deletionPolicy is Retain: the table stays in the lake'), children: [], finalized: true };
+  }
+  if (!catalog || catalog.metadata.deletionTimestamp) {
+    return { status: status(t, ctx, 'Deleting', 'CatalogGone', 'the catalog is gone; nothing to drop'), children: [], finalized: true };
+  }
+  const drop = dropJob(t, catalog, ctx);
+  const observed = objectNamed(req.children, 'Job', 'batch/v1', t.metadata.namespace ?? 'default', drop.metadata.name);
+  const state = jobState(observed);
+  if (state === 'Succeeded') return { status: status(t, ctx, 'Deleting', 'Dropped', `table ${tableSchema(t)}.${t.spec.name} was dropped`), children: [], finalized: true };
+  const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), drop.metadata.name)[0];
+  const message = state === 'Failed' ? `dropping failed: ${result?.error ?? jobFailureReason(observed) ?? 'the drop Job failed'}` : `job ${drop.metadata.name} is dropping the table`;
+  return { status: status(t, ctx, state === 'Failed' ? 'Failed' : 'Deleting', state === 'Failed' ? 'DropFailed' : 'Dropping', message), children: [drop], finalized: false, resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+}
+
+/** The table's catalog, and the pods of its own Jobs (for their termination messages). */
+export function customize(req: CustomizeRequest<TableObject>): CustomizeResponse {
+  const ns = req.parent.metadata.namespace;
+  return {
+    relatedResources: [
+      { apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: ns, names: [req.parent.spec.catalogRef ?? ''] },
+      { apiVersion: 'v1', resource: 'pods', namespace: ns, labelSelector: { matchLabels: { [`${GROUP}/table`]: labelValue(req.parent.metadata.name) } } },
+    ],
+  };
+}

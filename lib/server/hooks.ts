@@ -1,0 +1,90 @@
+// The Metacontroller hook routes: POST /hooks/<plural>/<sync|finalize|customize>. The plumbing
+// (body checks, the clock, settings, errors as 400) lives here once; each kind is one module in
+// hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
+import type { FastifyPluginAsync } from 'fastify';
+import * as catalog from '../../hooks/catalog.js';
+import type { HookContext } from '../../hooks/context.js';
+import * as table from '../../hooks/table.js';
+import { API_VERSION } from '../k8s/labels.js';
+import type { CustomizeRequest, CustomizeResponse, SyncRequest, SyncResponse } from '../k8s/metacontroller.js';
+import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
+
+type SyncHook = (req: SyncRequest, ctx: HookContext) => SyncResponse;
+type CustomizeHook = (req: CustomizeRequest) => CustomizeResponse;
+
+interface KindHooks {
+  kind: string;
+  sync: SyncHook;
+  finalize: SyncHook;
+  customize?: CustomizeHook;
+}
+
+// The request bodies are checked against the schemas below before a hook sees them; each hook
+// module types its own parent more narrowly.
+const kind = (name: string, m: { sync: unknown; finalize: unknown; customize?: unknown }): KindHooks =>
+  ({ kind: name, sync: m.sync as SyncHook, finalize: m.finalize as SyncHook, customize: m.customize as CustomizeHook | undefined });
+
+export const HOOKS: Record<string, KindHooks> = {
+  ducklakecatalogs: kind('DuckLakeCatalog', catalog),
+  ducklaketables: kind('DuckLakeTable', table),
+};
+
+const objectMap = { type: 'object', additionalProperties: { type: 'object', additionalProperties: { type: 'object' } } } as const;
+const parent = {
+  type: 'object',
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    metadata: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string' }, generation: { type: 'integer' } },
+    },
+    spec: { type: 'object' },
+    status: { type: ['object', 'null'] },
+  },
+} as const;
+const syncBody = {
+  type: 'object',
+  required: ['parent'],
+  properties: { controller: { type: 'object' }, parent, children: objectMap, related: objectMap, finalizing: { type: 'boolean' } },
+} as const;
+const customizeBody = { type: 'object', required: ['parent'], properties: { controller: { type: 'object' }, parent } } as const;
+
+export interface HooksPluginOptions {
+  settings?: HookSettings;
+  /** The clock, injectable for tests. */
+  now?: () => Date;
+}
+
+export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, opts) => {
+  const settings = opts.settings ?? settingsFromEnv(process.env);
+  const now = opts.now ?? (() => new Date());
+
+  const kindOf = (plural: string, parentKind: string, apiVersion: string) => {
+    const hooks = HOOKS[plural];
+    if (!hooks) return { error: `no hooks for ${JSON.stringify(plural)}; served: ${Object.keys(HOOKS).join(', ')}`, code: 404 };
+    if (parentKind !== hooks.kind || apiVersion !== API_VERSION) {
+      return { error: `parent: expected ${hooks.kind} ${API_VERSION}, got ${parentKind} ${apiVersion}`, code: 400 };
+    }
+    return { hooks };
+  };
+
+  for (const hook of ['sync', 'finalize'] as const) {
+    app.post<{ Params: { plural: string }; Body: SyncRequest }>(`/hooks/:plural/${hook}`, { schema: { body: syncBody } }, async (request, reply) => {
+      const body = request.body;
+      const found = kindOf(request.params.plural, body.parent.kind, body.parent.apiVersion);
+      if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
+      const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
+      const response = found.hooks[hook](req, { now: now(), settings });
+      return reply.send(response);
+    });
+  }
+
+  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>('/hooks/:plural/customize', { schema: { body: customizeBody } }, async (request, reply) => {
+    const found = kindOf(request.params.plural, request.body.parent.kind, request.body.parent.apiVersion);
+    if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
+    return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });
+  });
+};
