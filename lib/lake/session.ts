@@ -96,6 +96,7 @@ function attachSql(config: LakeConfig, opts: OpenOptions, metadataOverride?: str
   if (opts.snapshotTime !== undefined) options.push(`SNAPSHOT_TIME ${literal(opts.snapshotTime)}`);
   else if (opts.readOnly && opts.snapshotVersion === undefined) options.push('READ_ONLY');
   if (config.metadata.type === 'sqlite') options.push("META_JOURNAL_MODE 'WAL'", 'META_BUSY_TIMEOUT 10000');
+  if (config.metadataSchema) options.push(`METADATA_SCHEMA ${literal(config.metadataSchema)}`);
   return `ATTACH ${literal(metadataOverride ?? metadataUrl(config))} AS ${LAKE} (${options.join(', ')})`;
 }
 

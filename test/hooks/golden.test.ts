@@ -2,7 +2,7 @@
 // pure hook functions. Every response is compared with its file in test/golden (UPDATE_GOLDEN=1
 // rewrites them), checked for the contract (no unknown top-level fields, complete status), and
 // every child is validated against Kubernetes' published OpenAPI schemas (kubernetes-models).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job } from 'kubernetes-models/batch/v1/Job';
@@ -30,7 +30,7 @@ function podSpecOf(child: KubeObject): Record<string, any> | undefined {
   return child.kind === 'Job' ? spec?.template?.spec : child.kind === 'CronJob' ? spec?.jobTemplate?.spec?.template?.spec : undefined;
 }
 
-function checkContract(t: Tap.Test, response: SyncResponse, finalize = false) {
+function checkContract(t: Test, response: SyncResponse, finalize = false) {
   const allowed = new Set(['status', 'children', 'resyncAfterSeconds', ...(finalize ? ['finalized'] : [])]);
   t.same(Object.keys(response).filter((k) => !allowed.has(k)), [], 'no unknown top-level fields (v2 hooks are strict)');
   t.type(response.status.phase, 'string', 'status.phase is set');
@@ -66,7 +66,7 @@ function checkContract(t: Tap.Test, response: SyncResponse, finalize = false) {
   }
 }
 
-function golden(t: Tap.Test, name: string, response: SyncResponse) {
+function golden(t: Test, name: string, response: SyncResponse) {
   const file = join(GOLDEN, `${name}.json`);
   const text = JSON.stringify(response, null, 2) + '\n';
   if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
