@@ -4,6 +4,7 @@
 import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
 import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
 import { tableSpecProblems, type TableSpec } from '../lib/api/table.js';
+import { validateSpec } from '../lib/api/validate.js';
 import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
@@ -89,6 +90,9 @@ export function sync(req: SyncRequest<TableObject>, ctx: HookContext): SyncRespo
   if (!catalog) {
     return { status: status(t, ctx, 'Pending', 'CatalogNotFound', `DuckLakeCatalog ${t.spec.catalogRef} does not exist in namespace ${t.metadata.namespace}`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
   }
+  if (validateSpec('DuckLakeCatalog', catalog.spec).problems.length) {
+    return { status: status(t, ctx, 'Pending', 'CatalogNotReady', `DuckLakeCatalog ${catalog.metadata.name} has an invalid spec; fix it first`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+  }
   if (catalog.status?.phase !== 'Ready') {
     return { status: status(t, ctx, 'Pending', 'CatalogNotReady', `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${String(catalog.status?.phase ?? 'Pending')})`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
   }
@@ -117,7 +121,7 @@ export function finalize(req: SyncRequest<TableObject>, ctx: HookContext): SyncR
   if (t.spec.deletionPolicy !== 'Delete') {
     return { status: status(t, ctx, 'Deleting', 'Retained', 'deletionPolicy is Retain: the table stays in the lake'), children: [], finalized: true };
   }
-  if (!catalog || catalog.metadata.deletionTimestamp) {
+  if (!catalog || catalog.metadata.deletionTimestamp || validateSpec('DuckLakeCatalog', catalog.spec).problems.length) {
     return { status: status(t, ctx, 'Deleting', 'CatalogGone', 'the catalog is gone; nothing to drop'), children: [], finalized: true };
   }
   const drop = dropJob(t, catalog, ctx);

@@ -5,6 +5,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import * as catalog from '../../hooks/catalog.js';
 import type { HookContext } from '../../hooks/context.js';
 import * as table from '../../hooks/table.js';
+import type { Kind } from '../api/schema.js';
+import { validateSpec } from '../api/validate.js';
 import { API_VERSION } from '../k8s/labels.js';
 import type { CustomizeRequest, CustomizeResponse, SyncRequest, SyncResponse } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
@@ -29,7 +31,16 @@ export const HOOKS: Record<string, KindHooks> = {
   ducklaketables: kind('DuckLakeTable', table),
 };
 
-const objectMap = { type: 'object', additionalProperties: { type: 'object', additionalProperties: { type: 'object' } } } as const;
+const kubeObject = {
+  type: 'object',
+  required: ['apiVersion', 'kind', 'metadata'],
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    metadata: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string' }, labels: { type: 'object', additionalProperties: { type: 'string' } } } },
+  },
+} as const;
+const objectMap = { type: 'object', additionalProperties: { type: 'object', additionalProperties: kubeObject } } as const;
 const parent = {
   type: 'object',
   required: ['apiVersion', 'kind', 'metadata', 'spec'],
@@ -62,19 +73,23 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
   const settings = opts.settings ?? settingsFromEnv(process.env);
   const now = opts.now ?? (() => new Date());
 
-  const kindOf = (plural: string, parentKind: string, apiVersion: string) => {
+  // A parent whose spec breaks the API's rules (it bypassed admission) gets a 400: Metacontroller
+  // then reports SyncError and applies nothing, rather than acting on a spec we cannot trust.
+  const kindOf = (plural: string, parent: { kind: string; apiVersion: string; spec: unknown }) => {
     const hooks = HOOKS[plural];
     if (!hooks) return { error: `no hooks for ${JSON.stringify(plural)}; served: ${Object.keys(HOOKS).join(', ')}`, code: 404 };
-    if (parentKind !== hooks.kind || apiVersion !== API_VERSION) {
-      return { error: `parent: expected ${hooks.kind} ${API_VERSION}, got ${parentKind} ${apiVersion}`, code: 400 };
+    if (parent.kind !== hooks.kind || parent.apiVersion !== API_VERSION) {
+      return { error: `parent: expected ${hooks.kind} ${API_VERSION}, got ${parent.kind} ${parent.apiVersion}`, code: 400 };
     }
+    const { problems } = validateSpec(hooks.kind as Kind, parent.spec);
+    if (problems.length) return { error: `parent ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, code: 400 };
     return { hooks };
   };
 
   for (const hook of ['sync', 'finalize'] as const) {
     app.post<{ Params: { plural: string }; Body: SyncRequest }>(`/hooks/:plural/${hook}`, { schema: { body: syncBody } }, async (request, reply) => {
       const body = request.body;
-      const found = kindOf(request.params.plural, body.parent.kind, body.parent.apiVersion);
+      const found = kindOf(request.params.plural, body.parent as never);
       if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
       const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
       const response = found.hooks[hook](req, { now: now(), settings });
@@ -83,7 +98,7 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
   }
 
   app.post<{ Params: { plural: string }; Body: CustomizeRequest }>('/hooks/:plural/customize', { schema: { body: customizeBody } }, async (request, reply) => {
-    const found = kindOf(request.params.plural, request.body.parent.kind, request.body.parent.apiVersion);
+    const found = kindOf(request.params.plural, request.body.parent as never);
     if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
     return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });
   });

@@ -1,0 +1,71 @@
+// The install manifests: `kubectl kustomize metacontroller/` renders them, every object is valid
+// Kubernetes, and the CompositeControllers declare exactly the child types and hook routes the
+// service produces and serves.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Service } from 'kubernetes-models/v1/Service';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { HOOKS } from '../../lib/server/hooks.js';
+import * as catalogHooks from '../../hooks/catalog.js';
+import * as tableHooks from '../../hooks/table.js';
+import { packageRoot } from '../../lib/lake/config.js';
+import { catalogObject, ctx, observed, syncRequest, tableObject } from '../helpers/hook-fixtures.js';
+
+const root = packageRoot();
+function kubectl(): string {
+  for (const candidate of [join(root, '.cache', 'k8s', 'bin', 'kubectl'), '/usr/bin/kubectl', '/usr/local/bin/kubectl']) if (existsSync(candidate)) return candidate;
+  return 'kubectl';
+}
+
+const rendered = spawnSync(kubectl(), ['kustomize', join(root, 'metacontroller')], { encoding: 'utf8' });
+const objects = rendered.status === 0 ? parseAllDocuments(rendered.stdout).map((d) => d.toJS()) : [];
+const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
+
+t.test('kubectl kustomize renders the whole installation', async (t) => {
+  t.equal(rendered.status, 0, `kubectl kustomize failed: ${rendered.stderr || rendered.error}`);
+  const kinds = [...new Set(objects.map((o) => o.kind))].sort();
+  t.same(kinds, ['Certificate', 'ClusterRole', 'ClusterRoleBinding', 'CompositeController', 'CustomResourceDefinition', 'Deployment', 'Issuer',
+    'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration']);
+  t.equal(byKind('CustomResourceDefinition').length, 3);
+  t.doesNotThrow(() => new Deployment(byKind('Deployment')[0]).validate(), 'the Deployment is valid');
+  t.doesNotThrow(() => new Service(byKind('Service')[0]).validate(), 'the Service is valid');
+  t.doesNotThrow(() => new PodDisruptionBudget(byKind('PodDisruptionBudget')[0]).validate(), 'the PDB is valid');
+  t.doesNotThrow(() => new ClusterRole(byKind('ClusterRole')[0]).validate(), 'the ClusterRole is valid');
+  const d = byKind('Deployment')[0];
+  t.equal(d.spec.replicas, 2);
+  const c = d.spec.template.spec.containers[0];
+  t.match(c, { readinessProbe: { httpGet: { path: '/readyz' } }, livenessProbe: { httpGet: { path: '/healthz' } }, securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false } });
+  const rules = byKind('ClusterRole')[0].rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  t.notOk(rules.some((r) => r.resources.includes('*') || r.verbs.includes('*') || r.apiGroups.includes('*')), 'no wildcard rules');
+  t.notOk(rules.some((r) => r.resources.includes('secrets')), 'no access to Secrets');
+});
+
+t.test('each CompositeController declares the child types its hooks return, and routes the service serves', async (t) => {
+  const controllers = byKind('CompositeController');
+  t.equal(controllers.length, 2);
+  const readyCatalog = { ...observed(catalogObject()), status: { phase: 'Ready' } };
+  const produced: Record<string, { apiVersion: string; kind: string }[]> = {
+    ducklakecatalogs: catalogHooks.sync(syncRequest(catalogObject()), ctx).children,
+    ducklaketables: [...tableHooks.sync(syncRequest(tableObject(), [], [readyCatalog]), ctx).children,
+      ...tableHooks.finalize(syncRequest(tableObject({ deletionPolicy: 'Delete' }, { deletionTimestamp: '2026-11-24T12:10:00Z' }), [], [readyCatalog], [], true), ctx).children],
+  };
+  const plural: Record<string, string> = { Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims' };
+  for (const cc of controllers) {
+    const resource = cc.spec.parentResource.resource as string;
+    t.equal(cc.spec.parentResource.apiVersion, 'ducklake.featherman.dev/v1alpha1');
+    t.equal(cc.spec.generateSelector, true);
+    t.ok(HOOKS[resource], `the service has hooks for ${resource}`);
+    const declared = new Set((cc.spec.childResources as { apiVersion: string; resource: string }[]).map((r) => `${r.apiVersion} ${r.resource}`));
+    for (const child of produced[resource] ?? []) t.ok(declared.has(`${child.apiVersion} ${plural[child.kind]}`), `${resource}: ${child.apiVersion} ${child.kind} is declared with exactly that apiVersion`);
+    for (const hook of ['sync', 'finalize', 'customize']) {
+      const h = cc.spec.hooks[hook];
+      t.equal(h.version, 'v2', `${resource} ${hook} uses v2 hooks`);
+      t.equal(new URL(h.webhook.url).pathname, `/hooks/${resource}/${hook}`, `${resource} ${hook} points at the served route`);
+    }
+  }
+});
