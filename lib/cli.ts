@@ -18,8 +18,10 @@ const commands: Record<string, () => Promise<Command>> = {
   restore: async () => (await import('./lake/commands/backup.js')).restoreCommand,
   maintain: async () => (await import('./lake/commands/maintain.js')).maintainCommand,
   query: async () => (await import('./lake/commands/query.js')).queryCommand,
+  worker: async () => (await import('./pool/worker.js')).workerCommand,
   serve: async () => (await import('./server/serve.js')).serveCommand,
   certs: async () => (await import('./api/certs.js')).certsCommand,
+  crds: async () => (await import('./api/crds.js')).crdsCommand,
 };
 
 const USAGE = `usage: featherman <command> [options]
@@ -32,6 +34,7 @@ commands:
   maintain                   merge files, expire snapshots, clean up deleted files
   query --sql SQL            run SQL against the lake (read-only unless --write)
   serve                      the Metacontroller hooks and admission webhooks service
+  worker                     a warm-pool worker: the lake attached, serving POST /query
   certs                      write a CA and serving certificate for the admission webhooks
 configuration comes from FEATHERMAN_* and AWS_* environment variables; see README.md`;
 

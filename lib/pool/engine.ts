@@ -1,0 +1,152 @@
+// The warm worker's DuckDB: extensions loaded, S3 secret created, lake attached read-only, and the
+// sandbox switches locked, once per engine. Queries then cost milliseconds.
+//
+// Readers and writers on a DuckDB catalog file: DuckDB lets one process write *or* many read,
+// never both, so a worker that kept the catalog file open would lock out every table Job. A
+// worker therefore never keeps it open: it copies the catalog (a read transaction of a few ms,
+// waiting politely for a writer's lock) into its own scratch directory, attaches the copy, and
+// whenever the catalog file changes builds a fresh engine from a fresh copy and swaps it in.
+// Data files are immutable in DuckLake, so a copy of the catalog is a consistent snapshot.
+// New data is visible within the refresh interval plus one copy and attach (about 1-2 s).
+// Postgres catalogs allow many readers and writers, so their engines attach directly.
+import { stat, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { LakeConfig } from '../lake/config.js';
+import { attachLake, attachWithLockWait, LakeSession, openDuckDB } from '../lake/session.js';
+import { LAKE, literal } from '../lake/sql.js';
+
+export class Engine {
+  private refs = 0;
+  private retired = false;
+  constructor(readonly session: LakeSession, readonly generation: number, readonly snapshotId: number, private readonly copyPath?: string) {}
+
+  acquire(): () => void {
+    this.refs++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.refs--;
+      if (this.retired && this.refs === 0) void this.close();
+    };
+  }
+
+  /** A connection for one query, with the lake as its default database. */
+  async connect(): Promise<DuckDBConnection> {
+    const connection = await this.session.instance.connect();
+    await connection.run(`USE ${LAKE}`);
+    return connection;
+  }
+
+  /** Close once the last query using this engine finishes. */
+  retire(): void {
+    this.retired = true;
+    if (this.refs === 0) void this.close();
+  }
+
+  private async close(): Promise<void> {
+    this.session.close();
+    if (this.copyPath) await rm(this.copyPath, { force: true });
+  }
+}
+
+/** Apply DuckDB's own sandbox: only the lake's data files are reachable, and nothing can be re-configured. */
+async function lockDown(session: LakeSession): Promise<void> {
+  await session.run(`SET allowed_directories = [${literal(session.config.dataPath)}]`);
+  await session.run('SET enable_external_access = false');
+  await session.run('SET lock_configuration = true');
+}
+
+/** A consistent copy of a DuckDB catalog file, taken in one read transaction. */
+async function copyCatalog(config: LakeConfig, source: string, target: string): Promise<void> {
+  const instance = await DuckDBInstance.create(':memory:', { autoinstall_known_extensions: 'false', autoload_known_extensions: 'false' });
+  const connection = await instance.connect();
+  const session = new LakeSession(config, instance, connection, { openMs: 0, extensionsMs: 0, attachMs: 0 });
+  try {
+    await attachWithLockWait(session, `ATTACH ${literal(source)} AS src (READ_ONLY)`, config.lockTimeoutMs);
+    await session.run(`ATTACH ${literal(target)} AS dst`);
+    await session.run('COPY FROM DATABASE src TO dst');
+  } finally {
+    session.close();
+  }
+}
+
+export interface EngineHolderOptions {
+  config: LakeConfig;
+  readOnly: boolean;
+  scratchDir: string;
+  refreshMs: number;
+  onError?: (err: unknown) => void;
+}
+
+/** Holds the current engine and replaces it when the catalog changes. */
+export class EngineHolder {
+  private engine?: Engine;
+  private generation = 0;
+  private fingerprint = '';
+  private timer?: NodeJS.Timeout;
+  private refreshing?: Promise<void>;
+
+  constructor(private readonly opts: EngineHolderOptions) {}
+
+  get current(): Engine | undefined {
+    return this.engine;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.opts.scratchDir, { recursive: true });
+    await this.refresh();
+    if (this.opts.config.metadata.type === 'duckdb') {
+      this.timer = setInterval(() => { void this.refresh().catch((err) => this.opts.onError?.(err)); }, this.opts.refreshMs);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.engine?.retire();
+    this.engine = undefined;
+  }
+
+  private async catalogFingerprint(): Promise<string> {
+    const m = this.opts.config.metadata;
+    if (m.type !== 'duckdb') return 'static';
+    const parts = await Promise.all([m.path, `${m.path}.wal`].map((p) => stat(p).then((s) => `${s.mtimeMs}:${s.size}`, () => '-')));
+    return parts.join('|');
+  }
+
+  /** Build a new engine if the catalog changed (or there is none yet), then swap it in. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.doRefresh().finally(() => { this.refreshing = undefined; });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const fingerprint = await this.catalogFingerprint();
+    if (this.engine && fingerprint === this.fingerprint) return;
+    const generation = ++this.generation;
+    const { config, readOnly } = this.opts;
+    let copyPath: string | undefined;
+    let metadataOverride: string | undefined;
+    if (config.metadata.type === 'duckdb') {
+      copyPath = join(this.opts.scratchDir, `catalog-${process.pid}-${generation}.ducklake`);
+      await copyCatalog(config, config.metadata.path, copyPath);
+      metadataOverride = `ducklake:duckdb:${copyPath}`;
+    }
+    const session = await openDuckDB(config);
+    try {
+      await attachLake(session, { readOnly: readOnly || config.metadata.type === 'duckdb' }, metadataOverride);
+      const snapshotId = await session.currentSnapshot();
+      await lockDown(session);
+      const previous = this.engine;
+      this.engine = new Engine(session, generation, snapshotId, copyPath);
+      this.fingerprint = fingerprint;
+      previous?.retire();
+    } catch (err) {
+      session.close();
+      if (copyPath) await rm(copyPath, { force: true });
+      throw err;
+    }
+  }
+}

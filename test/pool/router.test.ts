@@ -1,0 +1,205 @@
+// The warm pool end to end without a cluster: two local worker processes on a lake in MinIO,
+// the router and /v1/query in front. Concurrency, queueing, a killed worker, deadlines, the
+// sandbox, tokens, metrics, and a table Job writing while the workers read.
+import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildServer } from '../../lib/server/server.js';
+import { LocalFallback, LocalPool } from '../../lib/pool/local.js';
+import { Router, type PoolSettings, type WorkerDirectory } from '../../lib/pool/router.js';
+import { Minio } from '../helpers/minio.js';
+import { featherman } from '../helpers/cli.js';
+
+const TOKEN = 'test-token-0123456789';
+const minio = await Minio.start();
+const work = mkdtempSync(join(tmpdir(), 'fm-pool-'));
+await minio.createBucket('lake');
+const env: Record<string, string> = {
+  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
+  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/pool/data/', FEATHERMAN_CATALOG: 'lake1',
+};
+t.equal((await featherman(['catalog', 'init'], env)).code, 0);
+const specFile = join(work, 'events.json');
+writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }] }));
+t.equal((await featherman(['table', 'apply', '-f', specFile], env)).code, 0);
+t.equal((await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM range(10000) r(i)"], env)).code, 0);
+
+const settings: PoolSettings = { namespace: 'local', pool: 'p1', catalog: 'lake1', readOnly: true, queueMaxLength: 1000, queueMaxWaitMs: 60_000, maxQueryMs: 30_000, workerConcurrency: 1 };
+const pool = new LocalPool(settings, env);
+await pool.scaleTo(2);
+const router = new Router(pool, new LocalFallback(env));
+const app: FastifyInstance = await buildServer({ plugins: ['health', 'query', 'metrics'], router, apiTokens: [TOKEN] });
+const base = await app.listen({ port: 0, host: '127.0.0.1' });
+t.teardown(async () => { await app.close(); await pool.stop(); await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+
+async function query(body: Record<string, unknown>, token = TOKEN) {
+  const res = await fetch(`${base}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ catalog: 'lake1', ...body }) });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+t.test('200 concurrent queries through two workers all return the right rows', async (t) => {
+  const started = performance.now();
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => query({ sql: `SELECT count(*) AS n, sum(id) AS s FROM events WHERE id % 200 = ${i}` })));
+  const seconds = (performance.now() - started) / 1000;
+  t.same(results.map((r) => r.status), Array(200).fill(200), 'every query answered 200');
+  results.forEach((r, i) => {
+    const rows = JSON.parse(r.text).rows;
+    const expected = Array.from({ length: 50 }, (_, k) => k * 200 + i).reduce((a, b) => a + b, 0);
+    if (rows[0].n !== '50' || rows[0].s !== String(expected)) t.fail(`query ${i}: ${r.text}`);
+  });
+  const pods = new Set(results.map((r) => r.headers.get('x-featherman-pod')));
+  t.same([...pods].sort(), ['p1-local-1', 'p1-local-2'], 'both workers served');
+  t.ok(results.every((r) => Number(r.headers.get('x-featherman-duration')) >= 0), 'X-Featherman-Duration is set');
+  t.comment(`200 queries in ${seconds.toFixed(2)} s`);
+});
+
+t.test('streams NDJSON and CSV', async (t) => {
+  const nd = await query({ sql: 'SELECT id, kind FROM events ORDER BY id LIMIT 3', format: 'ndjson' });
+  t.equal(nd.text, '{"id":"0","kind":"even"}\n{"id":"1","kind":"odd"}\n{"id":"2","kind":"even"}\n');
+  const csv = await query({ sql: 'SELECT id, kind FROM events ORDER BY id LIMIT 2', format: 'csv' });
+  t.equal(csv.text, 'id,kind\n0,even\n1,odd\n');
+});
+
+t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t) => {
+  const tiny: PoolSettings = { ...settings, pool: 'tiny', queueMaxLength: 1, queueMaxWaitMs: 1500 };
+  const directory: WorkerDirectory = { pools: async () => [tiny], workers: () => pool.workers() };
+  const r2 = new Router(directory, new LocalFallback(env));
+  const app2 = await buildServer({ plugins: ['query'], router: r2, apiTokens: [TOKEN] });
+  t.teardown(() => app2.close());
+  const slow = 'SELECT count(*) AS n FROM range(1000000000) r(i) WHERE i % 7 = 3';
+  const send = (sql: string) => app2.inject({ method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs: 60_000 } });
+  const busy = [send(slow), send(slow)]; // both workers busy
+  await new Promise((r) => setTimeout(r, 300));
+  const queued = send('SELECT 1 AS one'); // waits in the queue (length 1)
+  await new Promise((r) => setTimeout(r, 100));
+  const rejected = await send('SELECT 2 AS two');
+  t.equal(rejected.statusCode, 429);
+  t.ok(Number(rejected.headers['retry-after']) >= 1, 'Retry-After is set');
+  t.match(rejected.json().message, /pool tiny is busy/);
+  const waited = await queued;
+  t.equal(waited.statusCode, 503, 'the queued query gave up after maxWaitTime');
+  t.match(waited.json().message, /no worker of pool tiny became free within 1500 ms/);
+  for (const b of await Promise.all(busy)) t.equal(b.statusCode, 200);
+});
+
+t.test('a deadline interrupts DuckDB itself; the worker stays healthy', async (t) => {
+  const started = performance.now();
+  const r = await query({ sql: 'SELECT count(*) FROM range(1e13::BIGINT)', timeoutMs: 1000 });
+  const seconds = (performance.now() - started) / 1000;
+  t.equal(r.status, 504);
+  t.match(JSON.parse(r.text).error, /exceeded its deadline of 1000 ms/);
+  t.ok(seconds < 2, `stopped within 2 s (${seconds.toFixed(2)} s)`);
+  const after = await Promise.all([query({ sql: 'SELECT 42 AS x' }), query({ sql: 'SELECT 43 AS x' })]);
+  t.same(after.map((a) => a.status), [200, 200], 'both workers answer afterwards');
+  for (const w of pool.alive()) t.equal((await fetch(`${w.url}/healthz`)).status, 200);
+});
+
+t.test('user SQL is sandboxed', async (t) => {
+  const refused: [string, RegExp][] = [
+    ["SELECT * FROM read_text('/etc/passwd')", /read_text\(\) is not allowed/],
+    ["SELECT getenv('AWS_SECRET_ACCESS_KEY')", /getenv does not exist/],
+    ["COPY (SELECT 1) TO '/tmp/x'", /only read queries/],
+    ["ATTACH '/tmp/other.db' AS other", /only read queries/],
+    ['INSTALL httpfs', /only read queries/],
+    ['LOAD httpfs', /only read queries/],
+    ['SET threads = 1', /only read queries/],
+    ["CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')", /only read queries/],
+    ['SELECT * FROM duckdb_secrets()', /duckdb_secrets\(\) is not allowed/],
+    ['SELECT * FROM __ducklake_metadata_lake.ducklake_data_file', /outside the lake/],
+    ["SELECT * FROM glob('/tmp/*')", /glob\(\) is not allowed/],
+    ["SELECT * FROM query('SELECT 1')", /query\(\) is not allowed/],
+    ["SELECT * FROM read_parquet('s3://lake/pool/data/main/events/*.parquet')", /read_parquet\(\) is not allowed/],
+    ['SELECT 1; SELECT 2', /exactly one statement/],
+    ['DELETE FROM events', /only read queries/],
+  ];
+  for (const [sql, message] of refused) {
+    const r = await query({ sql });
+    t.ok(r.status === 403 || r.status === 400, `${sql} refused (${r.status})`);
+    t.match(JSON.parse(r.text).error, message, sql);
+    t.notMatch(r.text, new RegExp(minio.secretKey), 'no secret in the answer');
+  }
+  const ok = await query({ sql: 'SELECT count(*) AS n FROM events' });
+  t.equal(ok.status, 200, 'ordinary queries still work');
+});
+
+t.test('a request without a valid token gets 401', async (t) => {
+  t.equal((await query({ sql: 'SELECT 1' }, 'wrong-token')).status, 401);
+  const none = await fetch(`${base}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'lake1', sql: 'SELECT 1' }) });
+  t.equal(none.status, 401);
+  t.equal(none.headers.get('www-authenticate'), 'Bearer');
+  const bad = await query({ sql: 'SELECT 1', catalog: 'nope' });
+  t.equal(bad.status, 404, 'unknown catalog: 404');
+  const invalid = await query({ sql: undefined, format: 'xml' } as never);
+  t.equal(invalid.status, 400, 'bad body: 400');
+});
+
+t.test('a table Job writes while the workers answer, and the workers see it within seconds', async (t) => {
+  let stop = false;
+  let answered = 0;
+  const readers = (async () => {
+    while (!stop) {
+      const r = await query({ sql: 'SELECT count(*) AS n FROM events' });
+      if (r.status !== 200) t.fail(`reader got ${r.status}: ${r.text}`);
+      answered++;
+    }
+  })();
+  writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }, { name: 'note', type: 'VARCHAR' }] }));
+  const apply = await featherman(['table', 'apply', '-f', specFile], env);
+  t.equal(apply.code, 0, `table apply succeeded while workers read: ${apply.stderr}`);
+  const insert = await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, 'new', 'hello' FROM range(10000, 10500) r(i)"], env);
+  t.equal(insert.code, 0, insert.stderr);
+  const committed = performance.now();
+  stop = true;
+  await readers;
+  // Ask each worker directly, so the bound holds for every worker, not just the one the router picked.
+  const seen = await Promise.all(pool.alive().map(async (w) => {
+    while (performance.now() - committed < 10_000) {
+      const res = await fetch(`${w.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }) });
+      if (res.ok && (await res.json() as { rows: { n: string }[] }).rows[0]!.n === '10500') return performance.now() - committed;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return Infinity;
+  }));
+  t.ok(seen.every((ms) => ms < 5000), `every worker saw the new rows within 5 s of the commit (${seen.map((ms) => ms.toFixed(0)).join(' ms, ')} ms)`);
+  t.ok(answered > 0, `${answered} reads answered during the write`);
+  const note = await query({ sql: "SELECT count(note) AS n FROM events WHERE note = 'hello'" });
+  t.same(JSON.parse(note.text).rows, [{ n: '500' }], 'the new column is visible too');
+});
+
+t.test('a worker killed mid-query: the read is retried on the other worker', async (t) => {
+  const victim = pool.alive()[0]!;
+  const pending = query({ sql: 'SELECT count(*) AS n FROM range(1000000000) r(i) WHERE i % 5 = 1', timeoutMs: 30_000 });
+  await new Promise((r) => setTimeout(r, 500));
+  const busyOne = (await Promise.all(pool.alive().map(async (w) => ({ w, s: (await (await fetch(`${w.url}/stats`)).json()) as { activeQueries: number } })))).find((x) => x.s.activeQueries > 0);
+  (busyOne?.w ?? victim).process.kill('SIGKILL');
+  const started = performance.now();
+  const r = await pending;
+  t.ok(r.status === 200 || r.status === 502, `retried (200) or a clear 502, got ${r.status}: ${r.text.slice(0, 200)}`);
+  if (r.status === 200) t.same(JSON.parse(r.text).rows, [{ n: '200000000' }]);
+  t.ok(performance.now() - started < 30_000, 'no hang');
+  await pool.scaleTo(2);
+  t.equal(pool.alive().length, 2, 'the pool is back to two workers');
+});
+
+t.test('with no worker the router falls back to a one-off query process', async (t) => {
+  await pool.scaleTo(0);
+  const r = await query({ sql: 'SELECT count(*) AS n FROM events' });
+  t.equal(r.status, 200, r.text);
+  t.equal(r.headers.get('x-featherman-pod'), 'fallback');
+  t.same(JSON.parse(r.text).rows, [{ n: '10500' }]);
+  await pool.scaleTo(2);
+});
+
+t.test('/metrics passes promtool check metrics and has the README names', async (t) => {
+  const res = await fetch(`${base}/metrics`);
+  const text = await res.text();
+  for (const name of ['ducklake_pool_size_current', 'ducklake_pool_pods_idle', 'ducklake_pool_pods_busy', 'ducklake_pool_queue_length', 'ducklake_pool_query_duration_seconds', 'ducklake_pool_wait_duration_seconds', 'ducklake_pool_queries_total']) {
+    t.match(text, new RegExp(`^${name}`, 'm'), name);
+  }
+  t.match(text, /ducklake_pool_queries_total\{pool="p1",namespace="local",outcome="ok"\} \d+/);
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  t.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}${check.error ?? ''}`);
+});
