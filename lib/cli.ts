@@ -36,6 +36,7 @@ commands:
   serve                      the Metacontroller hooks and admission webhooks service
   worker                     a warm-pool worker: the lake attached, serving POST /query
   certs                      write a CA and serving certificate for the admission webhooks
+  crds                       regenerate crds/*.yaml and metacontroller/webhooks.yaml (--check, --stdout)
 configuration comes from FEATHERMAN_* and AWS_* environment variables; see README.md`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

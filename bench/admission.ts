@@ -1,0 +1,137 @@
+// Validate-webhook throughput beside a bare Fastify route, in one run:
+//   - the server (a child process, so client and server do not share a CPU thread) serves
+//     /admission/validate and /bare, a POST route that parses the same body and answers a
+//     precomputed JSON of exactly the size the webhook answers;
+//   - the client sends the same AdmissionReview to each for a fixed time over keep-alive
+//     connections and prints requests/s, latency percentiles and the ratio.
+// Run: node dist/bench/admission.js. BENCH_SECONDS, BENCH_CONNECTIONS override the sizes.
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { validateReview } from '../lib/api/admission.js';
+import { packageRoot } from '../lib/lake/config.js';
+import { buildServer } from '../lib/server/server.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const ROUNDS = 3; // the two routes take turns, so background load hits both alike
+
+function reviewOf(file: string, uid: string): string {
+  const object = parse(readFileSync(join(packageRoot(), file), 'utf8'));
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid,
+      kind: { group: 'ducklake.featherman.dev', version: 'v1alpha1', kind: object.kind },
+      resource: { group: 'ducklake.featherman.dev', version: 'v1alpha1', resource: 'ducklaketables' },
+      name: object.metadata.name, namespace: 'default', operation: 'CREATE', userInfo: { username: 'bench' }, object,
+    },
+  });
+}
+
+const WORKLOADS = {
+  'allowed (examples/users-table.yaml)': reviewOf('examples/users-table.yaml', '0d6b8a3e-bench-allowed'),
+  'denied (README table)': reviewOf('test/fixtures/original-readme/table.yaml', '0d6b8a3e-bench-denied'),
+};
+
+/** The server side: the admission plugin plus /bare answering a same-size JSON for each workload. */
+async function serve(): Promise<void> {
+  const app = await buildServer({ plugins: ['admission'] });
+  const canned = new Map<string, string>();
+  for (const body of Object.values(WORKLOADS)) {
+    const answer = JSON.stringify(validateReview(JSON.parse(body)));
+    const uid = JSON.parse(body).request.uid as string;
+    const filler = answer.length - JSON.stringify({ uid, pad: '' }).length;
+    canned.set(uid, JSON.stringify({ uid, pad: 'x'.repeat(filler) }));
+  }
+  app.post('/bare', async (req, reply) => {
+    const uid = (req.body as { request: { uid: string } }).request.uid;
+    reply.type('application/json');
+    return canned.get(uid);
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  process.send!({ port: (app.server.address() as { port: number }).port });
+  process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
+}
+
+interface Sample { latencies: number[]; elapsed: number; bytes: number; errors: number }
+interface Result { requests: number; rps: number; p50: number; p99: number; bytes: number; errors: number }
+
+function summarize(samples: Sample[]): Result {
+  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const elapsed = samples.reduce((a, s) => a + s.elapsed, 0);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return {
+    requests: latencies.length, rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99),
+    bytes: samples[0]?.bytes ?? 0, errors: samples.reduce((a, s) => a + s.errors, 0),
+  };
+}
+
+async function load(port: number, path: string, body: string, seconds: number): Promise<Sample> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const latencies: number[] = [];
+  let errors = 0;
+  let bytes = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const one = () => new Promise<void>((resolve) => {
+    const t0 = performance.now();
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let size = 0;
+      res.on('data', (d: Buffer) => { size += d.length; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) errors++;
+        bytes = size;
+        latencies.push(performance.now() - t0);
+        resolve();
+      });
+    });
+    req.on('error', () => { errors++; resolve(); });
+    req.end(body);
+  });
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
+    while (performance.now() < deadline) await one();
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  return { latencies, elapsed, bytes, errors };
+}
+
+export async function run(): Promise<void> {
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`bench server exited ${code}`)));
+  });
+  const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  try {
+    console.log(`admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`);
+    console.log(`${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
+    for (const [name, body] of Object.entries(WORKLOADS)) {
+      await load(port, '/bare', body, 0.5); // warm-up: JIT, connections
+      await load(port, '/admission/validate', body, 0.5);
+      const bareSamples: Sample[] = [];
+      const hookSamples: Sample[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        bareSamples.push(await load(port, '/bare', body, SECONDS / ROUNDS));
+        hookSamples.push(await load(port, '/admission/validate', body, SECONDS / ROUNDS));
+      }
+      const bare = summarize(bareSamples);
+      const hook = summarize(hookSamples);
+      if (bare.errors || hook.errors) throw new Error(`errors during the run: bare ${bare.errors}, validate ${hook.errors}`);
+      for (const [route, r] of [['bare Fastify route', bare], ['/admission/validate', hook]] as const) {
+        console.log(`${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
+      }
+      console.log(`${name.padEnd(38)}${'ratio validate/bare'.padEnd(22)}${fmt(hook.rps / bare.rps, 2).padStart(10)}`);
+    }
+  } finally {
+    child.disconnect();
+  }
+}
+
+if (process.argv.includes('--server')) void serve();
+else if (import.meta.url === `file://${process.argv[1]}`) void run();

@@ -1,0 +1,130 @@
+// `featherman certs` writes a CA and a serving certificate; `featherman serve` uses them for
+// HTTPS, answers curl over real TLS, and picks up a new certificate when its Secret volume is
+// updated the way the kubelet does it (a new directory, then an atomic swap of the ..data link).
+import t from 'tap';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { cpSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, featherman } from '../helpers/cli.js';
+import { readmeFixture, review } from '../helpers/admission.js';
+
+const dir = t.testdir({});
+
+t.test('featherman certs', async (t) => {
+  const res = await featherman(['certs', '--out', join(dir, 'a'), '--dns', 'localhost', '--ip', '127.0.0.1'], {});
+  t.equal(res.code, 0, res.stderr);
+  t.match(res.json, { ok: true, command: 'certs', caReused: false, dnsNames: ['featherman', 'featherman.featherman', 'featherman.featherman.svc', 'featherman.featherman.svc.cluster.local', 'localhost'], ipAddresses: ['127.0.0.1'] });
+  const ca = new X509Certificate(readFileSync(join(dir, 'a', 'ca.crt')));
+  const leaf = new X509Certificate(readFileSync(join(dir, 'a', 'tls.crt')));
+  t.equal(ca.ca, true, 'ca.crt is a CA');
+  t.equal(leaf.ca, false, 'tls.crt is not');
+  t.ok(leaf.verify(ca.publicKey), 'tls.crt is signed by ca.crt');
+  t.ok(leaf.checkIssued(ca), 'and issued by it');
+  t.equal(leaf.checkHost('featherman.featherman.svc'), 'featherman.featherman.svc', 'valid for the Service name the API server calls');
+  t.equal(leaf.checkIP('127.0.0.1'), '127.0.0.1');
+  t.equal(leaf.checkHost('evil.example.com'), undefined);
+  t.ok(leaf.keyUsage?.includes('1.3.6.1.5.5.7.3.1'), 'extended key usage serverAuth');
+  t.equal(readFileSync(join(dir, 'a', 'caBundle'), 'utf8'), readFileSync(join(dir, 'a', 'ca.crt')).toString('base64'), 'caBundle is base64 of ca.crt');
+  t.equal(statSync(join(dir, 'a', 'tls.key')).mode & 0o777, 0o600, 'tls.key is private');
+  t.equal(statSync(join(dir, 'a', 'ca.key')).mode & 0o777, 0o600, 'ca.key is private');
+  const hooks = readFileSync(join(dir, 'a', 'webhooks.yaml'), 'utf8');
+  t.equal(hooks.split(`caBundle: ${readFileSync(join(dir, 'a', 'caBundle'), 'utf8')}`).length, 3, 'webhooks.yaml carries the caBundle in both configurations');
+  t.notMatch(hooks, /inject-ca-from/, 'and no cert-manager annotation');
+  const openssl = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'a', 'ca.crt'), join(dir, 'a', 'tls.crt')]).toString();
+  t.match(openssl, /tls.crt: OK/, 'openssl agrees');
+
+  const again = await featherman(['certs', '--out', join(dir, 'a'), '--dns', 'localhost', '--ip', '127.0.0.1'], {});
+  t.equal(again.json.caReused, true, 'a second run keeps the CA');
+  t.equal(again.json.caFingerprint, res.json.caFingerprint, 'so the caBundle stays valid');
+  t.not(readFileSync(join(dir, 'a', 'tls.crt'), 'utf8'), leaf.toString(), 'while the serving certificate is new');
+
+  const missing = await featherman(['certs'], {});
+  t.equal(missing.code, 2);
+  t.match(missing.json.error, /--out: required/);
+  const help = await featherman(['certs', '--help'], {});
+  t.match(help.stdout, /kubectl -n NS create secret tls featherman-webhook-tls/);
+});
+
+/** A Secret volume as the kubelet lays it out: tls.crt -> ..data/tls.crt, ..data -> a timestamped directory. */
+function projectSecret(volume: string, from: string, version: string) {
+  const target = join(volume, `..${version}`);
+  mkdirSync(target, { recursive: true });
+  for (const f of ['tls.crt', 'tls.key']) cpSync(join(from, f), join(target, f));
+  symlinkSync(`..${version}`, join(volume, '..data_tmp'));
+  renameSync(join(volume, '..data_tmp'), join(volume, '..data'));
+}
+
+function curl(args: string[]): { code: number; out: string } {
+  try {
+    return { code: 0, out: execFileSync('curl', ['-sS', '--max-time', '5', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString() };
+  } catch (err) {
+    const e = err as { status: number; stderr: Buffer };
+    return { code: e.status, out: e.stderr.toString() };
+  }
+}
+
+t.test('featherman serve over HTTP and HTTPS, with certificate reload', async (t) => {
+  await featherman(['certs', '--out', join(dir, 'b'), '--dns', 'localhost', '--ip', '127.0.0.1', '--new-ca'], {});
+  const volume = join(dir, 'volume');
+  mkdirSync(volume);
+  projectSecret(volume, join(dir, 'a'), 'v1');
+  symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
+  symlinkSync('..data/tls.key', join(volume, 'tls.key'));
+
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--tls-port', '0',
+    '--tls-cert', join(volume, 'tls.crt'), '--tls-key', join(volume, 'tls.key')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d) => { log += d; });
+  child.stderr!.on('data', (d) => { log += d; });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const listening = await new Promise<{ httpPort: number; httpsPort: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 15_000);
+    child.stdout!.on('data', () => {
+      const line = log.split('\n').find((l) => l.includes('featherman serve listening'));
+      if (line) { clearTimeout(timer); resolve(JSON.parse(line)); }
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}:\n${log}`)));
+  });
+
+  const body = join(dir, 'review.json');
+  writeFileSync(body, JSON.stringify(review('CREATE', readmeFixture('table'), undefined, 'tls-uid')));
+  const post = ['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', `@${body}`];
+  const https = `https://localhost:${listening.httpsPort}/admission/validate`;
+
+  const res = curl([...post, '--cacert', join(dir, 'a', 'ca.crt'), https]);
+  t.equal(res.code, 0, `curl over TLS succeeds: ${res.out}`);
+  const answer = JSON.parse(res.out);
+  t.equal(answer.response.uid, 'tls-uid');
+  t.equal(answer.response.allowed, false);
+  t.match(answer.response.status.message, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/);
+
+  const plain = curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', 'not json', '-w', '%{http_code}', '-o', '/dev/null', `http://127.0.0.1:${listening.httpPort}/admission/validate`]);
+  t.equal(plain.out, '400', 'plain HTTP serves the same routes; a broken body is a 400');
+  t.equal(curl([`http://127.0.0.1:${listening.httpPort}/readyz`]).out, '{"status":"ok","checks":{"tls":"ok"}}');
+  t.not(curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code, 0, 'the other CA is not trusted yet');
+
+  projectSecret(volume, join(dir, 'b'), 'v2');
+  let switched = false;
+  for (let i = 0; i < 50 && !switched; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    switched = curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code === 0;
+  }
+  t.ok(switched, 'after the Secret update, the new certificate is served');
+  t.not(curl([...post, '--cacert', join(dir, 'a', 'ca.crt'), https]).code, 0, 'and the old one no longer');
+
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'SIGTERM shuts down cleanly');
+  t.match(log, /TLS certificate reloaded/);
+  t.match(log, /"uid":"tls-uid".*"allowed":false/, 'the decision is logged');
+  t.notMatch(log, /VARCHAR|catalogRef|"columns"/, 'the request body is not');
+});
+
+t.test('serve refuses half a TLS configuration', async (t) => {
+  const res = await featherman(['serve', '--tls-port', '8443'], {});
+  t.equal(res.code, 2);
+  t.match(res.json.error, /--tls-port, --tls-cert and --tls-key go together/);
+  const port = await featherman(['serve', '--port', 'http'], {});
+  t.match(port.json.error, /--port: must be a port number/);
+});
