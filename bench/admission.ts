@@ -7,13 +7,13 @@
 // Run: node dist/bench/admission.js. BENCH_SECONDS, BENCH_CONNECTIONS override the sizes.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { validateReview } from '../lib/api/admission.js';
 import { packageRoot } from '../lib/lake/config.js';
 import { buildServer } from '../lib/server/server.js';
+import { load, summarize, type Sample } from './load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -58,49 +58,6 @@ async function serve(): Promise<void> {
   process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
 }
 
-interface Sample { latencies: number[]; elapsed: number; bytes: number; errors: number }
-interface Result { requests: number; rps: number; p50: number; p99: number; bytes: number; errors: number }
-
-function summarize(samples: Sample[]): Result {
-  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
-  const elapsed = samples.reduce((a, s) => a + s.elapsed, 0);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return {
-    requests: latencies.length, rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99),
-    bytes: samples[0]?.bytes ?? 0, errors: samples.reduce((a, s) => a + s.errors, 0),
-  };
-}
-
-async function load(port: number, path: string, body: string, seconds: number): Promise<Sample> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const latencies: number[] = [];
-  let errors = 0;
-  let bytes = 0;
-  const deadline = performance.now() + seconds * 1000;
-  const one = () => new Promise<void>((resolve) => {
-    const t0 = performance.now();
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let size = 0;
-      res.on('data', (d: Buffer) => { size += d.length; });
-      res.on('end', () => {
-        if (res.statusCode !== 200) errors++;
-        bytes = size;
-        latencies.push(performance.now() - t0);
-        resolve();
-      });
-    });
-    req.on('error', () => { errors++; resolve(); });
-    req.end(body);
-  });
-  const started = performance.now();
-  await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
-    while (performance.now() < deadline) await one();
-  }));
-  const elapsed = (performance.now() - started) / 1000;
-  agent.destroy();
-  return { latencies, elapsed, bytes, errors };
-}
-
 export async function run(): Promise<void> {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
@@ -112,13 +69,13 @@ export async function run(): Promise<void> {
     console.log(`admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`);
     console.log(`${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
     for (const [name, body] of Object.entries(WORKLOADS)) {
-      await load(port, '/bare', body, 0.5); // warm-up: JIT, connections
-      await load(port, '/admission/validate', body, 0.5);
+      await load(port, CONNECTIONS, '/bare', body, 0.5); // warm-up: JIT, connections
+      await load(port, CONNECTIONS, '/admission/validate', body, 0.5);
       const bareSamples: Sample[] = [];
       const hookSamples: Sample[] = [];
       for (let r = 0; r < ROUNDS; r++) {
-        bareSamples.push(await load(port, '/bare', body, SECONDS / ROUNDS));
-        hookSamples.push(await load(port, '/admission/validate', body, SECONDS / ROUNDS));
+        bareSamples.push(await load(port, CONNECTIONS, '/bare', body, SECONDS / ROUNDS));
+        hookSamples.push(await load(port, CONNECTIONS, '/admission/validate', body, SECONDS / ROUNDS));
       }
       const bare = summarize(bareSamples);
       const hook = summarize(hookSamples);

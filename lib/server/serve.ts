@@ -5,6 +5,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { BadInputError } from '../errors.js';
 import { buildServer } from './server.js';
 import { reloadingHttpsServer, type ReloadingServer } from './tls.js';
@@ -74,6 +77,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   }
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let https: ReloadingServer | undefined;
+  const local = opts.embedded ? await startEmbedded(env) : undefined;
   const app = await buildServer({
     logger: { level: opts.logLevel },
     serverFactory: (h) => {
@@ -81,16 +85,9 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       return createServer(h);
     },
     readiness: opts.tls ? { tls: () => (https?.server.listening ? true : 'HTTPS is not listening yet') } : {},
+    ...(local ? { router: local.router, apiTokens: local.tokens } : {}),
   });
-
-  if (opts.embedded) {
-    try {
-      const lake = await (await import('../lake/embedded.js')).ensureEmbeddedLake(env);
-      app.log.info({ metadata: lake.metadata, dataPath: lake.dataPath }, 'embedded lake ready');
-    } catch (err) {
-      app.log.error({ reason: (err as Error).message }, 'embedded lake not available; serving without it');
-    }
-  }
+  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
 
   await app.listen({ port: opts.port, host: opts.host });
   const httpPort = (app.server.address() as AddressInfo).port;
@@ -113,7 +110,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       app.log.info({ signal }, 'shutting down');
       https?.close();
       const closing = https ? closeServer(https.server) : Promise.resolve();
-      await Promise.all([app.close(), closing]);
+      await Promise.all([app.close(), closing, local?.pool.stop()]);
       resolve();
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
@@ -126,4 +123,31 @@ function closeServer(server: Server | import('node:https').Server): Promise<void
     server.close(() => resolve());
     server.closeIdleConnections();
   });
+}
+
+/**
+ * `--embedded`: a local lake under .cache/local, a pool of local worker processes on it (pool
+ * "default", catalog "default"), and an API token: FEATHERMAN_API_TOKENS, or one generated into
+ * .cache/local/api-token (mode 0600) on first start.
+ */
+async function startEmbedded(env: NodeJS.ProcessEnv) {
+  const { ensureEmbeddedLake } = await import('../lake/embedded.js');
+  const { packageRoot } = await import('../lake/config.js');
+  const { LocalFallback, LocalPool } = await import('../pool/local.js');
+  const { Router } = await import('../pool/router.js');
+  const { loadTokens } = await import('./query.js');
+  await ensureEmbeddedLake(env);
+  const tokenFile = join(packageRoot(), '.cache', 'local', 'api-token');
+  let tokens = loadTokens(env);
+  if (tokens.length === 0) {
+    if (!existsSync(tokenFile)) writeFileSync(tokenFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+    tokens = loadTokens({ FEATHERMAN_API_TOKENS_FILE: tokenFile });
+  }
+  const settings = {
+    namespace: 'local', pool: 'default', catalog: 'default', readOnly: true,
+    queueMaxLength: 100, queueMaxWaitMs: 30_000, maxQueryMs: 60_000, workerConcurrency: 1,
+  };
+  const pool = new LocalPool(settings, env);
+  await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
+  return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile };
 }

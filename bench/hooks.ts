@@ -1,0 +1,84 @@
+// Sync-hook throughput and p99 beside a bare Fastify route, in one run. The request is the v2 sync
+// Metacontroller sends for examples/users-table.yaml with 20 observed children (old apply Jobs with
+// their status) and their pods in `related`; the bare route parses the same body and answers a
+// precomputed JSON of the same size. Server in its own process.
+// Run: node dist/bench/hooks.js. BENCH_SECONDS, BENCH_CONNECTIONS override the sizes.
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../lib/lake/config.js';
+import { buildServer } from '../lib/server/server.js';
+import { load, summarize, type Sample } from './load.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const ROUNDS = 3;
+
+function syncRequest(): string {
+  const req = JSON.parse(readFileSync(join(packageRoot(), 'examples', 'hook-requests', 'table-sync.json'), 'utf8'));
+  const jobs: Record<string, unknown> = {};
+  const pods: Record<string, unknown> = {};
+  for (let i = 0; i < 20; i++) {
+    const name = `users-apply-${i.toString(16).padStart(10, '0')}`;
+    jobs[`analytics/${name}`] = {
+      apiVersion: 'batch/v1', kind: 'Job',
+      metadata: { name, namespace: 'analytics', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, labels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'table-apply', 'ducklake.featherman.dev/table': 'users', 'controller-uid': req.parent.metadata.uid } },
+      spec: { backoffLimit: 6, template: { spec: { containers: [{ name: 'featherman', image: 'ghcr.io/featherman/featherman:0.1.0', args: ['table', 'apply'] }], restartPolicy: 'Never' } } },
+      status: { succeeded: 1, conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: '2026-11-24T11:59:30Z' }] },
+    };
+    pods[`analytics/${name}-x7k2p`] = {
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name: `${name}-x7k2p`, namespace: 'analytics', labels: { 'job-name': name, 'ducklake.featherman.dev/table': 'users' } },
+      status: { phase: 'Succeeded', containerStatuses: [{ name: 'featherman', state: { terminated: { exitCode: 0, finishedAt: '2026-11-24T11:59:29Z', message: JSON.stringify({ ok: true, command: 'table apply', action: 'unchanged', snapshotId: i }) } } }] },
+    };
+  }
+  req.children['Job.batch/v1'] = jobs;
+  req.related['Pod.v1'] = pods;
+  return JSON.stringify(req);
+}
+
+async function serve(): Promise<void> {
+  const app = await buildServer({ plugins: ['hooks'] });
+  let canned = '';
+  app.post('/bare', async (_req, reply) => reply.type('application/json').send(canned));
+  const answer = (await app.inject({ method: 'POST', url: '/hooks/ducklaketables/sync', headers: { 'content-type': 'application/json' }, payload: syncRequest() })).body;
+  canned = JSON.stringify({ pad: 'x'.repeat(answer.length - JSON.stringify({ pad: '' }).length) });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  process.send!({ port: (app.server.address() as { port: number }).port });
+  process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
+}
+
+export async function run(): Promise<void> {
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`bench server exited ${code}`)));
+  });
+  const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const body = syncRequest();
+  try {
+    console.log(`\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`);
+    console.log(`${'route'.padEnd(34)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
+    await load(port, CONNECTIONS, '/bare', body, 0.5);
+    await load(port, CONNECTIONS, '/hooks/ducklaketables/sync', body, 0.5);
+    const bare: Sample[] = [];
+    const hook: Sample[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      bare.push(await load(port, CONNECTIONS, '/bare', body, SECONDS / ROUNDS));
+      hook.push(await load(port, CONNECTIONS, '/hooks/ducklaketables/sync', body, SECONDS / ROUNDS));
+    }
+    const b = summarize(bare);
+    const h = summarize(hook);
+    if (b.errors || h.errors) throw new Error(`errors during the run: bare ${b.errors}, sync ${h.errors}`);
+    for (const [route, r] of [['bare Fastify route', b], ['/hooks/ducklaketables/sync', h]] as const) {
+      console.log(`${route.padEnd(34)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
+    }
+    console.log(`${'ratio sync/bare (req/s)'.padEnd(34)}${fmt(h.rps / b.rps, 2).padStart(10)}`);
+  } finally {
+    child.disconnect();
+  }
+}
+
+if (process.argv.includes('--server')) void serve();
+else if (import.meta.url === `file://${process.argv[1]}`) void run();

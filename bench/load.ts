@@ -1,0 +1,47 @@
+// A small, bounded HTTP load generator shared by the benchmarks: keep-alive connections on
+// loopback, each sending the same POST for a fixed time; latencies in milliseconds.
+import { Agent, request } from 'node:http';
+
+export interface Sample { latencies: number[]; elapsed: number; bytes: number; errors: number }
+export interface Result { requests: number; rps: number; p50: number; p99: number; bytes: number; errors: number }
+
+export function summarize(samples: Sample[]): Result {
+  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const elapsed = samples.reduce((a, s) => a + s.elapsed, 0);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return {
+    requests: latencies.length, rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99),
+    bytes: samples[0]?.bytes ?? 0, errors: samples.reduce((a, s) => a + s.errors, 0),
+  };
+}
+
+export async function load(port: number, connections: number, path: string, body: string, seconds: number): Promise<Sample> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const latencies: number[] = [];
+  let errors = 0;
+  let bytes = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const one = () => new Promise<void>((resolve) => {
+    const t0 = performance.now();
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let size = 0;
+      res.on('data', (d: Buffer) => { size += d.length; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) errors++;
+        bytes = size;
+        latencies.push(performance.now() - t0);
+        resolve();
+      });
+    });
+    req.on('error', () => { errors++; resolve(); });
+    req.end(body);
+  });
+  const started = performance.now();
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (performance.now() < deadline) await one();
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  return { latencies, elapsed, bytes, errors };
+}
+
