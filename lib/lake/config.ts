@@ -96,6 +96,18 @@ export function parseEndpoint(value: string | undefined): { endpoint?: string; u
   return { endpoint: m[2]!, useSsl: (m[1] ?? 'https').toLowerCase() === 'https' };
 }
 
+/**
+ * DuckDB's memory_limit. Pods pass their container limit in plain bytes (downward API
+ * resourceFieldRef), which DuckDB does not accept; DuckDB gets 80% of it, leaving room for Node.
+ * Values with a unit (e.g. 2GB) pass through unchanged.
+ */
+export function memoryLimit(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.8) / 1024 / 1024))}MiB`;
+  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value)) throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
+  return value;
+}
+
 function parseBool(name: string, value: string | undefined): boolean {
   if (value === undefined || value === '') return false;
   if (/^(true|1|yes)$/i.test(value)) return true;
@@ -139,7 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
     },
     extensionDirectory: env.FEATHERMAN_EXTENSION_DIR ?? join(packageRoot(), '.cache', 'duckdb-extensions'),
     lockTimeoutMs: lockTimeout * 1000,
-    memoryLimit: env.FEATHERMAN_MEMORY_LIMIT || undefined,
+    memoryLimit: memoryLimit(env.FEATHERMAN_MEMORY_LIMIT),
     threads,
   };
 }

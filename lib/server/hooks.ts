@@ -1,15 +1,18 @@
 // The Metacontroller hook routes: POST /hooks/<plural>/<sync|finalize|customize>. The plumbing
-// (body checks, the clock, settings, errors as 400) lives here once; each kind is one module in
-// hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
+// (body checks, the clock, settings, errors as 400, the pool workers' stats) lives here once; each
+// kind is one module in hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
+import { isIP } from 'node:net';
 import type { FastifyPluginAsync } from 'fastify';
 import * as catalog from '../../hooks/catalog.js';
 import type { HookContext } from '../../hooks/context.js';
+import * as pool from '../../hooks/pool.js';
 import * as table from '../../hooks/table.js';
 import type { Kind } from '../api/schema.js';
 import { validateSpec } from '../api/validate.js';
 import { API_VERSION } from '../k8s/labels.js';
-import type { CustomizeRequest, CustomizeResponse, SyncRequest, SyncResponse } from '../k8s/metacontroller.js';
+import { objectsOf, type CustomizeRequest, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
+import { fetchWorkerStats, type WorkerStats } from '../pool/stats.js';
 
 type SyncHook = (req: SyncRequest, ctx: HookContext) => SyncResponse;
 type CustomizeHook = (req: CustomizeRequest) => CustomizeResponse;
@@ -29,7 +32,33 @@ const kind = (name: string, m: { sync: unknown; finalize: unknown; customize?: u
 export const HOOKS: Record<string, KindHooks> = {
   ducklakecatalogs: kind('DuckLakeCatalog', catalog),
   ducklaketables: kind('DuckLakeTable', table),
+  ducklakepools: kind('DuckLakePool', pool),
 };
+
+/** Kinds whose hooks read their worker pods' GET /stats (through HookContext.workerStats). */
+const WORKER_STATS_KINDS = new Set(['DuckLakePool']);
+const STATS_TIMEOUT_MS = 300;
+
+/**
+ * What each observed worker pod answers at GET /stats, fetched in parallel within a short
+ * timeout. The answers live in the workers, not in this process, so every replica of the service
+ * sees the same pool. Pods still starting are asked too: one that lost readiness under load may
+ * still be running a query. An answer from another pod (a reused IP) counts as no answer.
+ */
+export async function collectWorkerStats(children: ObjectMap, timeoutMs = STATS_TIMEOUT_MS): Promise<Record<string, WorkerStats | undefined>> {
+  const pods = objectsOf(children, 'Pod', 'v1').filter((pod) => {
+    const status = pod.status as { phase?: unknown; podIP?: unknown } | undefined;
+    return !pod.metadata.deletionTimestamp && status?.phase === 'Running' && typeof status.podIP === 'string' && isIP(status.podIP) !== 0;
+  });
+  const entries = await Promise.all(pods.map(async (pod) => {
+    const ip = (pod.status as { podIP: string }).podIP;
+    const annotated = Number(pod.metadata.annotations?.[pool.STATS_PORT_ANNOTATION]);
+    const port = Number.isInteger(annotated) && annotated > 0 && annotated < 65536 ? annotated : pool.WORKER_PORT;
+    const stats = await fetchWorkerStats(`http://${isIP(ip) === 6 ? `[${ip}]` : ip}:${port}/stats`, timeoutMs);
+    return [pod.metadata.name, stats?.pod === pod.metadata.name ? stats : undefined] as const;
+  }));
+  return Object.fromEntries(entries);
+}
 
 const kubeObject = {
   type: 'object',
@@ -92,7 +121,8 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
       const found = kindOf(request.params.plural, body.parent as never);
       if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
       const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
-      const response = found.hooks[hook](req, { now: now(), settings });
+      const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind) ? await collectWorkerStats(req.children) : undefined;
+      const response = found.hooks[hook](req, { now: now(), settings, ...(workerStats ? { workerStats } : {}) });
       return reply.send(response);
     });
   }

@@ -13,6 +13,7 @@ import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Clus
 import { HOOKS } from '../../lib/server/hooks.js';
 import * as catalogHooks from '../../hooks/catalog.js';
 import * as tableHooks from '../../hooks/table.js';
+import * as poolHooks from '../../hooks/pool.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { catalogObject, ctx, observed, syncRequest, tableObject } from '../helpers/hook-fixtures.js';
 
@@ -47,14 +48,20 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
 
 t.test('each CompositeController declares the child types its hooks return, and routes the service serves', async (t) => {
   const controllers = byKind('CompositeController');
-  t.equal(controllers.length, 2);
+  t.equal(controllers.length, 3);
   const readyCatalog = { ...observed(catalogObject()), status: { phase: 'Ready' } };
   const produced: Record<string, { apiVersion: string; kind: string }[]> = {
     ducklakecatalogs: catalogHooks.sync(syncRequest(catalogObject()), ctx).children,
     ducklaketables: [...tableHooks.sync(syncRequest(tableObject(), [], [readyCatalog]), ctx).children,
       ...tableHooks.finalize(syncRequest(tableObject({ deletionPolicy: 'Delete' }, { deletionTimestamp: '2026-11-24T12:10:00Z' }), [], [readyCatalog], [], true), ctx).children],
+    ducklakepools: poolHooks.sync(syncRequest({
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'default-pool', namespace: 'analytics', generation: 1 }, spec: { catalogRef: { name: 'example' } },
+    }, [], [readyCatalog]), ctx).children,
   };
-  const plural: Record<string, string> = { Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims' };
+  t.same([...new Set(produced.ducklakepools!.map((c) => c.kind))].sort(), ['Pod', 'PodDisruptionBudget', 'Service'], 'the pool produces pods, a Service and a PodDisruptionBudget');
+  const plural: Record<string, string> = {
+    Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims', Pod: 'pods', Service: 'services', PodDisruptionBudget: 'poddisruptionbudgets',
+  };
   for (const cc of controllers) {
     const resource = cc.spec.parentResource.resource as string;
     t.equal(cc.spec.parentResource.apiVersion, 'ducklake.featherman.dev/v1alpha1');
