@@ -10,6 +10,7 @@ import * as table from '../../hooks/table.js';
 import type { Kind } from '../api/schema.js';
 import { validateSpec } from '../api/validate.js';
 import { API_VERSION } from '../k8s/labels.js';
+import { metrics } from '../pool/metrics.js';
 import { objectsOf, type CustomizeRequest, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
 import { fetchWorkerStats, type WorkerStats } from '../pool/stats.js';
@@ -101,6 +102,14 @@ export interface HooksPluginOptions {
 export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, opts) => {
   const settings = opts.settings ?? settingsFromEnv(process.env);
   const now = opts.now ?? (() => new Date());
+
+  // Every hook call is counted by resource, hook and status code, and timed.
+  app.addHook('onResponse', async (request, reply) => {
+    const m = /^\/hooks\/([^/]+)\/([^/?]+)/.exec(request.url);
+    if (!m) return;
+    metrics.hookRequests.inc({ resource: m[1]!, hook: m[2]!, code: String(reply.statusCode) });
+    metrics.hookDuration.observe({ resource: m[1]!, hook: m[2]! }, reply.elapsedTime / 1000);
+  });
 
   // A parent whose spec breaks the API's rules (it bypassed admission) gets a 400: Metacontroller
   // then reports SyncError and applies nothing, rather than acting on a spec we cannot trust.

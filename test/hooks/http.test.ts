@@ -87,3 +87,14 @@ t.test('a bounded fuzz of mutated sync requests never gets a 500', async (t) => 
   }
   t.notOk(Object.keys(counts).some((c) => Number(c) >= 500), `status codes over ${N} requests: ${JSON.stringify(counts)}`);
 });
+
+t.test('hook calls are counted in /metrics by resource, hook and status code', async (t) => {
+  const app = await buildServer({ plugins: ['hooks', 'metrics'] });
+  t.teardown(() => app.close());
+  await app.inject({ method: 'POST', url: '/hooks/ducklaketables/sync', payload: example });
+  await app.inject({ method: 'POST', url: '/hooks/ducklaketables/sync', payload: {} });
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(text, /featherman_hook_requests_total\{resource="ducklaketables",hook="sync",code="200"\} [1-9]/);
+  t.match(text, /featherman_hook_requests_total\{resource="ducklaketables",hook="sync",code="400"\} [1-9]/);
+  t.match(text, /featherman_hook_duration_seconds_count\{resource="ducklaketables",hook="sync"\} [1-9]/);
+});
