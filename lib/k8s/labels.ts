@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 export const GROUP = 'ducklake.featherman.dev';
 export const API_VERSION = `${GROUP}/v1alpha1`;
 
-export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'table-apply' | 'table-drop' | 'worker';
+export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'table-apply' | 'table-drop' | 'worker' | 'query';
 
 export function shortHash(value: unknown, length = 10): string {
   return createHash('sha256').update(typeof value === 'string' ? value : stableJson(value)).digest('hex').slice(0, length);

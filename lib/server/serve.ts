@@ -78,6 +78,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let https: ReloadingServer | undefined;
   const local = opts.embedded ? await startEmbedded(env) : undefined;
+  const cluster = !local && (env.KUBERNETES_SERVICE_HOST || env.KUBECONFIG) ? await clusterRouter() : undefined;
   const app = await buildServer({
     logger: { level: opts.logLevel },
     serverFactory: (h) => {
@@ -85,7 +86,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       return createServer(h);
     },
     readiness: opts.tls ? { tls: () => (https?.server.listening ? true : 'HTTPS is not listening yet') } : {},
-    ...(local ? { router: local.router, apiTokens: local.tokens } : {}),
+    ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster } : {}),
   });
   if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
 
@@ -150,4 +151,12 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
   const pool = new LocalPool(settings, env);
   await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
   return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile };
+}
+
+/** In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the fallback. */
+async function clusterRouter() {
+  const { JobFallback, KubernetesDirectory, kubeConfig } = await import('../pool/kubernetes.js');
+  const { Router } = await import('../pool/router.js');
+  const kc = kubeConfig();
+  return new Router(new KubernetesDirectory(kc), new JobFallback(kc));
 }

@@ -36,12 +36,12 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
   t.doesNotThrow(() => new Deployment(byKind('Deployment')[0]).validate(), 'the Deployment is valid');
   t.doesNotThrow(() => new Service(byKind('Service')[0]).validate(), 'the Service is valid');
   t.doesNotThrow(() => new PodDisruptionBudget(byKind('PodDisruptionBudget')[0]).validate(), 'the PDB is valid');
-  t.doesNotThrow(() => new ClusterRole(byKind('ClusterRole')[0]).validate(), 'the ClusterRole is valid');
+  for (const role of byKind('ClusterRole')) t.doesNotThrow(() => new ClusterRole(role).validate(), `ClusterRole ${role.metadata.name} is valid`);
   const d = byKind('Deployment')[0];
   t.equal(d.spec.replicas, 2);
   const c = d.spec.template.spec.containers[0];
   t.match(c, { readinessProbe: { httpGet: { path: '/readyz' } }, livenessProbe: { httpGet: { path: '/healthz' } }, securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false } });
-  const rules = byKind('ClusterRole')[0].rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  const rules = byKind('ClusterRole').flatMap((r) => r.rules) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
   t.notOk(rules.some((r) => r.resources.includes('*') || r.verbs.includes('*') || r.apiGroups.includes('*')), 'no wildcard rules');
   t.notOk(rules.some((r) => r.resources.includes('secrets')), 'no access to Secrets');
 });

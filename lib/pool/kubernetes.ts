@@ -1,0 +1,134 @@
+// The router in a cluster: pools and their ready worker pods come from the API server (the hooks
+// own the pods; the router only reads them), and with no ready worker a query runs as a one-off
+// Job of the catalog's runner, exactly like a table Job, whose JSON summary is read from its log.
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { parseDuration } from '../api/duration.js';
+import { catalogAccess, type CatalogObject } from '../k8s/catalog-runner.js';
+import { API_VERSION, GROUP, labelsFor, labelValue } from '../k8s/labels.js';
+import { job, runnerPodSpec, settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
+import { csvLine } from '../lake/format.js';
+import type { PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
+
+const WORKER_PORT = 8080;
+const VERSION = API_VERSION.split('/')[1]!;
+
+interface PoolObject {
+  metadata: { name: string; namespace: string };
+  spec: { catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; queue?: { maxLength?: number; maxWaitTime?: string } };
+}
+
+export function kubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault(); // in-cluster service account, or KUBECONFIG
+  return kc;
+}
+
+/** A value cached for `ms` milliseconds, so a burst of queries costs one API call. */
+function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string) => Promise<T> {
+  const entries = new Map<string, { at: number; value: Promise<T> }>();
+  return (key) => {
+    const hit = entries.get(key);
+    if (hit && Date.now() - hit.at < ms) return hit.value;
+    const value = load(key);
+    entries.set(key, { at: Date.now(), value });
+    value.catch(() => entries.delete(key));
+    return value;
+  };
+}
+
+export function poolSettings(p: PoolObject): PoolSettings {
+  const seconds = (d: string | undefined, fallback: number) => (d ? parseDuration(d) ?? fallback : fallback);
+  return {
+    namespace: p.metadata.namespace,
+    pool: p.metadata.name,
+    catalog: p.spec.catalogRef.name,
+    readOnly: p.spec.catalogRef.readOnly ?? true,
+    queueMaxLength: p.spec.queue?.maxLength ?? 100,
+    queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, 30) * 1000,
+    maxQueryMs: seconds(p.spec.maxQueryDuration, 60) * 1000,
+    workerConcurrency: 1,
+  };
+}
+
+const isReady = (pod: V1Pod) =>
+  !pod.metadata?.deletionTimestamp && Boolean(pod.status?.podIP) && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+
+export class KubernetesDirectory implements WorkerDirectory {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private readonly listPools: (key: string) => Promise<PoolSettings[]>;
+  private readonly listWorkers: (key: string) => Promise<WorkerEndpoint[]>;
+
+  constructor(kc: KubeConfig) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.listPools = cached(2000, async () => {
+      const list = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'ducklakepools' })) as { items: PoolObject[] };
+      return list.items.map(poolSettings);
+    });
+    this.listWorkers = cached(1000, async (key) => {
+      const [namespace, pool] = key.split('/') as [string, string];
+      const pods = await this.core.listNamespacedPod({ namespace, labelSelector: `${GROUP}/pool=${labelValue(pool)},app.kubernetes.io/component=worker` });
+      return pods.items.filter(isReady).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:${WORKER_PORT}` }));
+    });
+  }
+
+  pools(): Promise<PoolSettings[]> {
+    return this.listPools('all');
+  }
+
+  workers(pool: PoolSettings): Promise<WorkerEndpoint[]> {
+    return this.listWorkers(`${pool.namespace}/${pool.pool}`);
+  }
+}
+
+/** The cold path in a cluster: a Job running `featherman query` with the catalog's environment. */
+export class JobFallback implements QueryFallback {
+  private readonly custom: CustomObjectsApi;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+
+  constructor(kc: KubeConfig, private readonly settings: HookSettings = settingsFromEnv(process.env)) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.batch = kc.makeApiClient(BatchV1Api);
+    this.core = kc.makeApiClient(CoreV1Api);
+  }
+
+  async run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
+    const catalog = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: pool.namespace, plural: 'ducklakecatalogs', name: pool.catalog })) as CatalogObject;
+    const access = catalogAccess(catalog, { readOnlyVolume: true });
+    const name = `${pool.pool}`.slice(0, 40).replace(/[-.]+$/, '') + `-query-${randomBytes(4).toString('hex')}`;
+    const labels = labelsFor({ component: 'query', catalog: pool.catalog, pool: pool.pool, instance: pool.pool });
+    const body = job(name, labels, runnerPodSpec({ settings: this.settings, args: ['query', '--sql', query.sql, '--format', 'json'], ...access }), { backoffLimit: 0, activeDeadlineSeconds: Math.ceil(pool.maxQueryMs / 1000) + 60 });
+    body.spec!.ttlSecondsAfterFinished = 300;
+    await this.batch.createNamespacedJob({ namespace: pool.namespace, body });
+    const deadline = Date.now() + pool.maxQueryMs + 120_000;
+    for (;;) {
+      const status = (await this.batch.readNamespacedJob({ name, namespace: pool.namespace })).status;
+      if (status?.succeeded || status?.failed) break;
+      if (Date.now() > deadline) return error(504, `fallback Job ${name} did not finish in time`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const pods = await this.core.listNamespacedPod({ namespace: pool.namespace, labelSelector: `job-name=${name}` });
+    const pod = pods.items[0];
+    const log = pod ? await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: pool.namespace, container: 'featherman' }) : '';
+    const line = String(log).trim().split('\n').reverse().find((l) => l.startsWith('{')) ?? '{}';
+    let result: { ok?: boolean; error?: string; exitCode?: number; columns?: string[]; rows?: Record<string, unknown>[] };
+    try { result = JSON.parse(line); } catch { result = { ok: false, error: 'the fallback Job printed no result' }; }
+    if (!result.ok) return error(result.exitCode === 2 ? 400 : 502, result.error ?? 'the fallback Job failed');
+    return render(query.format, result.columns ?? [], result.rows ?? [], name);
+  }
+}
+
+function error(status: number, message: string): RoutedResponse {
+  return { status, headers: { 'content-type': 'application/json' }, body: Readable.from([JSON.stringify({ error: message })]) };
+}
+
+function render(format: QueryRequest['format'], columns: string[], rows: Record<string, unknown>[], pod: string): RoutedResponse {
+  const headers = { 'x-featherman-pod': pod };
+  if (format === 'csv') return { status: 200, headers: { ...headers, 'content-type': 'text/csv; charset=utf-8' }, body: Readable.from([csvLine(columns), ...rows.map((r) => csvLine(columns.map((c) => r[c])))]) };
+  if (format === 'ndjson') return { status: 200, headers: { ...headers, 'content-type': 'application/x-ndjson' }, body: Readable.from(rows.map((r) => JSON.stringify(r) + '\n')) };
+  return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, body: Readable.from([JSON.stringify({ columns, rows, rowCount: rows.length, truncated: false })]) };
+}

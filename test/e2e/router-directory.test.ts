@@ -1,0 +1,53 @@
+// The query router's view of a real API server: DuckLakePools and their Ready worker pods become
+// pools and endpoints (lib/pool/kubernetes.ts). Pods here are objects whose status the test
+// writes, as a kubelet would; the full pool with running workers is in the other e2e scenarios.
+import t from 'tap';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubernetesDirectory } from '../../lib/pool/kubernetes.js';
+import { packageRoot } from '../../lib/lake/config.js';
+import { clusterBinariesMissing, startCluster } from '../helpers/cluster.js';
+
+const missing = clusterBinariesMissing();
+if (missing) {
+  t.skip(`cluster binaries not built (${missing}); run .ci/cluster/build`, () => {});
+} else {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.stop());
+  const root = packageRoot();
+
+  t.test('pools and ready worker pods, read from the API server', async (t) => {
+    const crds = await cluster.kubectl(['apply', '-f', join(root, 'crds')]);
+    t.equal(crds.code, 0, crds.stderr);
+    t.equal((await cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ducklakepools.ducklake.featherman.dev'])).code, 0);
+    const ns = await cluster.kubectl(['create', 'namespace', 'analytics']);
+    t.equal(ns.code, 0, ns.stderr);
+    const pool = await cluster.kubectl(['apply', '-n', 'analytics', '-f', '-'], JSON.stringify({
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'default-pool' },
+      spec: { minSize: 1, maxSize: 3, maxQueryDuration: '45s', queue: { maxLength: 7, maxWaitTime: '12s' }, catalogRef: { name: 'example', readOnly: true } },
+    }));
+    t.equal(pool.code, 0, pool.stderr);
+    const pod = (name: string) => ({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name, labels: { 'ducklake.featherman.dev/pool': 'default-pool', 'app.kubernetes.io/component': 'worker' } },
+      spec: { containers: [{ name: 'worker', image: 'featherman' }] },
+    });
+    for (const name of ['default-pool-aaaaaa', 'default-pool-bbbbbb', 'default-pool-cccccc']) {
+      t.equal((await cluster.kubectl(['apply', '-n', 'analytics', '-f', '-'], JSON.stringify(pod(name)))).code, 0);
+    }
+    const setStatus = async (name: string, ip: string, ready: boolean) => {
+      const r = await cluster.kubectl(['patch', 'pod', name, '-n', 'analytics', '--subresource=status', '--type=merge', '-p',
+        JSON.stringify({ status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } })]);
+      t.equal(r.code, 0, r.stderr);
+    };
+    await setStatus('default-pool-aaaaaa', '127.0.0.2', true);
+    await setStatus('default-pool-bbbbbb', '127.0.0.3', false);
+
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    const directory = new KubernetesDirectory(kc);
+    const pools = await directory.pools();
+    t.same(pools, [{ namespace: 'analytics', pool: 'default-pool', catalog: 'example', readOnly: true, queueMaxLength: 7, queueMaxWaitMs: 12_000, maxQueryMs: 45_000, workerConcurrency: 1 }]);
+    t.same(await directory.workers(pools[0]!), [{ name: 'default-pool-aaaaaa', url: 'http://127.0.0.2:8080' }], 'only the Ready pod with an IP');
+  });
+}
