@@ -61,12 +61,14 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
   let phase: Phase = !initJob ? 'Pending' : state === 'Succeeded' ? 'Ready' : state === 'Failed' ? 'Failed' : 'Provisioning';
   if (phaseOverride) phase = phaseOverride;
   const failure = result?.error ?? jobFailureReason(initJob) ?? 'the init Job failed';
+  // While the Job retries (e.g. storage unreachable, exit 75), the last failed attempt is shown.
+  const lastAttempt = state === 'Running' && result && !result.ok ? `; last attempt: ${result.error ?? `exit code ${result.exitCode}`}` : '';
 
   const metadataReady = state === 'Succeeded'
     ? condition(previous, 'MetadataReady', 'True', c.spec.restoreFrom ? 'Restored' : 'Initialized', `the lake is ${c.spec.restoreFrom ? 'restored' : 'initialized'} (DuckLake ${result?.ducklakeVersion ?? 'unknown'})`, ctx.now, generation)
     : state === 'Failed'
       ? condition(previous, 'MetadataReady', 'False', 'InitFailed', failure, ctx.now, generation)
-      : condition(previous, 'MetadataReady', 'False', initJob ? 'InitRunning' : 'InitPending', `job ${initName} is ${initJob ? 'running' : 'being created'}`, ctx.now, generation);
+      : condition(previous, 'MetadataReady', 'False', initJob ? 'InitRunning' : 'InitPending', `job ${initName} is ${initJob ? 'running' : 'being created'}${lastAttempt}`, ctx.now, generation);
 
   const backups = objectsOf(req.children, 'CronJob', 'batch/v1').filter((j) => j.metadata.labels?.['app.kubernetes.io/component'] === 'catalog-backup');
   const backupStatus = backups[0]?.status as { lastSuccessfulTime?: string; lastScheduleTime?: string } | undefined;
@@ -76,7 +78,7 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
 
   const ready = phase === 'Ready'
     ? condition(previous, 'Ready', 'True', 'Ready', 'the catalog is ready', ctx.now, generation)
-    : condition(previous, 'Ready', 'False', phase === 'Failed' ? 'InitFailed' : phase === 'Deleting' ? 'Deleting' : 'Provisioning', phase === 'Failed' ? failure : `the catalog is ${phase.toLowerCase()}`, ctx.now, generation);
+    : condition(previous, 'Ready', 'False', phase === 'Failed' ? 'InitFailed' : phase === 'Deleting' ? 'Deleting' : 'Provisioning', phase === 'Failed' ? failure : `the catalog is ${phase.toLowerCase()}${phase === 'Provisioning' ? lastAttempt : ''}`, ctx.now, generation);
 
   const succeeded = result?.ok ? result : undefined;
   const previousStatus = c.status ?? {};

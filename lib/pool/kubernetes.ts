@@ -114,6 +114,9 @@ export class JobFallback implements QueryFallback {
     const pods = await this.core.listNamespacedPod({ namespace: pool.namespace, labelSelector: `job-name=${name}` });
     const pod = pods.items[0];
     const log = pod ? await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: pool.namespace, container: 'featherman' }) : '';
+    // The result is read; the Job and its pod go now rather than at their TTL, so they do not keep
+    // holding the catalog volume (a catalog being deleted waits for its volume to be released).
+    await this.batch.deleteNamespacedJob({ name, namespace: pool.namespace, propagationPolicy: 'Background' }).catch(() => undefined);
     const line = String(log).trim().split('\n').reverse().find((l) => l.startsWith('{')) ?? '{}';
     let result: { ok?: boolean; error?: string; exitCode?: number; columns?: string[]; rows?: Record<string, unknown>[] };
     try { result = JSON.parse(line); } catch { result = { ok: false, error: 'the fallback Job printed no result' }; }

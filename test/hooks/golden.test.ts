@@ -118,6 +118,11 @@ t.test('DuckLakeCatalog', async (t) => {
   t.equal(r3.status.phase, 'Failed');
   t.match((r3.status.conditions as { type: string; message: string }[]).find((c) => c.type === 'Ready')!.message, /rejected the credentials/, 'Failed carries the pod\'s own message');
 
+  const retryPod = jobPod(initJob.metadata.name, 75, { ok: false, exitCode: 75, error: 'checking s3://lake/analytics/example/data/: storage or catalog unreachable; retry later (ECONNREFUSED)' });
+  const retrying = catalog.sync(syncRequest(fresh, r0.children.map((c) => observed(c, c.kind === 'Job' ? { ...jobRunning, failed: 1 } : {})), [retryPod], CATALOG_TYPES), ctx);
+  checkContract(t, retrying);
+  t.match(retrying.status, { phase: 'Provisioning', conditions: [{ type: 'Ready', message: /provisioning; last attempt: .*unreachable; retry later/ }] }, 'a retrying init Job shows its last failed attempt');
+
   const edited = catalogObject({ backupPolicy: { schedule: '0 4 * * *', retentionDays: 30 }, maintenance: undefined }, { generation: 2 });
   const r4 = catalog.sync(syncRequest(edited, done, [pod], CATALOG_TYPES), ctx);
   checkContract(t, r4);

@@ -1,0 +1,305 @@
+// Featherman end to end on a real kube-apiserver (test/helpers/e2e-env.ts): the API server
+// validates our CRDs and calls our admission webhooks over TLS; the Metacontroller stand-in drives
+// our hooks; the real Job controller runs our Jobs on the process kubelet against real MinIO; the
+// real garbage collector cleans up. Driven through kubectl, the way a user would.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { packageRoot } from '../../lib/lake/config.js';
+import { featherman } from '../helpers/cli.js';
+import { clusterBinariesMissing, type KubectlResult } from '../helpers/cluster.js';
+import { BUCKET, E2E_TOKEN, eventually, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
+import type { KubeObj } from '../helpers/metacontroller-standin.js';
+
+const missing = clusterBinariesMissing();
+if (missing) {
+  t.skip(`the test cluster is not built: ${missing}`, () => {});
+} else {
+  const root = packageRoot();
+  const started = Date.now();
+  const env: E2eEnv = await startE2eEnv();
+  t.teardown(() => env.stop());
+  t.comment(`environment up in ${((Date.now() - started) / 1000).toFixed(1)} s (API server ${env.cluster.server}, hooks ${env.hooksUrl}, admission ${env.admissionUrl})`);
+  const { kubectl, minio } = env;
+  const ok = (r: KubectlResult, what: string) => {
+    if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}\n${env.diagnostics()}`);
+    return r.stdout;
+  };
+  const get = async <T = KubeObj>(args: string[]): Promise<T | undefined> => {
+    const r = await kubectl(['get', ...args, '-o', 'json']);
+    return r.code === 0 ? JSON.parse(r.stdout) as T : undefined;
+  };
+  const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) => eventually(what, ms, check, () => env.diagnostics());
+  const example = (file: string) => readFileSync(join(root, 'examples', file), 'utf8');
+  const catalogYaml = example('catalog.yaml').replace('http://minio.storage.svc:9000', minio.url);
+  const tableYaml = example('users-table.yaml');
+  const lakeEnv = () => ({
+    FEATHERMAN_METADATA: `duckdb:${env.kubelet.pvcDir('default', 'example-catalog')}/metadata.ducklake`,
+    FEATHERMAN_DATA_PATH: `s3://${BUCKET}/lakes/example/data/`,
+    FEATHERMAN_CATALOG: 'example',
+    ...minio.env(),
+  });
+  const phase = async (kind: string, name: string) => (await get([kind, name]))?.status?.phase as string | undefined;
+  const tablesInLake = async (): Promise<string[]> => {
+    const info = await featherman(['catalog', 'info'], lakeEnv());
+    if (info.code !== 0) throw new Error(`catalog info: ${info.stderr}`);
+    return ((info.json.tables ?? []) as { name: string }[]).map((x) => x.name);
+  };
+
+  await t.test('(a) CRDs and admission over TLS', async (t) => {
+    // (kubectl skips crds/kustomization.yaml when applying the directory with -f)
+    const applied = ok(await kubectl(['apply', '-f', join(root, 'crds')]), 'kubectl apply -f crds/');
+    t.match(applied, /ducklakecatalogs\.ducklake\.featherman\.dev (created|unchanged|configured)/);
+    ok(await kubectl(['apply', '-k', join(root, 'crds')]), 'kubectl apply -k crds/');
+    ok(await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ducklakecatalogs.ducklake.featherman.dev',
+      'crd/ducklaketables.ducklake.featherman.dev', 'crd/ducklakepools.ducklake.featherman.dev']), 'CRDs Established');
+
+    // The original README's table partitions by a column it does not have: the webhook refuses it.
+    // (Webhook configurations take effect asynchronously, so retry until the webhook answers.)
+    const original = readFileSync(join(root, 'test', 'fixtures', 'original-readme', 'table.yaml'), 'utf8');
+    const refused = await wait('the admission webhook to refuse the original README table', 60_000, async () => {
+      const res = await kubectl(['apply', '--dry-run=server', '-f', '-'], original);
+      if (res.code === 0) return undefined;
+      return /created_at/.test(res.stderr) ? res : undefined;
+    });
+    t.comment(`refused: ${refused.stderr.trim()}`);
+    t.match(refused.stderr, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/);
+
+    for (const f of ['catalog.yaml', 'users-table.yaml', 'pool.yaml', 's3-credentials.yaml']) {
+      const res = await kubectl(['apply', '--dry-run=server', '-f', join(root, 'examples', f)]);
+      t.equal(res.code, 0, `examples/${f} is accepted: ${res.stderr}`);
+    }
+
+    // An UPDATE changing an immutable field is refused (CEL rule and webhook).
+    ok(await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: immutable-check')), 'create a throwaway catalog');
+    const upd = await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: immutable-check').replace('bucket: my-data-lake', 'bucket: another-bucket'));
+    t.not(upd.code, 0, 'changing objectStore.bucket is refused');
+    t.match(upd.stderr, /objectStore\.bucket/);
+    t.match(upd.stderr, /immutable/);
+    ok(await kubectl(['delete', 'dlc', 'immutable-check', '--wait=true', '--timeout=90s']), 'delete the throwaway catalog');
+  });
+
+  await t.test('(b) the example catalog and table become Ready; Parquet files land in MinIO', async (t) => {
+    const secret = example('s3-credentials.yaml').replace('REPLACE-WITH-ACCESS-KEY-ID', minio.accessKey).replace('REPLACE-WITH-SECRET-ACCESS-KEY', minio.secretKey);
+    ok(await kubectl(['apply', '-f', '-'], secret), 'apply the credentials Secret');
+    ok(await kubectl(['apply', '-f', '-'], catalogYaml), 'apply the catalog');
+    const catalog = await wait('catalog example Ready', 180_000, async () => {
+      const c = await get(['dlc', 'example']);
+      if (c?.status?.phase === 'Failed') throw new Error(`catalog failed: ${JSON.stringify(c.status)}`);
+      return c?.status?.phase === 'Ready' ? c : undefined;
+    });
+    t.equal(catalog.status?.dataPath, `s3://${BUCKET}/lakes/example/data/`);
+    t.ok(catalog.status?.ducklakeVersion, `DuckLake version reported: ${String(catalog.status?.ducklakeVersion)}`);
+    t.ok(catalog.metadata.finalizers?.includes('metacontroller.io/compositecontroller-ducklakecatalogs.featherman'), 'the stand-in added the finalizer');
+    const pvc = await get(['pvc', 'example-catalog']);
+    t.equal(pvc?.metadata.labels?.['controller-uid'], catalog.metadata.uid, 'the PVC is a child (controller-uid)');
+    t.match(pvc?.metadata.ownerReferences, [{ kind: 'DuckLakeCatalog', name: 'example', controller: true, blockOwnerDeletion: true }]);
+    const cronjobs = await get<{ items: KubeObj[] }>(['cronjobs', '-l', `controller-uid=${catalog.metadata.uid}`]);
+    t.equal(cronjobs?.items.length, 2, 'backup and maintenance CronJobs');
+
+    ok(await kubectl(['apply', '-f', '-'], tableYaml), 'apply the users table');
+    const table = await wait('table users Ready', 180_000, async () => {
+      const x = await get(['dlt', 'users']);
+      if (x?.status?.phase === 'Failed') throw new Error(`table failed: ${JSON.stringify(x.status)}`);
+      return x?.status?.phase === 'Ready' ? x : undefined;
+    });
+    t.match(JSON.stringify(table.status?.columns), /created_at/, 'the status lists the columns');
+    t.ok((await tablesInLake()).includes('users'), 'the table exists in the lake (catalog info)');
+
+    const values = Array.from({ length: 20 }, (_, i) => `(${i + 1}, 'user${i + 1}', TIMESTAMP '2026-11-${String(10 + (i % 3)).padStart(2, '0')} 09:00:00')`).join(', ');
+    const ins = await featherman(['query', '--write', '--sql', `INSERT INTO users VALUES ${values}`], lakeEnv());
+    t.equal(ins.code, 0, `insert through featherman query --write: ${ins.stderr}`);
+    const s3 = minio.client();
+    t.teardown(() => s3.destroy());
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'lakes/example/data/' }));
+    const parquet = (listed.Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.parquet'));
+    t.ok(parquet.length >= 1, `Parquet files in MinIO: ${parquet.join(', ')}`);
+  });
+
+  await t.test('(e) the pool reaches minSize ready workers', async (t) => {
+    ok(await kubectl(['apply', '-f', join(root, 'examples', 'pool.yaml')]), 'apply the pool');
+    const pool = await wait('pool default-pool with 2 ready workers', 120_000, async () => {
+      const p = await get(['dlp', 'default-pool']);
+      if (!p) return undefined;
+      const pods = await get<{ items: (KubeObj & { status?: { conditions?: { type: string; status: string }[]; podIP?: string } })[] }>(['pods', '-l', `controller-uid=${p.metadata.uid}`]);
+      const ready = (pods?.items ?? []).filter((x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      return ready.length >= 2 && p.status?.currentSize !== undefined ? { p, ready } : undefined;
+    });
+    t.equal(pool.ready.length, 2, 'minSize ready pods');
+    t.ok(pool.ready.every((x) => /^127\.0\.0\.\d+$/.test(String(x.status?.podIP))), 'each worker has its own loopback pod IP');
+    // A query through the service's router reaches a worker pod and returns the table's rows.
+    const answer = await eventually('a query through POST /v1/query', 60_000, async () => {
+      const res = await fetch(`${env.hooksUrl}/v1/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${E2E_TOKEN}` },
+        body: JSON.stringify({ catalog: 'example', sql: 'SELECT count(*) AS n FROM users' }),
+      });
+      const body = await res.text();
+      return res.status === 200 && body.includes('"n":"20"') ? { pod: res.headers.get('x-featherman-pod'), body } : undefined;
+    });
+    t.ok(pool.ready.some((x) => x.metadata.name === answer.pod), `answered by worker pod ${answer.pod}: ${answer.body.slice(0, 120)}`);
+    const unauthorized = await fetch(`${env.hooksUrl}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'example', sql: 'SELECT 1' }) });
+    t.equal(unauthorized.status, 401, 'no token, no query');
+  });
+
+  await t.test('printer columns: kubectl get dlc,dlt,dlp', async (t) => {
+    let last = '';
+    const out = await eventually('printer columns filled in', 60_000, async () => {
+      const o = last = ok(await kubectl(['get', 'dlc,dlt,dlp']), 'kubectl get dlc,dlt,dlp');
+      return /\/example\s+Ready\s+True\s/.test(o) && /\/users\s+example\s+users\s+\d+\s+Ready\s+True\s/.test(o) && /\/default-pool\s+2\s+10\s+2\s+\d+\s+\d+\s+\w+\s+True\s/.test(o) ? o : undefined;
+    }, () => last);
+    t.comment(out.trim());
+    t.pass('catalog (phase, ready), table (catalog, table, snapshot, phase, ready), pool (min, max, current, idle, busy, phase, ready)');
+    const wide = ok(await kubectl(['get', 'dlc', '-o', 'wide']), 'kubectl get dlc -o wide');
+    t.match(wide, /example\s+Ready\s+True\s+my-data-lake\s+duckdb\s/, 'the wide columns (priority 1): bucket and metadata type');
+  });
+
+  await t.test('(c) editing the table: a new column runs a new Job; a lossy edit is refused', async (t) => {
+    const before = await get(['dlt', 'users']);
+    const jobsBefore = (await get<{ items: KubeObj[] }>(['jobs', '-l', `controller-uid=${before!.metadata.uid}`]))!.items.map((j) => j.metadata.name);
+    const withEmail = tableYaml.replace('    - name: created_at\n      type: TIMESTAMP\n', '    - name: created_at\n      type: TIMESTAMP\n    - name: email\n      type: VARCHAR\n');
+    t.not(withEmail, tableYaml);
+    ok(await kubectl(['apply', '-f', '-'], withEmail), 'apply the table with a new column');
+    const after = await wait('the new column in the status', 120_000, async () => {
+      const x = await get(['dlt', 'users']);
+      return x?.status?.phase === 'Ready' && x.status.appliedGeneration === x.metadata.generation && /email/.test(JSON.stringify(x.status.columns)) ? x : undefined;
+    });
+    t.ok((after.metadata.generation ?? 0) > (before!.metadata.generation ?? 0));
+    const jobsAfter = (await get<{ items: KubeObj[] }>(['jobs', '-l', `controller-uid=${after.metadata.uid}`]))!.items.map((j) => j.metadata.name);
+    t.ok(jobsAfter.some((j) => !jobsBefore.includes(j)), `a new apply Job ran (${jobsAfter.join(', ')})`);
+
+    const lossy = withEmail.replace('    - name: name\n      type: VARCHAR\n', '    - name: name\n      type: INTEGER\n');
+    t.not(lossy, withEmail);
+    const r = await kubectl(['apply', '-f', '-'], lossy);
+    t.not(r.code, 0, 'VARCHAR → INTEGER is refused at apply');
+    t.match(r.stderr, /spec\.columns\[1\]\.type: cannot change name from VARCHAR to INTEGER/);
+  });
+
+  await t.test('(f) MinIO down while a Job runs: retried, reported, Ready once back; nothing lost', async (t) => {
+    await minio.pause();
+    let resumed = false;
+    t.teardown(async () => { if (!resumed) await minio.resume(); });
+    // A table's DDL lives in the catalog (metadata only), so a table Job needs no S3: it succeeds.
+    ok(await kubectl(['apply', '-f', '-'], `apiVersion: ducklake.featherman.dev/v1alpha1
+kind: DuckLakeTable
+metadata: { name: events }
+spec:
+  catalogRef: example
+  name: events
+  columns:
+    - { name: id, type: BIGINT }
+    - { name: payload, type: JSON }
+`), 'apply a second table');
+    await wait('table events Ready (DDL needs no S3)', 120_000, async () => (await phase('dlt', 'events')) === 'Ready' ? true : undefined);
+    t.pass('a table Job succeeds while MinIO is down (metadata only)');
+
+    // A catalog's init Job checks the bucket: it fails (exit 75, retryable) and the Job retries.
+    ok(await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: outage').replace('prefix: lakes/example', 'prefix: lakes/outage')), 'apply a catalog while MinIO is down');
+    const failing = await wait('the init Job to fail and retry', 120_000, async () => {
+      const c = await get(['dlc', 'outage']);
+      if (!c?.metadata.uid) return undefined;
+      const jobs = (await get<{ items: (KubeObj & { status?: { failed?: number } })[] }>(['jobs', '-l', `controller-uid=${c.metadata.uid}`]))?.items ?? [];
+      const job = jobs.find((j) => (j.status?.failed ?? 0) >= 1);
+      return job ? { c, job } : undefined;
+    });
+    t.ok(failing.job.status?.failed, `the Job ${failing.job.metadata.name} has a failed pod and is retrying`);
+    const pods = (await get<{ items: (KubeObj & { status?: { phase?: string; containerStatuses?: { state?: { terminated?: { exitCode: number; message?: string } } }[] } })[] }>(['pods', '-l', `batch.kubernetes.io/job-name=${failing.job.metadata.name}`]))?.items ?? [];
+    const term = pods.map((p) => p.status?.containerStatuses?.[0]?.state?.terminated).find((x) => x && x.exitCode !== 0);
+    t.equal(term?.exitCode, 75, `exit 75 (temporary): ${term?.message?.trim().slice(0, 200)}`);
+    const during = await get(['dlc', 'outage']);
+    t.not(during?.status?.phase, 'Ready', `not Ready while MinIO is down (${String(during?.status?.phase)})`);
+    const readyCond = (during?.status?.conditions as { type: string; message?: string }[] | undefined)?.find((c) => c.type === 'Ready');
+    t.comment(`catalog status while MinIO is down: ${String(during?.status?.phase)}: ${readyCond?.message}`);
+    t.match(readyCond?.message, /unreachable|ECONNREFUSED/, 'the catalog status names the failed attempt');
+    await minio.resume();
+    resumed = true;
+    await wait('catalog outage Ready once MinIO is back', 180_000, async () => (await phase('dlc', 'outage')) === 'Ready' ? true : undefined);
+    t.pass('Ready once MinIO is back');
+    const count = await featherman(['query', '--format', 'csv', '--sql', 'SELECT count(*) AS n FROM users'], lakeEnv());
+    t.match(count.stdout, /n\s*\n20\b/, `nothing was lost: users still has its 20 rows (${count.stdout.trim()} ${count.stderr.trim().slice(0, 200)})`);
+    ok(await kubectl(['delete', 'dlc', 'outage', '--wait=true', '--timeout=90s']), 'delete the outage catalog');
+  });
+
+  await t.test('(e) under a burst of queries the pool scales up within maxSize, then back down when idle', async (t) => {
+    const burstPool = {
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'burst' },
+      spec: { minSize: 1, maxSize: 3, targetUtilization: 0.5, scaleUpRate: 2, scaleDownRate: 1, scaleInterval: '2s', maxIdleTime: '4s', maxQueryDuration: '60s', queue: { maxLength: 200, maxWaitTime: '60s' }, catalogRef: { name: 'example', readOnly: true } },
+    };
+    ok(await kubectl(['apply', '-f', '-'], JSON.stringify(burstPool)), 'apply a small, quick pool');
+    const size = async () => (await get(['dlp', 'burst']))?.status as { currentSize?: number; desiredSize?: number; idlePods?: number } | undefined;
+    await wait('burst pool at 1 ready, idle worker', 90_000, async () => {
+      const s = await size();
+      return s?.currentSize === 1 && s.idlePods === 1 ? true : undefined;
+    });
+    let stop = false;
+    let answered = 0;
+    const client = async () => {
+      while (!stop) {
+        const res = await fetch(`${env.hooksUrl}/v1/query`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${E2E_TOKEN}` },
+          body: JSON.stringify({ catalog: 'example', pool: 'burst', sql: 'SELECT count(*) AS n FROM range(300000000) r(i) WHERE i % 3 = 1' }),
+        });
+        await res.text();
+        if (res.status === 200) answered++;
+      }
+    };
+    const clients = Array.from({ length: 4 }, client);
+    let peak = 1;
+    try {
+      await wait('burst pool scales up', 90_000, async () => {
+        const s = await size();
+        peak = Math.max(peak, s?.currentSize ?? 0);
+        return peak >= 2 ? true : undefined;
+      });
+    } finally {
+      stop = true;
+      await Promise.all(clients);
+    }
+    t.ok(peak >= 2 && peak <= 3, `scaled up to ${peak} workers (maxSize 3) under the burst; ${answered} queries answered`);
+    await wait('burst pool back to minSize when idle', 180_000, async () => {
+      const s = await size();
+      peak = Math.max(peak, s?.currentSize ?? 0);
+      return s?.currentSize === 1 && s?.desiredSize === 1 ? true : undefined;
+    });
+    t.ok(peak <= 3, `never above maxSize (peak ${peak})`);
+    t.pass('back to minSize (1) once idle');
+    ok(await kubectl(['delete', 'dlp', 'burst', '--wait=true', '--timeout=60s']), 'delete the burst pool');
+  });
+
+  await t.test('(d) deleting: a Delete-policy table is dropped first; the catalog garbage-collects its children', async (t) => {
+    ok(await kubectl(['delete', 'dlp', 'default-pool', '--wait=true', '--timeout=90s']), 'delete the pool');
+    ok(await kubectl(['patch', 'dlt', 'users', '--type=merge', '-p', '{"spec":{"deletionPolicy":"Delete"}}']), 'set deletionPolicy Delete');
+    const uid = (await get(['dlt', 'users']))!.metadata.uid;
+    ok(await kubectl(['delete', 'dlt', 'users', '--wait=false']), 'delete the table');
+    let dropSeen = false;
+    await wait('the table object to disappear', 120_000, async () => {
+      const x = await get(['dlt', 'users']);
+      if (x) {
+        const jobs = (await get<{ items: KubeObj[] }>(['jobs', '-l', `controller-uid=${uid}`]))?.items ?? [];
+        if (jobs.some((j) => j.metadata.name.startsWith('users-drop-'))) dropSeen = true;
+        return undefined;
+      }
+      return true;
+    });
+    t.ok(dropSeen, 'a drop Job ran while the table object still existed');
+    t.notOk((await tablesInLake()).includes('users'), 'users is gone from the lake once the object is gone');
+    t.ok((await tablesInLake()).includes('events'), 'events (deletionPolicy Retain) is still there');
+
+    const catalog = await get(['dlc', 'example']);
+    ok(await kubectl(['delete', 'dlt', 'events', '--wait=true', '--timeout=60s']), 'delete the Retain table');
+    ok(await kubectl(['delete', 'dlc', 'example', '--wait=true', '--timeout=120s']), 'delete the catalog');
+    await wait('the catalog\'s children to be gone', 120_000, async () => {
+      const left: string[] = [];
+      for (const kind of ['jobs', 'cronjobs', 'pvc']) {
+        const items = (await get<{ items: KubeObj[] }>([kind, '-l', `controller-uid=${catalog!.metadata.uid}`]))?.items ?? [];
+        left.push(...items.map((i) => `${kind}/${i.metadata.name}`));
+      }
+      return left.length === 0 ? true : undefined;
+    });
+    const pods = (await get<{ items: KubeObj[] }>(['pods']))?.items ?? [];
+    t.equal(pods.length, 0, `no pods left: ${pods.map((p) => p.metadata.name).join(', ')}`);
+    t.comment(`e2e scenarios took ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
+  });
+}

@@ -1,0 +1,159 @@
+// The whole e2e environment in one call: the test cluster (test/helpers/cluster.ts), MinIO with the
+// bucket `my-data-lake`, `featherman serve` on the host (HTTP for the hooks, HTTPS with a
+// certificate from `featherman certs --ip 127.0.0.1` for admission), the CRDs and the webhook
+// configurations (clientConfig.url https://127.0.0.1:<tls-port>/admission/... plus the caBundle),
+// the Metacontroller stand-in and the process kubelet. stop() tears everything down in reverse.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { packageRoot } from '../../lib/lake/config.js';
+import { CLI, featherman } from './cli.js';
+import { DEFAULT_CONTROLLERS, startCluster, type Cluster, type KubectlResult } from './cluster.js';
+import { ProcessKubelet } from './kubelet.js';
+import { KubeApi, MetacontrollerStandin } from './metacontroller-standin.js';
+import { Minio } from './minio.js';
+
+export const BUCKET = 'my-data-lake';
+/** The bearer token of the service's POST /v1/query in the e2e. */
+export const E2E_TOKEN = 'e2e-query-token';
+
+export interface E2eEnv {
+  cluster: Cluster;
+  minio: Minio;
+  api: KubeApi;
+  standin: MetacontrollerStandin;
+  kubelet: ProcessKubelet;
+  /** http://127.0.0.1:<port> of `featherman serve` (hooks). */
+  hooksUrl: string;
+  /** https://127.0.0.1:<tls-port> of `featherman serve` (admission). */
+  admissionUrl: string;
+  dir: string;
+  kubectl(args: string[], input?: string, timeoutMs?: number): Promise<KubectlResult>;
+  /** The last lines of every component's log, for failure messages. */
+  diagnostics(): string;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts `featherman serve` and resolves with its ports once it logs that it listens. */
+function startServe(args: string[], env: Record<string, string>, timeoutMs: number): Promise<{ child: ChildProcess; httpPort: number; httpsPort: number; output: () => string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, HOME: tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const output = () => out.slice(-4000);
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${output()}`)); }, timeoutMs);
+    const onData = (d: Buffer) => {
+      out = (out + d.toString('utf8')).slice(-200_000);
+      for (const line of out.split('\n')) {
+        if (!line.includes('featherman serve listening')) continue;
+        try {
+          const j = JSON.parse(line) as { httpPort: number; httpsPort: number };
+          clearTimeout(timer);
+          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, output });
+          return;
+        } catch { /* partial line */ }
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`featherman serve exited (${code}):\n${output()}`)); });
+  });
+}
+
+export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E2eEnv> {
+  const root = packageRoot();
+  const dir = mkdtempSync(join(tmpdir(), 'fm-e2e-'));
+  const cleanups: (() => Promise<void> | void)[] = [() => { if (!process.env.FEATHERMAN_KEEP_CLUSTER) rmSync(dir, { recursive: true, force: true }); }];
+  const stop = async () => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try { await c(); } catch { /* keep tearing down */ }
+    }
+  };
+  try {
+    // pvc-protection: PVCs get the kubernetes.io/pvc-protection finalizer at admission; without its
+    // controller a deleted catalog volume would stay Terminating forever.
+    const [c, m] = await Promise.allSettled([startCluster({ controllers: [...DEFAULT_CONTROLLERS, 'persistentvolumeclaim-protection-controller'] }), Minio.start()]);
+    if (c.status === 'fulfilled') cleanups.push(() => c.value.stop());
+    if (m.status === 'fulfilled') cleanups.push(() => m.value.stop());
+    if (c.status === 'rejected') throw c.reason;
+    if (m.status === 'rejected') throw m.reason;
+    const [cluster, minio] = [c.value, m.value];
+    await minio.createBucket(BUCKET);
+
+    // admission certificate for 127.0.0.1, then the service (HTTP for hooks, HTTPS for admission)
+    const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--ip', '127.0.0.1', '--dns', 'localhost'], {});
+    if (certs.code !== 0) throw new Error(`featherman certs failed: ${certs.stderr}`);
+    const serve = await startServe(['--host', '127.0.0.1', '--port', '0', '--tls-port', '0',
+      '--tls-cert', join(dir, 'certs', 'tls.crt'), '--tls-key', join(dir, 'certs', 'tls.key')],
+    // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
+    { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000);
+    cleanups.push(async () => {
+      if (serve.child.exitCode !== null) return;
+      const exited = new Promise((r) => serve.child.once('exit', r));
+      serve.child.kill('SIGTERM');
+      if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) serve.child.kill('SIGKILL');
+    });
+    const hooksUrl = `http://127.0.0.1:${serve.httpPort}`;
+    const admissionUrl = `https://127.0.0.1:${serve.httpsPort}`;
+
+    // CRDs and webhook configurations (url + caBundle instead of the in-cluster Service)
+    const kubectl = cluster.kubectl;
+    const must = async (what: string, r: Promise<KubectlResult>) => {
+      const res = await r;
+      if (res.code !== 0) throw new Error(`${what} failed: ${res.stderr}`);
+      return res.stdout;
+    };
+    await must('kubectl apply -k crds/', kubectl(['apply', '-k', join(root, 'crds')]));
+    await must('waiting for the CRDs', kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/name=featherman']));
+    const caBundle = readFileSync(join(dir, 'certs', 'caBundle'), 'utf8').trim();
+    const docs = parseAllDocuments(readFileSync(join(root, 'metacontroller', 'webhooks.yaml'), 'utf8')).map((d) => d.toJSON() as {
+      metadata: { annotations?: Record<string, string> }; webhooks: { clientConfig: Record<string, unknown> }[];
+    });
+    for (const d of docs) {
+      delete d.metadata.annotations;
+      for (const w of d.webhooks) {
+        const path = (w.clientConfig.service as { path: string }).path;
+        w.clientConfig = { url: `${admissionUrl}${path}`, caBundle };
+      }
+    }
+    await must('applying the webhook configurations', kubectl(['apply', '-f', '-'], docs.map((d) => stringify(d)).join('---\n')));
+
+    const api = new KubeApi(cluster.server, cluster.token, cluster.caCert);
+    cleanups.push(() => api.close());
+    const kubelet = new ProcessKubelet({ api, dir: join(dir, 'kubelet') });
+    await kubelet.start();
+    cleanups.push(() => kubelet.stop());
+    const standin = new MetacontrollerStandin({ api, hooksUrl, controllersFile: join(root, 'metacontroller', 'controllers.yaml'), intervalMs: opts.intervalMs ?? 500, logFile: join(dir, 'standin.log') });
+    standin.start();
+    cleanups.push(() => standin.stop());
+
+    const diagnostics = () => [
+      `--- metacontroller stand-in ---\n${standin.recentLog(30)}`,
+      `--- process kubelet ---\n${kubelet.recentLog(30)}`,
+      `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
+    ].join('\n');
+    return { cluster, minio, api, standin, kubelet, hooksUrl, admissionUrl, dir, kubectl, diagnostics, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** Polls `check` until it returns a value (not undefined), up to `ms`; the error names `what`. */
+export async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>, onTimeout?: () => string): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) { last = e; }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${onTimeout ? `\n${onTimeout()}` : ''}`);
+    }
+    await sleep(300);
+  }
+}
