@@ -5,15 +5,13 @@
 //   - the client sends the same AdmissionReview to each for a fixed time over keep-alive
 //     connections and prints requests/s, latency percentiles and the ratio.
 // Run: node dist/bench/admission.js. BENCH_SECONDS, BENCH_CONNECTIONS override the sizes.
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { validateReview } from '../lib/api/admission.js';
 import { packageRoot } from '../lib/lake/config.js';
 import { buildServer } from '../lib/server/server.js';
-import { load, summarize, type Sample } from './load.js';
+import { forkServer, listenForParent, load, summarize, type Sample } from './load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -53,17 +51,11 @@ async function serve(): Promise<void> {
     reply.type('application/json');
     return canned.get(uid);
   });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  process.send!({ port: (app.server.address() as { port: number }).port });
-  process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
+  await listenForParent(app);
 }
 
 export async function run(): Promise<void> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m) => resolve((m as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`bench server exited ${code}`)));
-  });
+  const { child, port } = await forkServer(import.meta.url);
   const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   try {
     console.log(`admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`);

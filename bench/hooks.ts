@@ -3,13 +3,11 @@
 // their status) and their pods in `related`; the bare route parses the same body and answers a
 // precomputed JSON of the same size. Server in its own process.
 // Run: node dist/bench/hooks.js. BENCH_SECONDS, BENCH_CONNECTIONS override the sizes.
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../lib/lake/config.js';
 import { buildServer } from '../lib/server/server.js';
-import { load, summarize, type Sample } from './load.js';
+import { forkServer, listenForParent, load, summarize, type Sample } from './load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -44,17 +42,11 @@ async function serve(): Promise<void> {
   app.post('/bare', async (_req, reply) => reply.type('application/json').send(canned));
   const answer = (await app.inject({ method: 'POST', url: '/hooks/ducklaketables/sync', headers: { 'content-type': 'application/json' }, payload: syncRequest() })).body;
   canned = JSON.stringify({ pad: 'x'.repeat(answer.length - JSON.stringify({ pad: '' }).length) });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  process.send!({ port: (app.server.address() as { port: number }).port });
-  process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
+  await listenForParent(app);
 }
 
 export async function run(): Promise<void> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m) => resolve((m as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`bench server exited ${code}`)));
-  });
+  const { child, port } = await forkServer(import.meta.url);
   const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const body = syncRequest();
   try {

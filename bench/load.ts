@@ -1,6 +1,9 @@
 // A small, bounded HTTP load generator shared by the benchmarks: keep-alive connections on
 // loopback, each sending the same POST for a fixed time; latencies in milliseconds.
+import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
 
 export interface Sample { latencies: number[]; elapsed: number; bytes: number; errors: number }
 export interface Result { requests: number; rps: number; p50: number; p99: number; bytes: number; errors: number }
@@ -45,3 +48,20 @@ export async function load(port: number, connections: number, path: string, body
   return { latencies, elapsed, bytes, errors };
 }
 
+
+/** In the forked server process: listen on a free loopback port, tell the parent, exit with it. */
+export async function listenForParent(app: FastifyInstance): Promise<void> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  process.send!({ port: (app.server.address() as { port: number }).port });
+  process.on('disconnect', () => { void app.close().then(() => process.exit(0)); });
+}
+
+/** Fork `moduleUrl --server` (so client and server do not share a CPU thread) and wait for its port. */
+export async function forkServer(moduleUrl: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(fileURLToPath(moduleUrl), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`bench server exited ${code}`)));
+  });
+  return { child, port };
+}

@@ -3,20 +3,17 @@
 // rewrites them), checked for the contract (no unknown top-level fields, complete status), and
 // every child is validated against Kubernetes' published OpenAPI schemas (kubernetes-models).
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
 import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
 import * as catalog from '../../hooks/catalog.js';
 import * as table from '../../hooks/table.js';
 import type { KubeObject, SyncResponse } from '../../lib/k8s/metacontroller.js';
-import { packageRoot } from '../../lib/lake/config.js';
 import {
   catalogObject, ctx, jobFailed, jobPod, jobRunning, jobSucceeded, observed, syncRequest, tableObject,
 } from '../helpers/hook-fixtures.js';
+import { golden } from '../helpers/golden.js';
 
-const GOLDEN = join(packageRoot(), 'test', 'golden');
 const CATALOG_TYPES = ['PersistentVolumeClaim.v1', 'Job.batch/v1', 'CronJob.batch/v1'];
 const TABLE_TYPES = ['Job.batch/v1'];
 const validators: Record<string, (o: KubeObject) => void> = {
@@ -66,16 +63,6 @@ function checkContract(t: Test, response: SyncResponse, finalize = false) {
   }
 }
 
-function golden(t: Test, name: string, response: SyncResponse) {
-  const file = join(GOLDEN, `${name}.json`);
-  const text = JSON.stringify(response, null, 2) + '\n';
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
-    mkdirSync(GOLDEN, { recursive: true });
-    writeFileSync(file, text);
-    if (!process.env.UPDATE_GOLDEN) t.fail(`${name}.json did not exist; written now, review and commit it`);
-  }
-  t.same(JSON.parse(text), JSON.parse(readFileSync(file, 'utf8')), `matches test/golden/${name}.json`);
-}
 
 const kinds = (r: SyncResponse) => r.children.map((c) => `${c.kind}/${c.metadata.name}`);
 

@@ -3,10 +3,9 @@
 // runner's security settings; then the hooks over HTTP, where the service fetches each worker's
 // GET /stats (here from a local server) and the hook scales on it.
 import t, { type Test } from 'tap';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -14,13 +13,13 @@ import * as pool from '../../hooks/pool.js';
 import type { HookContext } from '../../hooks/context.js';
 import type { KubeObject, SyncResponse } from '../../lib/k8s/metacontroller.js';
 import type { WorkerStats } from '../../lib/pool/stats.js';
-import { packageRoot } from '../../lib/lake/config.js';
 import { objectSchemaProblems } from '../../lib/api/schema-validator.js';
 import { buildServer } from '../../lib/server/server.js';
 import { settingsFromEnv } from '../../lib/k8s/workloads.js';
 import { catalogObject, ctx, NOW, observed, syncRequest } from '../helpers/hook-fixtures.js';
+import { mutator } from '../helpers/fuzz.js';
+import { golden } from '../helpers/golden.js';
 
-const GOLDEN = join(packageRoot(), 'test', 'golden');
 const POOL_TYPES = ['Pod.v1', 'Service.v1', 'PodDisruptionBudget.policy/v1'];
 const validators: Record<string, (o: KubeObject) => void> = {
   Pod: (o) => new Pod(o as never).validate(),
@@ -109,16 +108,6 @@ function checkContract(t: Test, response: SyncResponse, finalize = false) {
   }
 }
 
-function golden(t: Test, name: string, response: SyncResponse) {
-  const file = join(GOLDEN, `${name}.json`);
-  const text = JSON.stringify(response, null, 2) + '\n';
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
-    mkdirSync(GOLDEN, { recursive: true });
-    writeFileSync(file, text);
-    if (!process.env.UPDATE_GOLDEN) t.fail(`${name}.json did not exist; written now, review and commit it`);
-  }
-  t.same(JSON.parse(text), JSON.parse(readFileSync(file, 'utf8')), `matches test/golden/${name}.json`);
-}
 
 t.test('DuckLakePool: catalog missing or not Ready', async (t) => {
   const r0 = pool.sync(syncRequest(poolObject(), [], [], POOL_TYPES), ctx);
@@ -350,23 +339,7 @@ t.test('a bounded fuzz of mutated pool sync requests never gets a 500', async (t
   // Port 1 on the loopback refuses at once, so the stats fetch costs nothing here.
   const pods = podsOf(r0).map((p, i) => running(p, at(-600 * (i + 1)), i === 0, '127.0.0.1', { [pool.STATS_PORT_ANNOTATION]: '1' }));
   const example = syncRequest(poolObject({}, {}, r0.status), pods, [readyCatalog], POOL_TYPES);
-  let seed = 20261124;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const junk = [null, 0, -1, 1e308, '', 'x'.repeat(300), true, [], {}, [1, 'a'], { a: { b: null } }, 'not-an-ip', '2026-13-45T99:00:00Z'];
-  const mutate = (value: any, depth = 0): any => {
-    if (value && typeof value === 'object' && depth < 8 && rand() < 0.85) {
-      const copy: any = Array.isArray(value) ? [...value] : { ...value };
-      const keys = Object.keys(copy);
-      const key = keys[Math.floor(rand() * keys.length)];
-      if (key === undefined) return copy;
-      const roll = rand();
-      if (roll < 0.15) delete copy[key];
-      else if (roll < 0.35) copy[key] = junk[Math.floor(rand() * junk.length)];
-      else copy[key] = mutate(copy[key], depth + 1);
-      return copy;
-    }
-    return junk[Math.floor(rand() * junk.length)];
-  };
+  const mutate = mutator(20261124, ['not-an-ip', '2026-13-45T99:00:00Z']);
   const counts: Record<number, number> = {};
   for (let i = 0; i < 600; i++) {
     const hook = ['sync', 'finalize', 'customize'][i % 3];
