@@ -15,6 +15,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { LakeConfig } from '../lake/config.js';
 import { attachLake, attachWithLockWait, LakeSession, openDuckDB } from '../lake/session.js';
 import { LAKE, literal } from '../lake/sql.js';
+import { lockDown } from './sandbox.js';
 
 export class Engine {
   private refs = 0;
@@ -49,13 +50,6 @@ export class Engine {
     this.session.close();
     if (this.copyPath) await rm(this.copyPath, { force: true });
   }
-}
-
-/** Apply DuckDB's own sandbox: only the lake's data files are reachable, and nothing can be re-configured. */
-async function lockDown(session: LakeSession): Promise<void> {
-  await session.run(`SET allowed_directories = [${literal(session.config.dataPath)}]`);
-  await session.run('SET enable_external_access = false');
-  await session.run('SET lock_configuration = true');
 }
 
 /** A consistent copy of a DuckDB catalog file, taken in one read transaction. */

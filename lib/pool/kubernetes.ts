@@ -101,7 +101,7 @@ export class JobFallback implements QueryFallback {
     const access = catalogAccess(catalog, { readOnlyVolume: true });
     const name = `${pool.pool}`.slice(0, 40).replace(/[-.]+$/, '') + `-query-${randomBytes(4).toString('hex')}`;
     const labels = labelsFor({ component: 'query', catalog: pool.catalog, pool: pool.pool, instance: pool.pool });
-    const body = job(name, labels, runnerPodSpec({ settings: this.settings, args: ['query', '--sql', query.sql, '--format', 'json'], ...access }), { backoffLimit: 0, activeDeadlineSeconds: Math.ceil(pool.maxQueryMs / 1000) + 60 });
+    const body = job(name, labels, runnerPodSpec({ settings: this.settings, args: ['query', '--sandbox', '--sql', query.sql, '--format', 'json', ...(pool.readOnly ? [] : ['--write'])], ...access }), { backoffLimit: 0, activeDeadlineSeconds: Math.ceil(pool.maxQueryMs / 1000) + 60 });
     body.spec!.ttlSecondsAfterFinished = 300;
     await this.batch.createNamespacedJob({ namespace: pool.namespace, body });
     const deadline = Date.now() + pool.maxQueryMs + 120_000;

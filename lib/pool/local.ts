@@ -74,12 +74,12 @@ export class LocalPool implements WorkerDirectory {
   }
 }
 
-/** One `featherman query` process: the cold path, exactly what a fallback Job runs. */
+/** One sandboxed `featherman query` process: the cold path, exactly what a fallback Job runs. */
 export class LocalFallback implements QueryFallback {
   constructor(private readonly env: NodeJS.ProcessEnv) {}
 
-  async run(_pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
-    const child = spawn(process.execPath, [CLI, 'query', '--sql', query.sql, '--format', query.format], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  async run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
+    const child = spawn(process.execPath, [CLI, 'query', '--sandbox', '--sql', query.sql, '--format', query.format, ...(pool.readOnly ? [] : ['--write'])], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout!.on('data', (d: Buffer) => out.push(d));

@@ -7,6 +7,8 @@
 //     CREATE SECRET (not SELECTs), read_text/glob/read_blob/duckdb_secrets()/query() (not on the
 //     list), and the DuckLake metadata catalog, which holds the file encryption keys.
 import { StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import type { LakeSession } from '../lake/session.js';
+import { literal } from '../lake/sql.js';
 
 export class SandboxError extends Error {}
 
@@ -63,4 +65,11 @@ export async function checkWriteQuery(connection: DuckDBConnection, sql: string)
   const allowed = [StatementType.SELECT, StatementType.INSERT, StatementType.UPDATE, StatementType.DELETE, StatementType.MERGE_INTO];
   if (!allowed.includes(type)) throw new SandboxError(`sql: ${StatementType[type]} statements are not allowed; use SELECT, INSERT, UPDATE, DELETE or MERGE`);
   if (type === StatementType.SELECT) await checkReadOnlyQuery(connection, sql);
+}
+
+/** DuckDB's own sandbox: only the lake's data files are reachable, and nothing can be re-configured. */
+export async function lockDown(session: LakeSession): Promise<void> {
+  await session.run(`SET allowed_directories = [${literal(session.config.dataPath)}]`);
+  await session.run('SET enable_external_access = false');
+  await session.run('SET lock_configuration = true');
 }

@@ -190,6 +190,11 @@ t.test('with no worker the router falls back to a one-off query process', async 
   t.equal(r.status, 200, r.text);
   t.equal(r.headers.get('x-featherman-pod'), 'fallback');
   t.same(JSON.parse(r.text).rows, [{ n: '10500' }]);
+  for (const sql of ["SELECT * FROM read_text('/etc/passwd')", "COPY (SELECT 1) TO '/tmp/fallback-x'", 'SELECT * FROM duckdb_secrets()']) {
+    const refused = await query({ sql });
+    t.equal(refused.status, 400, `the cold path is sandboxed too: ${sql}`);
+    t.match(JSON.parse(refused.text).error, /not allowed|only read queries/);
+  }
   await pool.scaleTo(2);
 });
 

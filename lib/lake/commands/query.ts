@@ -17,6 +17,7 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     'as-of-time': { type: 'string' },
     write: { type: 'boolean', default: false },
     'max-rows': { type: 'string' },
+    sandbox: { type: 'boolean', default: false },
   });
   if (!values.sql?.trim()) throw new BadInputError('--sql: required');
   const format = values.format;
@@ -32,6 +33,18 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const session = await openLake(config, { readOnly: !values.write, snapshotVersion, snapshotTime });
   const started = performance.now();
   try {
+    // --sandbox: the same limits as a warm worker (the router's cold path runs user SQL this way).
+    if (values.sandbox) {
+      const { checkReadOnlyQuery, checkWriteQuery, lockDown, SandboxError } = await import('../../pool/sandbox.js');
+      try {
+        if (values.write) await checkWriteQuery(session.connection, values.sql);
+        else await checkReadOnlyQuery(session.connection, values.sql);
+      } catch (err) {
+        if (err instanceof SandboxError) throw new BadInputError(err.message);
+        throw err;
+      }
+      await lockDown(session);
+    }
     let result;
     try {
       result = await session.connection.stream(values.sql);
