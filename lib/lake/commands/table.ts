@@ -68,9 +68,10 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   if (action === 'apply') {
     if (rest.length) throw new BadInputError(`table apply: unexpected argument ${JSON.stringify(rest[0])}`);
     // Jobs pass the spec in FEATHERMAN_TABLE_SPEC, so they need no ConfigMap or volume.
-    const spec = values.file ? await readSpec(values.file)
-      : env.FEATHERMAN_TABLE_SPEC ? parseSpecText(env.FEATHERMAN_TABLE_SPEC, 'FEATHERMAN_TABLE_SPEC')
-        : (() => { throw new BadInputError('table apply: -f FILE (a DuckLakeTable manifest or its spec; - for stdin) or FEATHERMAN_TABLE_SPEC is required'); })();
+    if (!values.file && !env.FEATHERMAN_TABLE_SPEC) {
+      throw new BadInputError('table apply: -f FILE (a DuckLakeTable manifest or its spec; - for stdin) or FEATHERMAN_TABLE_SPEC is required');
+    }
+    const spec = values.file ? await readSpec(values.file) : parseSpecText(env.FEATHERMAN_TABLE_SPEC!, 'FEATHERMAN_TABLE_SPEC');
     planTable(spec, undefined, { allowDrop: false }); // validates the spec before anything opens the lake
     const config = loadConfig(env);
     const session = await openLake(config, { readOnly: values['dry-run'] });
