@@ -20,10 +20,12 @@ t.test('the README serve and curl commands return the table status and its apply
   const server = spawn('bash', ['-c', serveCommand!], { cwd: root, detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
   t.teardown(() => { try { process.kill(-server.pid!, 'SIGTERM'); } catch { /* already gone */ } });
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try { if ((await fetch('http://127.0.0.1:18080/readyz')).ok) break; } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 200));
+  let ready = false;
+  while (Date.now() < deadline && !ready) {
+    try { ready = (await fetch('http://127.0.0.1:18080/readyz')).ok; } catch { /* starting */ }
+    if (!ready) await new Promise((r) => setTimeout(r, 200));
   }
+  t.ok(ready, `\`${serveCommand}\` became ready on :18080`);
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curlCommand!], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 0, r.stderr);
   const response = JSON.parse(r.stdout.trim().split('\n').pop()!);
