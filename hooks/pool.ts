@@ -4,7 +4,7 @@
 // (fetched by lib/server/hooks.ts into ctx.workerStats) and what the last sync left in .status.
 // Pod names come from a counter in .status, so the hook stays a pure function of its request.
 import { createHash } from 'node:crypto';
-import type { V1Container, V1PodSpec, V1ResourceRequirements, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1PodSpec, V1ResourceRequirements } from '@kubernetes/client-node';
 import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
 import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
 import { validateSpec } from '../lib/api/validate.js';
@@ -12,7 +12,7 @@ import { parseQuantity } from '../lib/api/quantity.js';
 import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { catalogAccess, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
-import { CONTAINER_SECURITY, POD_SECURITY } from '../lib/k8s/workloads.js';
+import { containerSecurity, podSecurity, SCRATCH, SCRATCH_MOUNT } from '../lib/k8s/workloads.js';
 import {
   decide, poolPolicy, type PodState, type PoolSpec, type ScalingDecision, type ScalingMemory, type WorkerObservation,
 } from '../lib/pool/scaling.js';
@@ -30,8 +30,6 @@ const FINALIZE_RESYNC_SECONDS = 5;
 /** A pool below minSize with a pod not Ready for this long is Degraded rather than Scaling. */
 const STARTUP_GRACE_SECONDS = 300;
 const DEFAULT_RESOURCES = { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } };
-const SCRATCH: V1Volume = { name: 'scratch', emptyDir: { sizeLimit: '2Gi' } };
-const SCRATCH_MOUNT: V1VolumeMount = { name: 'scratch', mountPath: '/tmp' };
 const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -111,7 +109,7 @@ export function workerPodSpec(p: PoolObject, catalog: CatalogObject, ctx: HookCo
       { name: 'TMPDIR', value: '/tmp' },
     ],
     resources: workerResources(t.resources),
-    securityContext: { ...CONTAINER_SECURITY, capabilities: { drop: ['ALL'] } },
+    securityContext: containerSecurity(),
     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
     volumeMounts: [SCRATCH_MOUNT, ...access.mounts],
@@ -121,7 +119,7 @@ export function workerPodSpec(p: PoolObject, catalog: CatalogObject, ctx: HookCo
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     ...(ctx.settings.serviceAccountName ? { serviceAccountName: ctx.settings.serviceAccountName } : {}),
-    securityContext: { ...POD_SECURITY },
+    securityContext: podSecurity(),
     // SIGTERM makes the worker drain: a running query gets its full maxQueryDuration to finish.
     terminationGracePeriodSeconds: Math.ceil(policy.maxQuerySeconds) + 10,
     containers: [container],

@@ -1,7 +1,8 @@
 // Typed builders for the children the hooks return. Security settings, labels, the image and
 // the scratch volume are decided here once, so a hook reads as a list of the children it wants.
 import type {
-  V1Container, V1CronJob, V1EnvVar, V1Job, V1PersistentVolumeClaim, V1PodSpec, V1ResourceRequirements, V1Volume, V1VolumeMount,
+  V1Container, V1CronJob, V1EnvVar, V1Job, V1PersistentVolumeClaim, V1PodSecurityContext, V1PodSpec, V1ResourceRequirements,
+  V1SecurityContext, V1Volume, V1VolumeMount,
 } from '@kubernetes/client-node';
 
 /** Settings of the service that every generated object shares (from the service's environment). */
@@ -25,28 +26,27 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): HookSettings {
 }
 
 export const CATALOG_MOUNT = '/var/lib/featherman';
-const SCRATCH: V1Volume = { name: 'scratch', emptyDir: { sizeLimit: '2Gi' } };
-const SCRATCH_MOUNT: V1VolumeMount = { name: 'scratch', mountPath: '/tmp' };
+/** The writable /tmp every pod gets (the root filesystem is read-only). */
+export const SCRATCH: V1Volume = { name: 'scratch', emptyDir: { sizeLimit: '2Gi' } };
+export const SCRATCH_MOUNT: V1VolumeMount = { name: 'scratch', mountPath: '/tmp' };
 const RESULT_FILE = '/dev/termination-log';
 
 /** Non-root, read-only root filesystem, no privilege escalation, no capabilities, default seccomp. */
-export const CONTAINER_SECURITY = {
-  runAsNonRoot: true,
-  runAsUser: 65532,
-  runAsGroup: 65532,
-  readOnlyRootFilesystem: true,
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ['ALL'] },
-  seccompProfile: { type: 'RuntimeDefault' },
-} as const;
+export function containerSecurity(): V1SecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    runAsGroup: 65532,
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
 
-export const POD_SECURITY = {
-  runAsNonRoot: true,
-  runAsUser: 65532,
-  runAsGroup: 65532,
-  fsGroup: 65532,
-  seccompProfile: { type: 'RuntimeDefault' },
-} as const;
+export function podSecurity(): V1PodSecurityContext {
+  return { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } };
+}
 
 export interface RunnerOptions {
   settings: HookSettings;
@@ -65,7 +65,7 @@ export function runnerPodSpec(o: RunnerOptions): V1PodSpec {
     args: o.args,
     env: [...o.env, { name: 'FEATHERMAN_RESULT_FILE', value: RESULT_FILE }, { name: 'HOME', value: '/tmp' }, { name: 'TMPDIR', value: '/tmp' }],
     resources: o.settings.runnerResources,
-    securityContext: { ...CONTAINER_SECURITY, capabilities: { drop: ['ALL'] } },
+    securityContext: containerSecurity(),
     terminationMessagePath: RESULT_FILE,
     terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: [SCRATCH_MOUNT, ...(o.mounts ?? [])],
@@ -74,7 +74,7 @@ export function runnerPodSpec(o: RunnerOptions): V1PodSpec {
     restartPolicy: 'Never',
     automountServiceAccountToken: false,
     ...(o.settings.serviceAccountName ? { serviceAccountName: o.settings.serviceAccountName } : {}),
-    securityContext: { ...POD_SECURITY },
+    securityContext: podSecurity(),
     containers: [container],
     volumes: [SCRATCH, ...(o.volumes ?? [])],
   };
