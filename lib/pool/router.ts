@@ -119,7 +119,7 @@ export class Router {
     return s;
   }
 
-  /** Queue stats for metrics and the pool status. */
+  /** Sizes and queue lengths, read at scrape time by /metrics (so the hot path sets no gauges). */
   snapshot(): { namespace: string; pool: string; workers: number; busy: number; queued: number }[] {
     return [...this.states.values()].map((s) => ({
       namespace: s.settings.namespace, pool: s.settings.pool, workers: s.workers.length,
@@ -145,7 +145,6 @@ export class Router {
         }, state.settings.queueMaxWaitMs),
       };
       state.waiters.push(waiter);
-      metrics.queueLength.set({ pool: state.settings.pool, namespace: state.settings.namespace }, state.waiters.length);
     });
   }
 
@@ -166,8 +165,6 @@ export class Router {
     } catch (err) {
       metrics.queries.inc({ ...labels, outcome: err instanceof RouterError && err.status === 429 ? 'rejected' : 'timeout' });
       throw err;
-    } finally {
-      metrics.queueLength.set(labels, state.waiters.length);
     }
     metrics.waitDuration.observe(labels, (performance.now() - arrived) / 1000);
 
