@@ -15,14 +15,18 @@ t.test('npm start serves hooks, health, metrics and /v1/query on the embedded la
   const server = spawn('npm', ['start'], { cwd: root, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FEATHERMAN_API_TOKENS: '' } });
   let stderr = '';
   server.stderr!.on('data', (d) => { stderr += d; });
+  let exited: number | null | undefined;
+  server.on('exit', (code) => { exited = code; });
   t.teardown(() => { try { process.kill(-server.pid!, 'SIGTERM'); } catch { /* gone */ } });
   const deadline = Date.now() + 120_000;
   let ready = false;
-  while (Date.now() < deadline && !ready) {
+  // A server that exits (bad state, port taken) fails the test at once, with its own last words.
+  while (Date.now() < deadline && !ready && exited === undefined) {
     try { ready = (await fetch('http://127.0.0.1:8080/readyz')).ok; } catch { /* starting */ }
     if (!ready) await new Promise((r) => setTimeout(r, 300));
   }
-  t.ok(ready, `the service became ready on :8080 ${stderr.slice(-500)}`);
+  t.ok(ready, `the service became ready on :8080${exited !== undefined ? ` (npm start exited ${exited})` : ''} ${stderr.slice(-500)}`);
+  if (!ready) return;
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curl], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 0, r.stderr);
   t.match(JSON.parse(r.stdout), { columns: ['answer'], rows: [{ answer: 42 }], rowCount: 1 });

@@ -1,15 +1,41 @@
 // `featherman serve --embedded`: a local DuckLake (catalog file + data directory under .cache/local)
 // so the service runs on a laptop with no cluster, no S3 and no configuration.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, packageRoot } from './config.js';
-import { openLake } from './session.js';
+import { loadConfig, packageRoot, type LakeConfig } from './config.js';
+import { catalogDatabaseSql, openDuckDB, openLake } from './session.js';
 
 /** Fills in FEATHERMAN_METADATA and FEATHERMAN_DATA_PATH when unset, and creates the lake. */
-export async function ensureEmbeddedLake(env: NodeJS.ProcessEnv): Promise<{ metadata: string; dataPath: string }> {
-  const local = join(packageRoot(), '.cache', 'local');
+export async function ensureEmbeddedLake(
+  env: NodeJS.ProcessEnv,
+  local = join(packageRoot(), '.cache', 'local'),
+): Promise<{ metadata: string; dataPath: string; relocatedFrom?: string }> {
+  const owned = env.FEATHERMAN_METADATA === undefined && env.FEATHERMAN_DATA_PATH === undefined;
   env.FEATHERMAN_METADATA ??= `duckdb:${join(local, 'metadata.ducklake')}`;
   env.FEATHERMAN_DATA_PATH ??= join(local, 'data');
   const config = loadConfig(env);
+  const relocatedFrom = owned ? await followMovedCheckout(config) : undefined;
   (await openLake(config, { create: true })).close();
-  return { metadata: env.FEATHERMAN_METADATA, dataPath: config.dataPath };
+  return { metadata: env.FEATHERMAN_METADATA, dataPath: config.dataPath, ...(relocatedFrom ? { relocatedFrom } : {}) };
+}
+
+/**
+ * DuckLake stores the absolute data path in the catalog and refuses an ATTACH with another one. The
+ * embedded lake moves with its checkout (a renamed folder, a fresh clone given a copy of .cache/local),
+ * and its data files are recorded relative to the data path, so when we own both we point the stored
+ * path at where the data is now. Returns the old path when it changed.
+ */
+async function followMovedCheckout(config: LakeConfig): Promise<string | undefined> {
+  if (config.metadata.type !== 'duckdb' || !existsSync(config.metadata.path)) return undefined;
+  const session = await openDuckDB(config);
+  try {
+    await session.run(catalogDatabaseSql(config, 'embedded_catalog', false));
+    const stored = await session.value<string | undefined>(
+      `SELECT value FROM embedded_catalog.ducklake_metadata WHERE key = 'data_path' AND scope IS NULL`);
+    if (stored === undefined || stored === config.dataPath) return undefined;
+    await session.run(`UPDATE embedded_catalog.ducklake_metadata SET value = $1 WHERE key = 'data_path' AND scope IS NULL`, [config.dataPath]);
+    return stored;
+  } finally {
+    session.close();
+  }
 }

@@ -88,7 +88,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     readiness: opts.tls ? { tls: () => (https?.server.listening ? true : 'HTTPS is not listening yet') } : {},
     ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster } : {}),
   });
-  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
+  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile, ...(local.relocatedFrom ? { relocatedFrom: local.relocatedFrom } : {}) }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
 
   await app.listen({ port: opts.port, host: opts.host });
   const httpPort = (app.server.address() as AddressInfo).port;
@@ -137,7 +137,7 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
   const { LocalFallback, LocalPool } = await import('../pool/local.js');
   const { Router } = await import('../pool/router.js');
   const { loadTokens } = await import('./query.js');
-  await ensureEmbeddedLake(env);
+  const { relocatedFrom } = await ensureEmbeddedLake(env);
   const tokenFile = join(packageRoot(), '.cache', 'local', 'api-token');
   let tokens = loadTokens(env);
   if (tokens.length === 0) {
@@ -150,7 +150,7 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
   };
   const pool = new LocalPool(settings, env);
   await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
-  return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile };
+  return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile, relocatedFrom };
 }
 
 /** In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the fallback. */
