@@ -16,6 +16,7 @@ import { containerSecurity, podSecurity, SCRATCH, SCRATCH_MOUNT } from '../lib/k
 import {
   decide, poolPolicy, type PodState, type PoolSpec, type ScalingDecision, type ScalingMemory, type WorkerObservation,
 } from '../lib/pool/scaling.js';
+import { demandFrom } from '../lib/pool/demand.js';
 import type { HookContext } from './context.js';
 
 export type PoolObject = KubeObject & { spec: PoolSpec; status?: Record<string, unknown> };
@@ -298,8 +299,8 @@ function poolStatus(p: PoolObject, ctx: HookContext, o: Outcome) {
     readyPods: s.readyPods,
     idlePods: s.idlePods,
     busyPods: s.busyPods,
-    // Workers run one query at a time and queue nothing; waiting queries live in the router.
-    queueLength: 0,
+    // Queries waiting in the routers of every service replica, as they report them (demand.ts).
+    queueLength: d.queued,
     ...(d.memory.lastScaleTime ? { lastScaleTime: d.memory.lastScaleTime } : {}),
     ...(d.memory.scaleDownSince ? { scaleDownSince: d.memory.scaleDownSince, scaleDownTarget: d.memory.scaleDownTarget } : {}),
     nextPodIndex: o.nextPodIndex,
@@ -321,7 +322,7 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
   if (problem || !catalog) {
     // No new workers without a Ready catalog; idle ones go, busy ones finish their queries first.
     const workers = observeWorkers(req, ctx);
-    const decision = decide({ ...policy, minSize: 0, maxSize: 0 }, workers, {}, ctx.now);
+    const decision = decide({ ...policy, minSize: 0, maxSize: 0 }, workers, {}, ctx.now, demandFrom(p.metadata.annotations, ctx.now));
     decision.memory = { ...memoryOf(p), desiredSize: 0 };
     delete decision.memory.scaleDownSince;
     const kept = objectsOf(req.children, 'Pod', 'v1').filter((pod) => decision.keep.includes(pod.metadata.name));
@@ -334,7 +335,7 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
   const spec = workerPodSpec(p, catalog, ctx);
   const templateHash = shortHash(spec, 10);
   const workers = observeWorkers(req, ctx, templateHash);
-  const decision = decide(policy, workers, memoryOf(p), ctx.now);
+  const decision = decide(policy, workers, memoryOf(p), ctx.now, demandFrom(p.metadata.annotations, ctx.now));
 
   const taken = new Set(workers.map((w) => w.name));
   const created: string[] = [];

@@ -2,14 +2,17 @@
 // own the pods; the router only reads them), and with no ready worker a query runs as a one-off
 // Job of the catalog's runner, exactly like a table Job, whose JSON summary is read from its log.
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
-import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { parseDuration } from '../api/duration.js';
 import { catalogAccess, type CatalogObject } from '../k8s/catalog-runner.js';
 import { API_VERSION, GROUP, labelsFor, labelValue } from '../k8s/labels.js';
 import { job, runnerPodSpec, settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
 import { csvLine } from '../lake/format.js';
-import type { PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
+import { DEMAND_STALE_SECONDS, demandKey, encodeDemand, staleDemandKeys } from './demand.js';
+import { metrics } from './metrics.js';
+import type { DemandListener, PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
 
 const WORKER_PORT = 8080;
 const VERSION = API_VERSION.split('/')[1]!;
@@ -81,6 +84,102 @@ export class KubernetesDirectory implements WorkerDirectory {
 
   workers(pool: PoolSettings): Promise<WorkerEndpoint[]> {
     return this.listWorkers(`${pool.namespace}/${pool.pool}`);
+  }
+}
+
+interface DemandState {
+  pool: PoolSettings;
+  queued: number;
+  /** When a query last found no ready worker here (epoch ms). */
+  fallbackAt?: number;
+  /** The count the annotation holds now (0: none, or a fallback time only). */
+  sent: number;
+  sentAt: number;
+  /** Something the annotation does not say yet besides the count (a new fallback time). */
+  dirty?: boolean;
+  timer?: NodeJS.Timeout;
+  /** A write is under way; when it ends it writes again if anything moved meanwhile. */
+  writing?: boolean;
+}
+
+/**
+ * Writes this replica's demand into its annotation on the pool (see demand.ts): at once when a
+ * queue starts or a query finds no worker, then at most once per `throttleMs` with the latest
+ * count, again every `heartbeatMs` while queries keep waiting (so the report stays fresh). With
+ * nothing waiting the report stays only to carry a recent fallback time, and goes once that is
+ * DEMAND_STALE_SECONDS old, along with reports that replicas long gone left behind.
+ */
+export class DemandAnnotations implements DemandListener {
+  private readonly custom: CustomObjectsApi;
+  private readonly key: string;
+  private readonly states = new Map<string, DemandState>();
+
+  constructor(kc: KubeConfig, replica = process.env.POD_NAME || hostname(), private readonly throttleMs = 1000, private readonly heartbeatMs = 20_000) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.key = demandKey(replica);
+  }
+
+  private stateOf(pool: PoolSettings): DemandState {
+    const id = `${pool.namespace}/${pool.pool}`;
+    let s = this.states.get(id);
+    if (!s) this.states.set(id, (s = { pool, queued: 0, sent: 0, sentAt: 0 }));
+    s.pool = pool;
+    return s;
+  }
+
+  fellBack(pool: PoolSettings): void {
+    const s = this.stateOf(pool);
+    s.fallbackAt = Date.now();
+    s.dirty = true;
+    if (!s.writing) this.schedule(s, 0); // it may be what starts the pool's first worker
+  }
+
+  waiting(pool: PoolSettings, queued: number): void {
+    const s = this.stateOf(pool);
+    s.queued = queued;
+    if ((s.queued === s.sent && !s.dirty) || s.writing) return;
+    // The first waiting query is told at once; later changes at most once per throttleMs.
+    this.schedule(s, s.sent === 0 ? 0 : Math.max(0, s.sentAt + this.throttleMs - Date.now()));
+  }
+
+  private schedule(s: DemandState, delayMs: number): void {
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = setTimeout(() => void this.write(s), delayMs);
+    s.timer.unref();
+  }
+
+  private async write(s: DemandState): Promise<void> {
+    s.timer = undefined;
+    s.writing = true;
+    s.dirty = false;
+    const queued = s.queued;
+    const now = Date.now();
+    const holdUntil = (s.fallbackAt ?? -Infinity) + DEMAND_STALE_SECONDS * 1000;
+    const { namespace, pool: name } = s.pool;
+    const target = { group: GROUP, version: VERSION, namespace, plural: 'ducklakepools', name };
+    let failed = false;
+    try {
+      const report = queued > 0 || now < holdUntil ? encodeDemand(queued, new Date(now), s.fallbackAt !== undefined ? new Date(s.fallbackAt) : undefined) : null;
+      const annotations: Record<string, string | null> = { [this.key]: report };
+      if (queued === 0) {
+        const current = (await this.custom.getNamespacedCustomObject(target)) as { metadata?: { annotations?: Record<string, string> } };
+        for (const key of staleDemandKeys(current.metadata?.annotations, new Date(now))) if (key !== this.key) annotations[key] = null;
+      }
+      await this.custom.patchNamespacedCustomObject({ ...target, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      s.sent = queued;
+      metrics.demandReports.inc({ pool: name, namespace, outcome: 'ok' });
+    } catch {
+      // A pool deleted meanwhile, or the API server away: written again shortly.
+      metrics.demandReports.inc({ pool: name, namespace, outcome: 'failed' });
+      failed = true;
+    }
+    s.sentAt = Date.now();
+    s.writing = false;
+    if (failed) this.schedule(s, 5 * this.throttleMs);
+    else if (s.queued !== s.sent || s.dirty) this.schedule(s, this.throttleMs);
+    else if (s.queued > 0) this.schedule(s, this.heartbeatMs);
+    else if (s.sentAt < holdUntil) this.schedule(s, holdUntil - s.sentAt);
+    else this.states.delete(`${namespace}/${name}`);
   }
 }
 

@@ -47,6 +47,14 @@ export interface QueryFallback {
   run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse>;
 }
 
+/** Told the demand a pool's sync hook scales on (in a cluster: lib/pool/demand.ts). */
+export interface DemandListener {
+  /** Queries of the pool waiting in this replica (for a free worker, or on the fallback), on every change. */
+  waiting(pool: PoolSettings, queued: number): void;
+  /** A query of the pool found no ready worker and went to the fallback. */
+  fellBack(pool: PoolSettings): void;
+}
+
 export class RouterError extends Error {
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
@@ -64,7 +72,9 @@ class PoolState {
   readonly inflight = new Map<string, number>();
   readonly waiters: Waiter[] = [];
   workers: WorkerEndpoint[] = [];
-  constructor(public settings: PoolSettings) {}
+  /** Queries being answered by the fallback: demand the pool could not meet. */
+  fallbacks = 0;
+  constructor(public settings: PoolSettings, readonly changed: () => void) {}
 
   /** The least-loaded worker with room for one more query (other than `exclude`). */
   free(exclude?: string): WorkerEndpoint | undefined {
@@ -93,6 +103,7 @@ class PoolState {
       clearTimeout(waiter.timer);
       this.take(w);
       waiter.resolve(w);
+      this.changed();
     }
   }
 }
@@ -100,7 +111,11 @@ class PoolState {
 export class Router {
   private readonly states = new Map<string, PoolState>();
 
-  constructor(private readonly directory: WorkerDirectory, private readonly fallback: QueryFallback) {}
+  constructor(
+    private readonly directory: WorkerDirectory,
+    private readonly fallback: QueryFallback,
+    private readonly demand?: DemandListener,
+  ) {}
 
   /** The pool serving a catalog: the one named, or the catalog's only pool. */
   async resolve(catalog: string, pool?: string, namespace?: string): Promise<PoolSettings> {
@@ -113,7 +128,10 @@ export class Router {
   private async state(settings: PoolSettings): Promise<PoolState> {
     const key = `${settings.namespace}/${settings.pool}`;
     let s = this.states.get(key);
-    if (!s) this.states.set(key, (s = new PoolState(settings)));
+    if (!s) {
+      const created: PoolState = new PoolState(settings, () => this.demand?.waiting(created.settings, created.waiters.length + created.fallbacks));
+      this.states.set(key, (s = created));
+    }
     s.settings = settings;
     s.workers = await this.directory.workers(settings);
     return s;
@@ -141,10 +159,12 @@ export class Router {
         timer: setTimeout(() => {
           const i = state.waiters.indexOf(waiter);
           if (i >= 0) state.waiters.splice(i, 1);
+          state.changed();
           reject(new RouterError(503, `no worker of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, { 'retry-after': '1' }));
         }, state.settings.queueMaxWaitMs),
       };
       state.waiters.push(waiter);
+      state.changed();
     });
   }
 
@@ -154,7 +174,16 @@ export class Router {
     const state = await this.state(settings);
     if (state.workers.length === 0) {
       metrics.queries.inc({ ...labels, outcome: 'fallback' });
-      const r = await this.fallback.run(settings, query);
+      this.demand?.fellBack(settings);
+      state.fallbacks++;
+      state.changed();
+      let r: RoutedResponse;
+      try {
+        r = await this.fallback.run(settings, query);
+      } finally {
+        state.fallbacks--;
+        state.changed();
+      }
       r.headers['x-featherman-pod'] ??= 'fallback';
       r.headers['x-featherman-duration'] = (performance.now() - arrived).toFixed(1);
       return r;

@@ -10,7 +10,11 @@
 //    Ready worker whose stats are missing counts as fully busy: we cannot see it, so we neither
 //    count it as spare capacity nor delete it. A worker that is not Ready yet has no load; it
 //    counts toward the size (it is capacity on its way), never toward demand, or every pod
-//    being started would ask for one more.
+//    being started would ask for one more. Each query waiting in a router (for a free worker,
+//    or on the fallback Job because the pool has none) adds one, so a queue grows the pool before
+//    its workers' stats show it. And a query that found no ready worker within the last
+//    maxIdleTime asks for at least one: a pool at minSize 0 wakes on its first query, however
+//    short, and goes back to zero once nothing has asked for maxIdleTime.
 //  - Size. ceil(demand / targetUtilization), clamped to [minSize, maxSize]. Going up: at most
 //    scaleUpRate more per scaleInterval (since status.lastScaleTime). Going down: only after the
 //    lower size has been wanted continuously for the stabilisation window, max(2 × scaleInterval,
@@ -104,6 +108,14 @@ export interface WorkerObservation {
   stats?: WorkerStats;
 }
 
+/** What the routers report (lib/pool/demand.ts). */
+export interface RouterDemand {
+  /** Queries waiting in the routers. */
+  queued?: number;
+  /** When a query last found the pool without a ready worker, ISO 8601. */
+  fallbackAt?: string;
+}
+
 /** What a sync leaves in .status for the next one. */
 export interface ScalingMemory {
   desiredSize?: number;
@@ -134,6 +146,8 @@ export interface ScalingDecision {
   loadSize: number;
   /** Busy workers' worth of demand (see the rules above). */
   demand: number;
+  /** Of that demand, queries waiting in the routers. */
+  queued: number;
   memory: ScalingMemory;
   summary: { currentSize: number; readyPods: number; idlePods: number; busyPods: number; startingPods: number; retiringPods: number; unknownPods: number };
   /** Why the size is what it is, in words, for the status message. */
@@ -166,7 +180,7 @@ export function demandOf(w: WorkerObservation): number {
 /** The stabilisation window against flapping. */
 export const stabilisationSeconds = (p: PoolPolicy) => Math.max(2 * p.scaleIntervalSeconds, 60);
 
-export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory: ScalingMemory, now: Date): ScalingDecision {
+export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory: ScalingMemory, now: Date, routers: RouterDemand = {}): ScalingDecision {
   const nowMs = now.getTime();
   const nowIso = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const ageOf = (iso: string | undefined) => {
@@ -186,8 +200,11 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
   const set = (w: WorkerObservation, state: PodState, keep: boolean, reason: string) => decisions.set(w.name, { name: w.name, state, keep, reason });
 
   // Demand and the size the load asks for.
-  const demand = Math.round(live.reduce((sum, w) => sum + demandOf(w), 0) * 100) / 100;
-  const loadSize = clamp(Math.ceil(demand / policy.targetUtilization - 1e-9));
+  const waiting = Number.isInteger(routers.queued) && routers.queued! > 0 ? routers.queued! : 0;
+  const demand = Math.round((live.reduce((sum, w) => sum + demandOf(w), 0) + waiting) * 100) / 100;
+  const woken = routers.fallbackAt !== undefined && ageOf(routers.fallbackAt) < policy.maxIdleSeconds;
+  const loadSize = clamp(Math.max(Math.ceil(demand / policy.targetUtilization - 1e-9), woken ? 1 : 0));
+  if (woken && demand === 0) notes.push(`a query found no ready worker at ${routers.fallbackAt}: one worker stays wanted for maxIdleTime ${formatSeconds(policy.maxIdleSeconds)}`);
 
   // Retirements, oldest first, at most scaleUpRate at a time (workers that drain themselves always).
   const dueReason = (w: WorkerObservation): string | undefined => {
@@ -214,7 +231,7 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
   let target = base;
   let scaleDownSince: string | undefined;
   let scaleDownTarget: number | undefined;
-  const why = `demand ${demand} at targetUtilization ${policy.targetUtilization}`;
+  const why = `demand ${demand}${waiting ? ` (${waiting} queued in the routers)` : ''} at targetUtilization ${policy.targetUtilization}`;
   if (loadSize > base) {
     if (rateAllows) {
       target = Math.min(loadSize, base + policy.scaleUpRate);
@@ -302,6 +319,7 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
     desiredSize: target,
     loadSize,
     demand,
+    queued: waiting,
     memory: memoryOut,
     summary: {
       currentSize: live.filter((w) => w.phase !== 'creating').length,

@@ -153,10 +153,10 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
   return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile, relocatedFrom };
 }
 
-/** In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the fallback. */
+/** In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the fallback, queue demand told to the pools. */
 async function clusterRouter() {
-  const { JobFallback, KubernetesDirectory, kubeConfig } = await import('../pool/kubernetes.js');
+  const { DemandAnnotations, JobFallback, KubernetesDirectory, kubeConfig } = await import('../pool/kubernetes.js');
   const { Router } = await import('../pool/router.js');
   const kc = kubeConfig();
-  return new Router(new KubernetesDirectory(kc), new JobFallback(kc));
+  return new Router(new KubernetesDirectory(kc), new JobFallback(kc), new DemandAnnotations(kc));
 }

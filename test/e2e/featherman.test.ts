@@ -268,6 +268,50 @@ spec:
     ok(await kubectl(['delete', 'dlp', 'burst', '--wait=true', '--timeout=60s']), 'delete the burst pool');
   });
 
+  await t.test('(e) a pool at minSize 0: a Job answers the first query, and the demand it made starts a worker', async (t) => {
+    // The router's rights as installed: it may patch pools (its demand annotation), not read Secrets.
+    ok(await kubectl(['apply', '-f', join(root, 'metacontroller', 'rbac.yaml')]), 'apply metacontroller/rbac.yaml');
+    const router = '--as=system:serviceaccount:featherman:featherman';
+    t.equal((await kubectl(['auth', 'can-i', 'patch', 'ducklakepools.ducklake.featherman.dev', router])).stdout.trim(), 'yes', 'the router may patch pools');
+    t.equal((await kubectl(['auth', 'can-i', 'get', 'secrets', router])).stdout.trim(), 'no', 'the router may not read Secrets');
+
+    const zeroPool = {
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'zero' },
+      spec: { minSize: 0, maxSize: 2, targetUtilization: 1, scaleUpRate: 1, scaleInterval: '2s', maxIdleTime: '5s', catalogRef: { name: 'example', readOnly: true } },
+    };
+    ok(await kubectl(['apply', '-f', '-'], JSON.stringify(zeroPool)), 'apply a pool with minSize 0');
+    const status = async () => (await get(['dlp', 'zero']))?.status as { phase?: string; currentSize?: number; readyPods?: number; desiredSize?: number; message?: string } | undefined;
+    await wait('pool zero Ready with no workers', 60_000, async () => ((await status())?.phase === 'Ready' ? true : undefined));
+    t.equal((await status())?.currentSize, 0, 'no workers before any query');
+
+    const ask = async (sql: string) => {
+      const res = await fetch(`${env.hooksUrl}/v1/query`, {
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${E2E_TOKEN}` },
+        body: JSON.stringify({ catalog: 'example', pool: 'zero', sql }),
+      });
+      return { status: res.status, pod: res.headers.get('x-featherman-pod') ?? '', body: await res.text() };
+    };
+    const first = await ask('SELECT 42 AS answer');
+    t.equal(first.status, 200, `the first query is answered: ${first.body.slice(0, 300)}`);
+    t.match(first.pod, /^zero-query-[0-9a-f]{8}$/, `by a fallback Job (${first.pod})`);
+    t.match(JSON.parse(first.body), { columns: ['answer'], rows: [{ answer: 42 }] });
+
+    await wait('pool zero starts a worker for the demand', 90_000, async () => ((await status())?.readyPods === 1 ? true : undefined));
+    const second = await ask('SELECT count(*) AS n FROM users');
+    t.equal(second.status, 200, second.body.slice(0, 300));
+    t.match(second.pod, /^zero-[bcdfghjklmnpqrstvwxz2456789]{6}$/, `the next query is answered by the warm worker ${second.pod}`);
+    const reports = Object.entries((await get(['dlp', 'zero']))?.metadata.annotations ?? {}).filter(([k]) => k.startsWith('ducklake.featherman.dev/demand-'));
+    t.equal(reports.length, 1, 'one demand report: this service replica\'s');
+    t.match(JSON.parse(reports[0]?.[1] ?? '{}'), { queued: 0, fallbackAt: /^\d{4}-/ }, 'nothing waits now; it keeps when a query last found no worker');
+
+    await wait('pool zero back to no workers once idle', 120_000, async () => {
+      const s = await status();
+      return s?.currentSize === 0 && s.desiredSize === 0 ? true : undefined;
+    });
+    t.pass('idle past maxIdleTime: back to minSize 0');
+    ok(await kubectl(['delete', 'dlp', 'zero', '--wait=true', '--timeout=60s']), 'delete the pool');
+  });
+
   await t.test('(d) deleting: a Delete-policy table is dropped first; the catalog garbage-collects its children', async (t) => {
     ok(await kubectl(['delete', 'dlp', 'default-pool', '--wait=true', '--timeout=90s']), 'delete the pool');
     ok(await kubectl(['patch', 'dlt', 'users', '--type=merge', '-p', '{"spec":{"deletionPolicy":"Delete"}}']), 'set deletionPolicy Delete');

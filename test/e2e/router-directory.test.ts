@@ -1,10 +1,12 @@
 // The query router's view of a real API server: DuckLakePools and their Ready worker pods become
 // pools and endpoints (lib/pool/kubernetes.ts). Pods here are objects whose status the test
 // writes, as a kubelet would; the full pool with running workers is in the other e2e scenarios.
+// And the router's demand reports (lib/pool/demand.ts) written to and read from a real pool object.
 import t from 'tap';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubernetesDirectory } from '../../lib/pool/kubernetes.js';
+import { DemandAnnotations, KubernetesDirectory } from '../../lib/pool/kubernetes.js';
+import { demandFrom, demandKey, encodeDemand } from '../../lib/pool/demand.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { clusterBinariesMissing, startCluster } from '../helpers/cluster.js';
 
@@ -49,5 +51,35 @@ if (missing) {
     const pools = await directory.pools();
     t.same(pools, [{ namespace: 'analytics', pool: 'default-pool', catalog: 'example', readOnly: true, queueMaxLength: 7, queueMaxWaitMs: 12_000, maxQueryMs: 45_000, workerConcurrency: 1 }]);
     t.same(await directory.workers(pools[0]!), [{ name: 'default-pool-aaaaaa', url: 'http://127.0.0.2:8080' }], 'only the Ready pod with an IP');
+  });
+
+  t.test('the router reports its waiting queries on the pool, and removes the report when none wait', async (t) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    const readAnnotations = async () => {
+      const r = await cluster.kubectl(['get', 'dlp', 'default-pool', '-n', 'analytics', '-o', 'jsonpath={.metadata.annotations}']);
+      return (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as Record<string, string>;
+    };
+    // A report a replica left behind long ago, for the next writer to clean up.
+    const gone = demandKey('featherman-gone');
+    const old = await cluster.kubectl(['annotate', 'dlp', 'default-pool', '-n', 'analytics', `${gone}=${encodeDemand(4, new Date(Date.now() - 3600_000))}`]);
+    t.equal(old.code, 0, old.stderr);
+    const settings = (await new KubernetesDirectory(kc).pools())[0]!;
+    const reporter = new DemandAnnotations(kc, 'featherman-replica-a', 50, 60_000);
+    reporter.waiting(settings, 1);
+    reporter.waiting(settings, 3);
+    const waitFor = async (what: string, check: (a: Record<string, string>) => boolean) => {
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        const a = await readAnnotations();
+        if (check(a)) return a;
+      }
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await readAnnotations())}`);
+    };
+    const mine = demandKey('featherman-replica-a');
+    const reported = await waitFor('3 queued', (a) => demandFrom(a, new Date()).queued === 3);
+    t.match(JSON.parse(reported[mine]!), { queued: 3 }, 'the latest count, in this replica\'s own annotation');
+    reporter.waiting(settings, 0);
+    const cleared = await waitFor('the report removed', (a) => !(mine in a));
+    t.notOk(gone in cleared, 'the stale report of a replica long gone went with it');
   });
 }

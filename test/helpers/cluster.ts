@@ -265,6 +265,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         // Admission webhooks need no flag: MutatingAdmissionWebhook and ValidatingAdmissionWebhook
         // are on by default, and a clientConfig.url of https://127.0.0.1:<port>/... with a caBundle
         // is called directly (no service proxy, no egress selector).
+        // The test node's name resolves nowhere: reach its kubelet (pod logs) at its InternalIP.
+        '--kubelet-preferred-address-types=InternalIP',
         '--profiling=false',
         ...(opts.apiserverArgs ?? []),
       ], join(logs, 'kube-apiserver.log'));

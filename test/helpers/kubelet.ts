@@ -13,12 +13,17 @@
 //   - long-running pods (restartPolicy Always) get their own loopback IP 127.0.0.N (N >= 2) as podIP
 //     and the Ready condition once GET http://podIP:<port>/readyz answers 200; a process that exits
 //     is restarted (restartCount);
-//   - a pod being deleted gets its process killed and is then removed (grace period 0).
+//   - a pod being deleted gets its process killed and is then removed (grace period 0);
+//   - serves the container logs the API server proxies for `pods/log` (kubectl logs, and the
+//     router's fallback Job, which reads its result from the log): GET /containerLogs/<ns>/<pod>/
+//     <container> over HTTPS on 127.0.0.1, the port registered as the node's kubeletEndpoint.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseQuantity } from '../../lib/api/quantity.js';
-import { CLI } from './cli.js';
+import { CLI, featherman } from './cli.js';
 import type { KubeApi, KubeObj } from './metacontroller-standin.js';
 
 export const NODE_NAME = 'featherman-test-node';
@@ -84,6 +89,7 @@ export class ProcessKubelet {
   private stopped = false;
   private ticking?: Promise<void>;
   private readonly log: string[] = [];
+  private logServer?: Server;
 
   constructor(private readonly o: KubeletOptions) {
     mkdirSync(join(o.dir, 'pods'), { recursive: true });
@@ -92,6 +98,7 @@ export class ProcessKubelet {
 
   async start(): Promise<void> {
     const api = this.o.api;
+    const kubeletPort = await this.serveLogs();
     const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE_NAME, labels: { 'kubernetes.io/hostname': NODE_NAME, 'kubernetes.io/os': 'linux' } } };
     const r = await api.request('POST', '/api/v1/nodes', node);
     if (r.status !== 201 && r.status !== 409) throw new Error(`registering the node: HTTP ${r.status} ${r.text}`);
@@ -100,6 +107,7 @@ export class ProcessKubelet {
       status: {
         conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'process kubelet is ready', lastHeartbeatTime: now, lastTransitionTime: now }],
         addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: NODE_NAME }],
+        daemonEndpoints: { kubeletEndpoint: { Port: kubeletPort } },
         capacity: { cpu: '64', memory: '256Gi', pods: '500' }, allocatable: { cpu: '64', memory: '256Gi', pods: '500' },
       },
     }, 'application/merge-patch+json');
@@ -112,7 +120,24 @@ export class ProcessKubelet {
     void tick();
   }
 
+  /** The kubelet's log endpoint (a self-signed certificate: the API server does not verify it here). */
+  private async serveLogs(): Promise<number> {
+    const certs = join(this.o.dir, 'certs');
+    const made = await featherman(['certs', '--out', certs, '--ip', '127.0.0.1'], {});
+    if (made.code !== 0) throw new Error(`kubelet certificate: ${made.stderr}`);
+    this.logServer = createServer({ cert: readFileSync(join(certs, 'tls.crt')), key: readFileSync(join(certs, 'tls.key')) }, (req, res) => {
+      const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/?]+)/.exec(req.url ?? '');
+      const run = m ? [...this.pods.values()].find((r) => r.ns === m[1] && r.name === m[2]) : undefined;
+      const file = run ? join(this.o.dir, 'pods', run.uid, 'output.log') : undefined;
+      if (!file || !existsSync(file)) { res.writeHead(404).end('no such container log\n'); return; }
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(readFileSync(file));
+    });
+    await new Promise<void>((resolve) => this.logServer!.listen(0, '127.0.0.1', resolve));
+    return (this.logServer.address() as AddressInfo).port;
+  }
+
   async stop(): Promise<void> {
+    this.logServer?.close();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await Promise.race([this.ticking, new Promise((r) => setTimeout(r, 10_000))]);

@@ -13,6 +13,7 @@ import * as pool from '../../hooks/pool.js';
 import type { HookContext } from '../../hooks/context.js';
 import type { KubeObject, SyncResponse } from '../../lib/k8s/metacontroller.js';
 import type { WorkerStats } from '../../lib/pool/stats.js';
+import { DEMAND_PREFIX, demandFrom, demandKey, encodeDemand, staleDemandKeys } from '../../lib/pool/demand.js';
 import { objectSchemaProblems } from '../../lib/api/schema-validator.js';
 import { buildServer } from '../../lib/server/server.js';
 import { settingsFromEnv } from '../../lib/k8s/workloads.js';
@@ -128,6 +129,41 @@ t.test('DuckLakePool: catalog missing or not Ready', async (t) => {
   const r2 = pool.sync(syncRequest(poolObject(), [a!, b!], [provisioning], POOL_TYPES), withStats({ [a!.metadata.name]: stats(a!.metadata.name, { activeQueries: 1 }), [b!.metadata.name]: stats(b!.metadata.name) }));
   checkContract(t, r2);
   t.same(podNames(r2), [a!.metadata.name], 'the busy worker is kept, the idle one removed');
+});
+
+t.test('DuckLakePool: queries waiting in the routers start workers in a pool at minSize 0', async (t) => {
+  const idle = poolObject({ minSize: 0, targetUtilization: 1 }, {}, { desiredSize: 0, lastScaleTime: stamp(at(-3600)), nextPodIndex: 0 });
+  const r0 = pool.sync(syncRequest(idle, [], [readyCatalog], POOL_TYPES), ctx);
+  t.equal(podsOf(r0).length, 0, 'no demand, no workers');
+  t.match(r0.status, { queueLength: 0, desiredSize: 0 });
+
+  // Two replicas report; a third is from a replica gone for a quarter of an hour; one is garbage.
+  const annotations = {
+    [demandKey('featherman-7d9f-a')]: encodeDemand(2, at(-3)),
+    [demandKey('featherman-7d9f-b')]: encodeDemand(1, at(-20)),
+    [demandKey('featherman-old')]: encodeDemand(40, at(-900)),
+    [`${DEMAND_PREFIX}junk`]: '{"queued":"many"}',
+    'example.com/unrelated': '{"queued":9}',
+  };
+  const queued = { ...idle, metadata: { ...idle.metadata, annotations } };
+  const r1 = pool.sync(syncRequest(queued, [], [readyCatalog], POOL_TYPES), ctx);
+  checkContract(t, r1);
+  t.equal(podsOf(r1).length, 2, 'three waiting queries at scaleUpRate 2: two workers now');
+  t.match(r1.status, { queueLength: 3, desiredSize: 2, phase: 'Scaling' });
+  t.match(r1.status!.message, /demand 3 \(3 queued in the routers\)/, 'the status says why');
+  t.same(staleDemandKeys(annotations, NOW), [demandKey('featherman-old'), `${DEMAND_PREFIX}junk`], 'the stale report and the garbage are for removal');
+
+  // Nothing waits any more, but a query found no worker a minute ago: one worker, for maxIdleTime.
+  const woken = { ...idle, metadata: { ...idle.metadata, annotations: {
+    [demandKey('featherman-7d9f-a')]: encodeDemand(0, at(-50), at(-60)),
+    [demandKey('featherman-7d9f-b')]: encodeDemand(0, at(-400), at(-500)),
+  } } };
+  t.same(demandFrom(woken.metadata.annotations, NOW), { queued: 0, fallbackAt: stamp(at(-60)) }, 'the latest fallback of any replica');
+  const r2 = pool.sync(syncRequest(woken, [], [readyCatalog], POOL_TYPES), ctx);
+  t.equal(podsOf(r2).length, 1, 'one worker for the pool a query found empty');
+  t.match(r2.status!.message, new RegExp(`a query found no ready worker at ${stamp(at(-60))}`));
+  const later = pool.sync(syncRequest(woken, [], [readyCatalog], POOL_TYPES), { ...ctx, now: at(300) });
+  t.equal(podsOf(later).length, 0, 'maxIdleTime (300s) after it, no longer');
 });
 
 t.test('DuckLakePool: from a fresh pool through scaling and recycling', async (t) => {

@@ -66,7 +66,8 @@ t.test('streams NDJSON and CSV', async (t) => {
 t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t) => {
   const tiny: PoolSettings = { ...settings, pool: 'tiny', queueMaxLength: 1, queueMaxWaitMs: 1500 };
   const directory: WorkerDirectory = { pools: async () => [tiny], workers: () => pool.workers() };
-  const r2 = new Router(directory, new LocalFallback(env));
+  const heard: number[] = [];
+  const r2 = new Router(directory, new LocalFallback(env), { waiting: (p, queued) => heard.push(queued), fellBack: () => heard.push(-1) });
   const app2 = await buildServer({ plugins: ['query'], router: r2, apiTokens: [TOKEN] });
   t.teardown(() => app2.close());
   const slow = 'SELECT count(*) AS n FROM range(1000000000) r(i) WHERE i % 7 = 3';
@@ -83,6 +84,17 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
   t.equal(waited.statusCode, 503, 'the queued query gave up after maxWaitTime');
   t.match(waited.json().message, /no worker of pool tiny became free within 1500 ms/);
   for (const b of await Promise.all(busy)) t.equal(b.statusCode, 200);
+  t.same(heard, [1, 0], 'the queue the pool hook scales on: one waited, then none');
+});
+
+t.test('a query the pool cannot serve is demand too: the router reports it while the fallback runs', async (t) => {
+  const empty: PoolSettings = { ...settings, pool: 'empty' };
+  const heard: (number | string)[] = [];
+  const r3 = new Router({ pools: async () => [empty], workers: async () => [] }, new LocalFallback(env), { waiting: (p, queued) => heard.push(queued), fellBack: (p) => heard.push(`fell back: ${p.pool}`) });
+  const res = await r3.query(empty, { sql: 'SELECT 7 AS seven', format: 'json' });
+  t.equal(res.status, 200);
+  t.equal(res.headers['x-featherman-pod'], 'fallback');
+  t.same(heard, ['fell back: empty', 1, 0], 'the pool had no worker; one query waited on the fallback, then none');
 });
 
 t.test('a deadline interrupts DuckDB itself; the worker stays healthy', async (t) => {

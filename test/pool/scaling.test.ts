@@ -1,7 +1,7 @@
 // Table-driven tests of the pool's scaling and lifecycle decisions (lib/pool/scaling.ts): each row
 // is a policy, the observed workers, what the last sync remembered, and what must happen.
 import t from 'tap';
-import { decide, poolPolicy, type PoolPolicy, type ScalingMemory, type WorkerObservation } from '../../lib/pool/scaling.js';
+import { decide, poolPolicy, type PoolPolicy, type RouterDemand, type ScalingMemory, type WorkerObservation } from '../../lib/pool/scaling.js';
 import type { WorkerStats } from '../../lib/pool/stats.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
@@ -42,6 +42,8 @@ interface Row {
   policy?: Partial<PoolPolicy>;
   workers: WorkerObservation[];
   memory?: ScalingMemory;
+  /** What the routers report (the pool's demand annotations). */
+  routers?: RouterDemand;
   expect: {
     desired: number;
     create: number;
@@ -52,6 +54,77 @@ interface Row {
 }
 
 const rows: Row[] = [
+  {
+    name: 'queue pressure: a pool at minSize 0 starts a worker when a query waits (target 1: one per query)',
+    policy: { minSize: 0, targetUtilization: 1 },
+    workers: [],
+    memory: { desiredSize: 0, lastScaleTime: LONG_AGO },
+    routers: { queued: 1 },
+    expect: { desired: 1, create: 1, removed: [], memory: { desiredSize: 1, lastScaleTime: ago(0) } },
+  },
+  {
+    name: 'queue pressure: no queue, no load, a pool at minSize 0 stays empty',
+    policy: { minSize: 0 },
+    workers: [],
+    memory: { desiredSize: 0, lastScaleTime: LONG_AGO },
+    expect: { desired: 0, create: 0, removed: [] },
+  },
+  {
+    name: 'queue pressure: five waiting behind two busy workers grow the pool by scaleUpRate, no further',
+    policy: { minSize: 2 },
+    workers: [busy('a'), busy('b')],
+    memory: { desiredSize: 2, lastScaleTime: LONG_AGO },
+    routers: { queued: 5 },
+    expect: { desired: 4, create: 2, removed: [], states: { a: 'Busy', b: 'Busy' } },
+  },
+  {
+    name: 'a query that found no worker wakes a pool at minSize 0, even with nothing waiting any more',
+    policy: { minSize: 0, maxIdleSeconds: 300 },
+    workers: [],
+    memory: { desiredSize: 0, lastScaleTime: LONG_AGO },
+    routers: { queued: 0, fallbackAt: ago(20) },
+    expect: { desired: 1, create: 1, removed: [] },
+  },
+  {
+    name: 'a fallback longer ago than maxIdleTime wakes nothing',
+    policy: { minSize: 0, maxIdleSeconds: 300 },
+    workers: [],
+    memory: { desiredSize: 0, lastScaleTime: LONG_AGO },
+    routers: { queued: 0, fallbackAt: ago(301) },
+    expect: { desired: 0, create: 0, removed: [] },
+  },
+  {
+    name: 'the woken worker stays while the fallback is recent, though idle past maxIdleTime itself',
+    policy: { minSize: 0, maxIdleSeconds: 300 },
+    workers: [ready('a', { idle: 400 })],
+    memory: { desiredSize: 1, lastScaleTime: LONG_AGO, scaleDownSince: LONG_AGO, scaleDownTarget: 0 },
+    routers: { fallbackAt: ago(100) },
+    expect: { desired: 1, create: 0, removed: [], states: { a: 'Idle' } },
+  },
+  {
+    name: 'and goes once the fallback is older than maxIdleTime',
+    policy: { minSize: 0, maxIdleSeconds: 300 },
+    workers: [ready('a', { idle: 400 })],
+    memory: { desiredSize: 1, lastScaleTime: LONG_AGO, scaleDownSince: LONG_AGO, scaleDownTarget: 0 },
+    routers: { fallbackAt: ago(400) },
+    expect: { desired: 0, create: 0, removed: ['a'] },
+  },
+  {
+    name: 'queue pressure: a queue never takes the pool past maxSize',
+    policy: { minSize: 1, maxSize: 3, scaleUpRate: 10 },
+    workers: [busy('a')],
+    memory: { desiredSize: 1, lastScaleTime: LONG_AGO },
+    routers: { queued: 50 },
+    expect: { desired: 3, create: 2, removed: [] },
+  },
+  {
+    name: 'queue pressure: a queue holds off a scale-down',
+    policy: { minSize: 1 },
+    workers: [ready('a', { idle: 900 }), ready('b', { idle: 900 })],
+    memory: { desiredSize: 2, lastScaleTime: LONG_AGO, scaleDownSince: LONG_AGO, scaleDownTarget: 1 },
+    routers: { queued: 1 },
+    expect: { desired: 2, create: 0, removed: [] },
+  },
   {
     name: 'a fresh pool starts minSize workers at once',
     policy: { minSize: 2 },
@@ -266,8 +339,9 @@ const rows: Row[] = [
 for (const row of rows) {
   t.test(row.name, async (t) => {
     const policy = { ...DEFAULTS, ...row.policy };
-    const d = decide(policy, row.workers, row.memory ?? {}, NOW);
+    const d = decide(policy, row.workers, row.memory ?? {}, NOW, row.routers);
     t.equal(d.desiredSize, row.expect.desired, 'desired size');
+    t.equal(d.queued, row.routers?.queued ?? 0, 'the queue is part of the decision');
     t.equal(d.create, row.expect.create, 'pods to create');
     if (row.expect.removed) t.same(d.pods.filter((p) => !p.keep).map((p) => p.name).sort(), [...row.expect.removed].sort(), 'pods removed');
     for (const [name, state] of Object.entries(row.expect.states ?? {})) t.equal(d.pods.find((p) => p.name === name)?.state, state, `${name} is ${state}`);
