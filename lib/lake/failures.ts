@@ -7,6 +7,17 @@ const UNREACHABLE = /Could not establish connection|Connection refused|Could not
 const CREDENTIALS = /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Access Denied|HTTP 403|Forbidden|password authentication failed/i;
 const NO_SUCH_BUCKET = /NoSuchBucket|specified bucket does not exist/i;
 
+/**
+ * DuckDB refusing the statement itself: its SQL, or a change the lake cannot make. The same input
+ * fails again, so it is bad input (exit 2, HTTP 400) and never retried. One list for the CLI's
+ * query and table commands and the warm worker, so a statement fails the same way everywhere.
+ */
+const STATEMENT = /Parser Error|Binder Error|Catalog Error|Conversion Error|Invalid Input|Out of Range|Not implemented|Permission Error|read-only|Constraint Error|Dependency Error/i;
+
+export function isStatementError(err: unknown): boolean {
+  return STATEMENT.test(messageOf(err));
+}
+
 export function isLockError(err: unknown): boolean {
   return LOCK.test(messageOf(err));
 }

@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { parseDuration } from '../api/duration.js';
 import { BadInputError } from '../errors.js';
 import { loadConfig, type LakeConfig } from '../lake/config.js';
+import { isStatementError } from '../lake/failures.js';
 import { csvLine } from '../lake/format.js';
 import { redact } from '../redact.js';
 import { EngineHolder } from './engine.js';
@@ -76,8 +77,6 @@ class Utilization {
     return Math.min(1, busy / UTILIZATION_WINDOW_MS);
   }
 }
-
-const USER_ERROR = /Parser Error|Binder Error|Catalog Error|Conversion Error|Invalid Input|Out of Range|Not implemented|Permission Error|read-only|Constraint Error|Dependency Error/i;
 
 /** The worker's HTTP app, and `start()`, which builds the first engine and turns /readyz ready. */
 export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyInstance; holder: EngineHolder; start: () => Promise<void> }> {
@@ -162,7 +161,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       const message = (err as Error).message.split('\n')[0] ?? 'query failed';
       if (err instanceof SandboxError) return fail(403, message);
       if (timedOut) return fail(504, `query exceeded its deadline of ${deadlineMs} ms and was interrupted`);
-      if (USER_ERROR.test(message)) return fail(400, `sql: ${message}`);
+      if (isStatementError(message)) return fail(400, `sql: ${message}`);
       return fail(502, `the lake could not answer: ${message}`);
     }
 

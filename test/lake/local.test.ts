@@ -114,3 +114,22 @@ t.test('the summary is written to FEATHERMAN_RESULT_FILE, without query rows', a
   t.equal(bad.code, 2);
   t.match(JSON.parse(readFileSync(resultFile, 'utf8')), { ok: false, exitCode: 2, error: /Parser Error/ });
 });
+
+t.test('a statement DuckDB refuses is bad input (exit 2) whatever its error class, and changes nothing', async (t) => {
+  const lake = newLake();
+  t.equal((await featherman(['catalog', 'init'], lake.env)).code, 0);
+  t.equal((await featherman(['table', 'apply', '-f', spec({ name: 'people', columns: [{ name: 'id', type: 'INTEGER', nullable: false }] })], lake.env)).code, 0);
+  const cases: [string, RegExp][] = [
+    ['SELEC 1', /--sql: .*Parser Error/],
+    ['SELECT nope FROM people', /--sql: .*Binder Error/],
+    ['SELECT 2147483647::INTEGER + 1', /--sql: .*Out of Range Error/],
+    ['INSERT INTO people VALUES (NULL)', /--sql: .*Constraint Error: NOT NULL/],
+  ];
+  for (const [sql, message] of cases) {
+    const r = await featherman(['query', '--write', '--sql', sql], lake.env);
+    t.equal(r.code, 2, `exit 2 for ${sql}`);
+    t.match(r.json.error, message);
+  }
+  const count = await featherman(['query', '--format', 'csv', '--sql', 'SELECT count(*) AS n FROM people'], lake.env);
+  t.match(count.stdout, /^n\n0\n$/, 'the refused insert left no row');
+});

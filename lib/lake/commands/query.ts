@@ -3,7 +3,7 @@
 // the summary on stderr (and in FEATHERMAN_RESULT_FILE).
 import { BadInputError } from '../../errors.js';
 import { loadConfig } from '../config.js';
-import { classify } from '../failures.js';
+import { classify, isStatementError } from '../failures.js';
 import { openLake } from '../session.js';
 import { parse, positiveInt } from './args.js';
 import { csvLine } from '../format.js';
@@ -50,7 +50,7 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       result = await session.connection.stream(values.sql);
     } catch (err) {
       const e = classify(err, 'query');
-      if (/Parser Error|Binder Error|Catalog Error|read-only|Conversion Error|Invalid Input/i.test(e.message)) throw new BadInputError(`--sql: ${e.message.replace(/^query: /, '')}`);
+      if (isStatementError(e)) throw new BadInputError(`--sql: ${e.message.replace(/^query: /, '')}`);
       throw e;
     }
     const columns = result.columnNames();

@@ -6,7 +6,7 @@ import { identifierProblem } from '../../api/names.js';
 import type { TableSpec } from '../../api/table.js';
 import { BadInputError } from '../../errors.js';
 import { loadConfig } from '../config.js';
-import { classify } from '../failures.js';
+import { classify, isStatementError } from '../failures.js';
 import { inspectTable, listTables } from '../inspect.js';
 import { planTable } from '../plan.js';
 import { openLake, type LakeSession } from '../session.js';
@@ -93,7 +93,7 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
         } catch (err) {
           const e = classify(err, `applying table ${schema}.${spec.name}`);
           // DuckLake refuses some changes only at run time; the transaction rolled back, so nothing changed.
-          if (/Catalog Error|Binder Error|Not implemented|Invalid Input|Conversion Error/i.test(e.message)) throw new BadInputError(`${e.message} (nothing was changed)`);
+          if (isStatementError(e)) throw new BadInputError(`${e.message} (nothing was changed)`);
           throw e;
         }
       }
