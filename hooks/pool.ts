@@ -160,6 +160,30 @@ export function disruptionBudget(p: PoolObject, desiredSize: number): KubeObject
   };
 }
 
+/**
+ * Workers answer POST /query without a token (the router in front holds the tokens), so only the
+ * Featherman service's pods may reach them: its router and its hooks (GET /stats). Kubelet probes
+ * come from the node, which common network plugins always admit.
+ */
+export function workersNetworkPolicy(p: PoolObject, ctx: HookContext): KubeObject {
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: childName(p.metadata.name, 'workers'), labels: workerLabels(p) },
+    spec: {
+      podSelector: { matchLabels: workerSelector(p) },
+      policyTypes: ['Ingress'],
+      ingress: [{
+        from: [{
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ctx.settings.serviceNamespace } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' } },
+        }],
+        ports: [{ protocol: 'TCP', port: WORKER_PORT }],
+      }],
+    },
+  };
+}
+
 // ---- observing ----------------------------------------------------------------------------------
 
 interface PodSummary {
@@ -329,7 +353,7 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
     const status = poolStatus(p, ctx, { decision, workers, created: [], nextPodIndex, problem });
     // Busy pods are kept as observed (no catalog to rebuild them from); OnDelete never updates them.
     const keptPods = kept.map((pod) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: pod.metadata.name, labels: pod.metadata.labels ?? workerLabels(p), annotations: pod.metadata.annotations ?? {} }, spec: pod.spec }));
-    return { status, children: [workersService(p), disruptionBudget(p, 0), ...keptPods], resyncAfterSeconds };
+    return { status, children: [workersService(p), disruptionBudget(p, 0), workersNetworkPolicy(p, ctx), ...keptPods], resyncAfterSeconds };
   }
 
   const spec = workerPodSpec(p, catalog, ctx);
@@ -347,7 +371,7 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
   }
   const pods = [...decision.keep, ...created].sort().map((name) => workerPod(p, name, spec, templateHash));
   const status = poolStatus(p, ctx, { decision, workers, created, nextPodIndex });
-  return { status, children: [workersService(p), disruptionBudget(p, decision.desiredSize), ...pods], resyncAfterSeconds };
+  return { status, children: [workersService(p), disruptionBudget(p, decision.desiredSize), workersNetworkPolicy(p, ctx), ...pods], resyncAfterSeconds };
 }
 
 /** Deleting the pool deletes its workers (each drains for up to maxQueryDuration), then lets go. */

@@ -11,6 +11,8 @@ export interface HookSettings {
   imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   serviceAccountName?: string;
   runnerResources: V1ResourceRequirements;
+  /** Where the Featherman service runs: the only namespace whose service pods may reach workers. */
+  serviceNamespace: string;
 }
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv): HookSettings {
@@ -18,6 +20,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): HookSettings {
     image: env.FEATHERMAN_IMAGE ?? 'ghcr.io/featherman/featherman:0.1.0',
     imagePullPolicy: (env.FEATHERMAN_IMAGE_PULL_POLICY as HookSettings['imagePullPolicy']) ?? 'IfNotPresent',
     serviceAccountName: env.FEATHERMAN_RUNNER_SERVICE_ACCOUNT || undefined,
+    serviceNamespace: env.POD_NAMESPACE || 'featherman',
     runnerResources: {
       requests: { cpu: env.FEATHERMAN_RUNNER_CPU_REQUEST ?? '250m', memory: env.FEATHERMAN_RUNNER_MEMORY_REQUEST ?? '512Mi' },
       limits: { cpu: env.FEATHERMAN_RUNNER_CPU_LIMIT ?? '2', memory: env.FEATHERMAN_RUNNER_MEMORY_LIMIT ?? '2Gi' },

@@ -128,6 +128,9 @@ if (missing) {
     });
     t.equal(pool.ready.length, 2, 'minSize ready pods');
     t.ok(pool.ready.every((x) => /^127\.0\.0\.\d+$/.test(String(x.status?.podIP))), 'each worker has its own loopback pod IP');
+    // The API server accepted the workers' NetworkPolicy (this test network enforces none).
+    const policy = await get<KubeObj & { spec?: { podSelector?: { matchLabels?: Record<string, string> } } }>(['networkpolicy', 'default-pool-workers']);
+    t.match(policy?.spec?.podSelector?.matchLabels, { 'ducklake.featherman.dev/pool': 'default-pool' }, 'a NetworkPolicy guards the workers');
     // A query through the service's router reaches a worker pod and returns the table's rows.
     const answer = await eventually('a query through POST /v1/query', 60_000, async () => {
       const res = await fetch(`${env.hooksUrl}/v1/query`, {

@@ -8,7 +8,7 @@ import type { HookContext } from '../../hooks/context.js';
 export const NOW = new Date('2026-11-24T12:00:00Z');
 export const ctx: HookContext = {
   now: NOW,
-  settings: { image: 'registry.example/featherman:test', imagePullPolicy: 'IfNotPresent', runnerResources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } } },
+  settings: { image: 'registry.example/featherman:test', imagePullPolicy: 'IfNotPresent', runnerResources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } }, serviceNamespace: 'featherman' },
 };
 
 export function catalogObject(extra: Partial<CatalogObject['spec']> = {}, meta: Partial<KubeObject['metadata']> = {}): CatalogObject {

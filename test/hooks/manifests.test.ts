@@ -44,6 +44,10 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
   const rules = byKind('ClusterRole').flatMap((r) => r.rules) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
   t.notOk(rules.some((r) => r.resources.includes('*') || r.verbs.includes('*') || r.apiGroups.includes('*')), 'no wildcard rules');
   t.notOk(rules.some((r) => r.resources.includes('secrets')), 'no access to Secrets');
+  // The pools' NetworkPolicies admit pods with these labels (hooks/pool.ts): the service's must match.
+  const admitted = { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' };
+  t.match(d.spec.template.metadata.labels, admitted, 'the service pods carry the labels the pools\' NetworkPolicies admit');
+  t.ok(c.env.some((e: { name: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }) => e.name === 'POD_NAMESPACE' && e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace'), 'and know their namespace');
 });
 
 t.test('each CompositeController declares the child types its hooks return, and routes the service serves', async (t) => {
@@ -58,10 +62,12 @@ t.test('each CompositeController declares the child types its hooks return, and 
       apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'default-pool', namespace: 'analytics', generation: 1 }, spec: { catalogRef: { name: 'example' } },
     }, [], [readyCatalog]), ctx).children,
   };
-  t.same([...new Set(produced.ducklakepools!.map((c) => c.kind))].sort(), ['Pod', 'PodDisruptionBudget', 'Service'], 'the pool produces pods, a Service and a PodDisruptionBudget');
+  t.same([...new Set(produced.ducklakepools!.map((c) => c.kind))].sort(), ['NetworkPolicy', 'Pod', 'PodDisruptionBudget', 'Service'], 'the pool produces pods, a Service, a PodDisruptionBudget and a NetworkPolicy');
   const plural: Record<string, string> = {
-    Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims', Pod: 'pods', Service: 'services', PodDisruptionBudget: 'poddisruptionbudgets',
+    Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims', Pod: 'pods', Service: 'services', PodDisruptionBudget: 'poddisruptionbudgets', NetworkPolicy: 'networkpolicies',
   };
+  // Metacontroller manages every declared child type for us, so its ClusterRole must cover each one.
+  const metacontrollerRules = (byKind('ClusterRole').find((r) => r.metadata.name === 'featherman-metacontroller')!.rules) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
   for (const cc of controllers) {
     const resource = cc.spec.parentResource.resource as string;
     t.equal(cc.spec.parentResource.apiVersion, 'ducklake.featherman.dev/v1alpha1');
@@ -69,6 +75,11 @@ t.test('each CompositeController declares the child types its hooks return, and 
     t.ok(HOOKS[resource], `the service has hooks for ${resource}`);
     const declared = new Set((cc.spec.childResources as { apiVersion: string; resource: string }[]).map((r) => `${r.apiVersion} ${r.resource}`));
     for (const child of produced[resource] ?? []) t.ok(declared.has(`${child.apiVersion} ${plural[child.kind]}`), `${resource}: ${child.apiVersion} ${child.kind} is declared with exactly that apiVersion`);
+    for (const child of cc.spec.childResources as { apiVersion: string; resource: string }[]) {
+      const group = child.apiVersion.includes('/') ? child.apiVersion.split('/')[0]! : '';
+      const verbs = new Set(metacontrollerRules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(child.resource)).flatMap((r) => r.verbs));
+      t.ok(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'].every((v) => verbs.has(v)), `${resource}: Metacontroller may manage ${child.resource} (${child.apiVersion})`);
+    }
     for (const hook of ['sync', 'finalize', 'customize']) {
       const h = cc.spec.hooks[hook];
       t.equal(h.version, 'v2', `${resource} ${hook} uses v2 hooks`);

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import * as pool from '../../hooks/pool.js';
 import type { HookContext } from '../../hooks/context.js';
 import type { KubeObject, SyncResponse } from '../../lib/k8s/metacontroller.js';
@@ -21,11 +22,12 @@ import { catalogObject, ctx, NOW, observed, syncRequest } from '../helpers/hook-
 import { mutator } from '../helpers/fuzz.js';
 import { golden } from '../helpers/golden.js';
 
-const POOL_TYPES = ['Pod.v1', 'Service.v1', 'PodDisruptionBudget.policy/v1'];
+const POOL_TYPES = ['Pod.v1', 'Service.v1', 'PodDisruptionBudget.policy/v1', 'NetworkPolicy.networking.k8s.io/v1'];
 const validators: Record<string, (o: KubeObject) => void> = {
   Pod: (o) => new Pod(o as never).validate(),
   Service: (o) => new Service(o as never).validate(),
   PodDisruptionBudget: (o) => new PodDisruptionBudget(o as never).validate(),
+  NetworkPolicy: (o) => new NetworkPolicy(o as never).validate(),
 };
 const readyCatalog = { ...observed(catalogObject()), status: { phase: 'Ready' } };
 const at = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
@@ -120,7 +122,7 @@ t.test('DuckLakePool: catalog missing or not Ready', async (t) => {
   checkContract(t, r1);
   golden(t, 'pool-catalog-not-ready', r1);
   t.match(r1.status, { phase: 'Pending', desiredSize: 0, currentSize: 0, conditions: [{ type: 'Ready', reason: 'CatalogNotReady' }] });
-  t.same(r1.children.map((c) => `${c.kind}/${c.metadata.name}`), ['Service/default-pool-workers', 'PodDisruptionBudget/default-pool-workers'], 'no pods, the headless Service stays');
+  t.same(r1.children.map((c) => `${c.kind}/${c.metadata.name}`), ['Service/default-pool-workers', 'PodDisruptionBudget/default-pool-workers', 'NetworkPolicy/default-pool-workers'], 'no pods; the headless Service and the network policy stay');
   t.equal(r1.resyncAfterSeconds, 30, 'resyncs every scaleInterval');
 
   // Workers that exist when the catalog stops being Ready: idle ones go, a busy one finishes first.
@@ -164,6 +166,18 @@ t.test('DuckLakePool: queries waiting in the routers start workers in a pool at 
   t.match(r2.status!.message, new RegExp(`a query found no ready worker at ${stamp(at(-60))}`));
   const later = pool.sync(syncRequest(woken, [], [readyCatalog], POOL_TYPES), { ...ctx, now: at(300) });
   t.equal(podsOf(later).length, 0, 'maxIdleTime (300s) after it, no longer');
+});
+
+t.test('DuckLakePool: only the service\'s pods may reach the workers', async (t) => {
+  const r = pool.sync(syncRequest(poolObject(), [], [readyCatalog], POOL_TYPES), { ...ctx, settings: { ...ctx.settings, serviceNamespace: 'platform' } });
+  const policy = r.children.find((c) => c.kind === 'NetworkPolicy') as KubeObject & { spec: { podSelector: { matchLabels: Record<string, string> }; ingress: unknown[] } };
+  for (const worker of podsOf(r)) {
+    for (const [k, v] of Object.entries(policy.spec.podSelector.matchLabels)) t.equal(worker.metadata.labels?.[k], v, `the policy selects worker ${worker.metadata.name} (${k})`);
+  }
+  t.same(policy.spec.ingress, [{
+    from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'platform' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' } } }],
+    ports: [{ protocol: 'TCP', port: pool.WORKER_PORT }],
+  }], 'ingress from the service\'s pods in its own namespace, to the worker port, and nothing else');
 });
 
 t.test('DuckLakePool: from a fresh pool through scaling and recycling', async (t) => {
