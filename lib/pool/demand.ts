@@ -36,10 +36,12 @@ export function encodeDemand(queued: number, now: Date, fallbackAt?: Date): stri
 
 function reports(annotations: Record<string, string> | undefined, now: Date): { key: string; queued: number; ageSeconds: number; fallbackAt?: number }[] {
   const out: { key: string; queued: number; ageSeconds: number; fallbackAt?: number }[] = [];
-  for (const [key, value] of Object.entries(annotations ?? {})) {
+  const entries = annotations && typeof annotations === 'object' ? Object.entries(annotations) : [];
+  for (const [key, value] of entries) {
     if (!key.startsWith(DEMAND_PREFIX)) continue;
-    let r: Partial<Report>;
-    try { r = JSON.parse(value) as Partial<Report>; } catch { r = {}; }
+    let r: Partial<Report> = {};
+    try { r = (typeof value === 'string' ? JSON.parse(value) : null) ?? {}; } catch { /* not JSON */ }
+    if (typeof r !== 'object') r = {};
     const at = typeof r.at === 'string' ? Date.parse(r.at) : NaN;
     const fallbackAt = typeof r.fallbackAt === 'string' ? Date.parse(r.fallbackAt) : NaN;
     // Anyone may annotate the pool; a malformed report counts as long stale, never as demand, and

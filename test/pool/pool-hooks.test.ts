@@ -154,6 +154,9 @@ t.test('DuckLakePool: queries waiting in the routers start workers in a pool at 
   t.match(r1.status, { queueLength: 3, desiredSize: 2, phase: 'Scaling' });
   t.match(r1.status!.message, /demand 3 \(3 queued in the routers\)/, 'the status says why');
   t.same(staleDemandKeys(annotations, NOW), [demandKey('featherman-old'), `${DEMAND_PREFIX}junk`], 'the stale report and the garbage are for removal');
+  for (const odd of [null, 5, 'null', '"text"', '[1]', '{"queued":2,"at":"later"}', '{"queued":-1,"at":"2026-11-24T12:00:00Z"}']) {
+    t.same(demandFrom({ [`${DEMAND_PREFIX}odd`]: odd } as unknown as Record<string, string>, NOW), { queued: 0 }, `a report of ${JSON.stringify(odd)} is no demand`);
+  }
 
   // Nothing waits any more, but a query found no worker a minute ago: one worker, for maxIdleTime.
   const woken = { ...idle, metadata: { ...idle.metadata, annotations: {
@@ -388,8 +391,10 @@ t.test('a bounded fuzz of mutated pool sync requests never gets a 500', async (t
   const r0 = pool.sync(syncRequest(poolObject(), [], [readyCatalog], POOL_TYPES), ctx);
   // Port 1 on the loopback refuses at once, so the stats fetch costs nothing here.
   const pods = podsOf(r0).map((p, i) => running(p, at(-600 * (i + 1)), i === 0, '127.0.0.1', { [pool.STATS_PORT_ANNOTATION]: '1' }));
-  const example = syncRequest(poolObject({}, {}, r0.status), pods, [readyCatalog], POOL_TYPES);
-  const mutate = mutator(20261124, ['not-an-ip', '2026-13-45T99:00:00Z']);
+  // With a router's demand report on the parent, so the fuzz garbles that too.
+  const demand = { annotations: { [demandKey('featherman-a')]: encodeDemand(2, at(-5), at(-10)) } };
+  const example = syncRequest(poolObject({}, demand, r0.status), pods, [readyCatalog], POOL_TYPES);
+  const mutate = mutator(20261124, ['not-an-ip', '2026-13-45T99:00:00Z', '{"queued":1e9,"at":"2026-11-24T12:00:00Z"}']);
   const counts: Record<number, number> = {};
   for (let i = 0; i < 600; i++) {
     const hook = ['sync', 'finalize', 'customize'][i % 3];
