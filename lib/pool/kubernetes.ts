@@ -100,6 +100,8 @@ interface DemandState {
   timer?: NodeJS.Timeout;
   /** A write is under way; when it ends it writes again if anything moved meanwhile. */
   writing?: boolean;
+  /** Writes failed in a row: the next try waits longer, up to heartbeatMs. */
+  failures: number;
 }
 
 /**
@@ -122,7 +124,7 @@ export class DemandAnnotations implements DemandListener {
   private stateOf(pool: PoolSettings): DemandState {
     const id = `${pool.namespace}/${pool.pool}`;
     let s = this.states.get(id);
-    if (!s) this.states.set(id, (s = { pool, queued: 0, sent: 0, sentAt: 0 }));
+    if (!s) this.states.set(id, (s = { pool, queued: 0, sent: 0, sentAt: 0, failures: 0 }));
     s.pool = pool;
     return s;
   }
@@ -157,7 +159,7 @@ export class DemandAnnotations implements DemandListener {
     const holdUntil = (s.fallbackAt ?? -Infinity) + DEMAND_STALE_SECONDS * 1000;
     const { namespace, pool: name } = s.pool;
     const target = { group: GROUP, version: VERSION, namespace, plural: 'ducklakepools', name };
-    let failed = false;
+    let gone = false;
     try {
       const report = queued > 0 || now < holdUntil ? encodeDemand(queued, new Date(now), s.fallbackAt !== undefined ? new Date(s.fallbackAt) : undefined) : null;
       const annotations: Record<string, string | null> = { [this.key]: report };
@@ -167,15 +169,19 @@ export class DemandAnnotations implements DemandListener {
       }
       await this.custom.patchNamespacedCustomObject({ ...target, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
       s.sent = queued;
+      s.failures = 0;
       metrics.demandReports.inc({ pool: name, namespace, outcome: 'ok' });
-    } catch {
-      // A pool deleted meanwhile, or the API server away: written again shortly.
+    } catch (err) {
+      // A deleted pool has nothing to report to; anything else (API server away, a missing
+      // permission) is tried again, less and less often.
       metrics.demandReports.inc({ pool: name, namespace, outcome: 'failed' });
-      failed = true;
+      gone = (err as { code?: number }).code === 404;
+      s.failures++;
     }
     s.sentAt = Date.now();
     s.writing = false;
-    if (failed) this.schedule(s, 5 * this.throttleMs);
+    if (gone) this.states.delete(`${namespace}/${name}`);
+    else if (s.failures > 0) this.schedule(s, Math.min(this.heartbeatMs, 5 * this.throttleMs * 2 ** (s.failures - 1)));
     else if (s.queued !== s.sent || s.dirty) this.schedule(s, this.throttleMs);
     else if (s.queued > 0) this.schedule(s, this.heartbeatMs);
     else if (s.sentAt < holdUntil) this.schedule(s, holdUntil - s.sentAt);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DemandAnnotations, KubernetesDirectory } from '../../lib/pool/kubernetes.js';
 import { demandFrom, demandKey, encodeDemand } from '../../lib/pool/demand.js';
+import { metrics } from '../../lib/pool/metrics.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { clusterBinariesMissing, startCluster } from '../helpers/cluster.js';
 
@@ -81,5 +82,11 @@ if (missing) {
     reporter.waiting(settings, 0);
     const cleared = await waitFor('the report removed', (a) => !(mine in a));
     t.notOk(gone in cleared, 'the stale report of a replica long gone went with it');
+
+    // A pool that does not exist (deleted meanwhile): one failed write, then no retries.
+    reporter.waiting({ ...settings, pool: 'deleted-pool' }, 2);
+    await new Promise((r) => setTimeout(r, 1500)); // retries would come 250 ms, 500 ms, 1 s later
+    const failed = (await metrics.demandReports.get()).values.filter((v) => v.labels.pool === 'deleted-pool');
+    t.same(failed.map((v) => [v.labels.outcome, v.value]), [['failed', 1]], 'a 404 is not retried');
   });
 }
