@@ -11,7 +11,7 @@ import { parse } from 'yaml';
 import { validateReview } from '../lib/api/admission.js';
 import { packageRoot } from '../lib/lake/config.js';
 import { buildServer } from '../lib/server/server.js';
-import { forkServer, listenForParent, load, summarize, type Sample } from './load.js';
+import { compareRoutes, fmt, forkServer, listenForParent } from './load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -56,22 +56,11 @@ async function serve(): Promise<void> {
 
 export async function run(): Promise<void> {
   const { child, port } = await forkServer(import.meta.url);
-  const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   try {
     console.log(`admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`);
     console.log(`${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
     for (const [name, body] of Object.entries(WORKLOADS)) {
-      await load(port, CONNECTIONS, '/bare', body, 0.5); // warm-up: JIT, connections
-      await load(port, CONNECTIONS, '/admission/validate', body, 0.5);
-      const bareSamples: Sample[] = [];
-      const hookSamples: Sample[] = [];
-      for (let r = 0; r < ROUNDS; r++) {
-        bareSamples.push(await load(port, CONNECTIONS, '/bare', body, SECONDS / ROUNDS));
-        hookSamples.push(await load(port, CONNECTIONS, '/admission/validate', body, SECONDS / ROUNDS));
-      }
-      const bare = summarize(bareSamples);
-      const hook = summarize(hookSamples);
-      if (bare.errors || hook.errors) throw new Error(`errors during the run: bare ${bare.errors}, validate ${hook.errors}`);
+      const [bare, hook] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/admission/validate'], SECONDS, ROUNDS);
       for (const [route, r] of [['bare Fastify route', bare], ['/admission/validate', hook]] as const) {
         console.log(`${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
       }

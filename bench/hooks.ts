@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/lake/config.js';
 import { buildServer } from '../lib/server/server.js';
-import { forkServer, listenForParent, load, summarize, type Sample } from './load.js';
+import { compareRoutes, fmt, forkServer, listenForParent } from './load.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -47,22 +47,11 @@ async function serve(): Promise<void> {
 
 export async function run(): Promise<void> {
   const { child, port } = await forkServer(import.meta.url);
-  const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const body = syncRequest();
   try {
     console.log(`\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`);
     console.log(`${'route'.padEnd(34)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
-    await load(port, CONNECTIONS, '/bare', body, 0.5);
-    await load(port, CONNECTIONS, '/hooks/ducklaketables/sync', body, 0.5);
-    const bare: Sample[] = [];
-    const hook: Sample[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      bare.push(await load(port, CONNECTIONS, '/bare', body, SECONDS / ROUNDS));
-      hook.push(await load(port, CONNECTIONS, '/hooks/ducklaketables/sync', body, SECONDS / ROUNDS));
-    }
-    const b = summarize(bare);
-    const h = summarize(hook);
-    if (b.errors || h.errors) throw new Error(`errors during the run: bare ${b.errors}, sync ${h.errors}`);
+    const [b, h] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/hooks/ducklaketables/sync'], SECONDS, ROUNDS);
     for (const [route, r] of [['bare Fastify route', b], ['/hooks/ducklaketables/sync', h]] as const) {
       console.log(`${route.padEnd(34)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
     }

@@ -13,6 +13,7 @@ import { openDuckDB, openLake } from '../lib/lake/session.js';
 import { Minio } from '../test/helpers/minio.js';
 import { CLI } from '../test/helpers/cli.js';
 import { quietSdkWarnings } from '../lib/warnings.js';
+import { fmt } from './load.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 2_000_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -20,7 +21,6 @@ const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 10);
 const ROW_SQL = `SELECT i AS id, 'user-' || i AS name, TIMESTAMP '2026-01-01' + to_seconds(i) AS created_at FROM range(${ROWS}) r(i)`;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 export async function run(): Promise<void> {
   const minio = await Minio.start();
@@ -71,10 +71,10 @@ export async function run(): Promise<void> {
     console.log(`\ncold \`featherman query --sql 'select 1'\` (a new process each time; catalog: DuckDB file, data: MinIO), median of ${COLD_RUNS}`);
     console.log('phase                         ms');
     const phases = [['process start + modules', 'processStart'], ['DuckDB open', 'open'], ['extension load + secret', 'extensions'], ['attach lake', 'attach'], ['query', 'query']] as const;
-    for (const [label, key] of phases) console.log(`${label.padEnd(28)} ${fmt(median(samples[key]!)).padStart(8)}`);
+    for (const [label, key] of phases) console.log(`${label.padEnd(28)} ${fmt(median(samples[key]!), 1).padStart(8)}`);
     const accounted = phases.reduce((a, [, key]) => a + median(samples[key]!), 0);
-    console.log(`${'spawn, close and exit'.padEnd(28)} ${fmt(median(samples.wall!) - accounted).padStart(8)}`);
-    console.log(`${'total wall clock'.padEnd(28)} ${fmt(median(samples.wall!)).padStart(8)}`);
+    console.log(`${'spawn, close and exit'.padEnd(28)} ${fmt(median(samples.wall!) - accounted, 1).padStart(8)}`);
+    console.log(`${'total wall clock'.padEnd(28)} ${fmt(median(samples.wall!), 1).padStart(8)}`);
   } finally {
     await minio.stop();
     rmSync(work, { recursive: true, force: true });

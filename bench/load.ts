@@ -48,6 +48,25 @@ export async function load(port: number, connections: number, path: string, body
   return { latencies, elapsed, bytes, errors };
 }
 
+/** A number for the tables the benchmarks print: thousands separators, `digits` decimals. */
+export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * Two routes side by side under the same load: a short warm-up of each (JIT, connections), then
+ * `rounds` alternating rounds so drift on a busy machine hits both alike. Any non-200 fails the run.
+ */
+export async function compareRoutes(
+  port: number, connections: number, body: string, routes: readonly [string, string], seconds: number, rounds: number,
+): Promise<[Result, Result]> {
+  for (const route of routes) await load(port, connections, route, body, 0.5);
+  const samples: [Sample[], Sample[]] = [[], []];
+  for (let r = 0; r < rounds; r++) {
+    for (const i of [0, 1] as const) samples[i].push(await load(port, connections, routes[i], body, seconds / rounds));
+  }
+  const results: [Result, Result] = [summarize(samples[0]), summarize(samples[1])];
+  if (results[0].errors || results[1].errors) throw new Error(`errors during the run: ${routes[0]} ${results[0].errors}, ${routes[1]} ${results[1].errors}`);
+  return results;
+}
 
 /** In the forked server process: listen on a free loopback port, tell the parent, exit with it. */
 export async function listenForParent(app: FastifyInstance): Promise<void> {

@@ -16,6 +16,7 @@ import { buildServer } from '../lib/server/server.js';
 import { quietSdkWarnings } from '../lib/warnings.js';
 import { CLI } from '../test/helpers/cli.js';
 import { Minio } from '../test/helpers/minio.js';
+import { fmt } from './load.js';
 
 const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 15);
 const WARM_RUNS = Number(process.env.BENCH_WARM_RUNS ?? 400);
@@ -28,7 +29,6 @@ const QUERIES = {
 };
 
 const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]!; };
-const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 function post(agent: Agent, url: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
   const u = new URL(url);
@@ -91,7 +91,7 @@ export async function run(): Promise<void> {
     for (const label of Object.keys(QUERIES)) {
       const c = cold[label]!;
       const w = warm[label]!;
-      console.log(`${label.padEnd(18)}${fmt(pct(c, 0.5)).padStart(10)}${fmt(pct(c, 0.99)).padStart(10)}${fmt(pct(w, 0.5), 2).padStart(10)}${fmt(pct(w, 0.99), 2).padStart(10)}${`${fmt(pct(c, 0.5) / pct(w, 0.5), 0)}x`.padStart(11)}`);
+      console.log(`${label.padEnd(18)}${fmt(pct(c, 0.5), 1).padStart(10)}${fmt(pct(c, 0.99), 1).padStart(10)}${fmt(pct(w, 0.5), 2).padStart(10)}${fmt(pct(w, 0.99), 2).padStart(10)}${`${fmt(pct(c, 0.5) / pct(w, 0.5), 0)}x`.padStart(11)}`);
     }
 
     // 3. router overhead
