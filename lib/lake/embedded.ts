@@ -2,8 +2,8 @@
 // so the service runs on a laptop with no cluster, no S3 and no configuration.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, packageRoot, type LakeConfig } from './config.js';
-import { catalogDatabaseSql, openDuckDB, openLake } from './session.js';
+import { loadConfig, packageRoot } from './config.js';
+import { catalogDatabaseSql, openLake, type LakeSession } from './session.js';
 
 /** Fills in FEATHERMAN_METADATA and FEATHERMAN_DATA_PATH when unset, and creates the lake. */
 export async function ensureEmbeddedLake(
@@ -14,8 +14,9 @@ export async function ensureEmbeddedLake(
   env.FEATHERMAN_METADATA ??= `duckdb:${join(local, 'metadata.ducklake')}`;
   env.FEATHERMAN_DATA_PATH ??= join(local, 'data');
   const config = loadConfig(env);
-  const relocatedFrom = owned ? await followMovedCheckout(config) : undefined;
-  (await openLake(config, { create: true })).close();
+  let relocatedFrom: string | undefined;
+  const follow = async (session: LakeSession) => { relocatedFrom = await followMovedCheckout(session); };
+  (await openLake(config, { create: true }, owned ? follow : undefined)).close();
   return { metadata: env.FEATHERMAN_METADATA, dataPath: config.dataPath, ...(relocatedFrom ? { relocatedFrom } : {}) };
 }
 
@@ -25,17 +26,18 @@ export async function ensureEmbeddedLake(
  * and its data files are recorded relative to the data path, so when we own both we point the stored
  * path at where the data is now. Returns the old path when it changed.
  */
-async function followMovedCheckout(config: LakeConfig): Promise<string | undefined> {
+async function followMovedCheckout(session: LakeSession): Promise<string | undefined> {
+  const config = session.config;
   if (config.metadata.type !== 'duckdb' || !existsSync(config.metadata.path)) return undefined;
-  const session = await openDuckDB(config);
+  await session.run(catalogDatabaseSql(config, 'embedded_catalog', false));
   try {
-    await session.run(catalogDatabaseSql(config, 'embedded_catalog', false));
     const stored = await session.value<string | undefined>(
       `SELECT value FROM embedded_catalog.ducklake_metadata WHERE key = 'data_path' AND scope IS NULL`);
     if (stored === undefined || stored === config.dataPath) return undefined;
     await session.run(`UPDATE embedded_catalog.ducklake_metadata SET value = $1 WHERE key = 'data_path' AND scope IS NULL`, [config.dataPath]);
     return stored;
   } finally {
-    session.close();
+    // The lake attaches the same file next, through DuckLake.
+    await session.run('DETACH embedded_catalog');
   }
 }

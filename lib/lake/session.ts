@@ -154,9 +154,11 @@ export async function attachLake(session: LakeSession, opts: OpenOptions = {}, m
   session.timings.attachMs = performance.now() - t0;
 }
 
-export async function openLake(config: LakeConfig, opts: OpenOptions = {}): Promise<LakeSession> {
+/** DuckDB with the lake attached. `beforeAttach` may look at the catalog first, on the same session. */
+export async function openLake(config: LakeConfig, opts: OpenOptions = {}, beforeAttach?: (session: LakeSession) => Promise<void>): Promise<LakeSession> {
   const session = await openDuckDB(config);
   try {
+    await beforeAttach?.(session);
     await attachLake(session, opts);
     return session;
   } catch (err) {
