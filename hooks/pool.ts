@@ -342,11 +342,12 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
   let nextPodIndex = typeof prevIndex === 'number' && Number.isInteger(prevIndex) && prevIndex >= 0 ? prevIndex : 0;
   const catalog = catalogOf(req);
   const problem = catalogProblem(p, catalog);
+  const routers = demandFrom(p.metadata.annotations, ctx.now);
 
   if (problem || !catalog) {
     // No new workers without a Ready catalog; idle ones go, busy ones finish their queries first.
     const workers = observeWorkers(req, ctx);
-    const decision = decide({ ...policy, minSize: 0, maxSize: 0 }, workers, {}, ctx.now, demandFrom(p.metadata.annotations, ctx.now));
+    const decision = decide({ ...policy, minSize: 0, maxSize: 0 }, workers, {}, ctx.now, routers);
     decision.memory = { ...memoryOf(p), desiredSize: 0 };
     delete decision.memory.scaleDownSince;
     const kept = objectsOf(req.children, 'Pod', 'v1').filter((pod) => decision.keep.includes(pod.metadata.name));
@@ -359,7 +360,7 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
   const spec = workerPodSpec(p, catalog, ctx);
   const templateHash = shortHash(spec, 10);
   const workers = observeWorkers(req, ctx, templateHash);
-  const decision = decide(policy, workers, memoryOf(p), ctx.now, demandFrom(p.metadata.annotations, ctx.now));
+  const decision = decide(policy, workers, memoryOf(p), ctx.now, routers);
 
   const taken = new Set(workers.map((w) => w.name));
   const created: string[] = [];

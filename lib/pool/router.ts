@@ -74,7 +74,12 @@ class PoolState {
   workers: WorkerEndpoint[] = [];
   /** Queries being answered by the fallback: demand the pool could not meet. */
   fallbacks = 0;
-  constructor(public settings: PoolSettings, readonly changed: () => void) {}
+  constructor(public settings: PoolSettings, private readonly onChange: (state: PoolState) => void) {}
+
+  /** Queries waiting here for this pool: for a free worker, or on the fallback. */
+  get queued(): number { return this.waiters.length + this.fallbacks; }
+
+  changed(): void { this.onChange(this); }
 
   /** The least-loaded worker with room for one more query (other than `exclude`). */
   free(exclude?: string): WorkerEndpoint | undefined {
@@ -128,10 +133,7 @@ export class Router {
   private async state(settings: PoolSettings): Promise<PoolState> {
     const key = `${settings.namespace}/${settings.pool}`;
     let s = this.states.get(key);
-    if (!s) {
-      const created: PoolState = new PoolState(settings, () => this.demand?.waiting(created.settings, created.waiters.length + created.fallbacks));
-      this.states.set(key, (s = created));
-    }
+    if (!s) this.states.set(key, (s = new PoolState(settings, (changed) => this.demand?.waiting(changed.settings, changed.queued))));
     s.settings = settings;
     s.workers = await this.directory.workers(settings);
     return s;
