@@ -7,6 +7,7 @@
 //     CREATE SECRET (not SELECTs), read_text/glob/read_blob/duckdb_secrets()/query() (not on the
 //     list), and the DuckLake metadata catalog, which holds the file encryption keys.
 import { StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import { BadInputError } from '../errors.js';
 import type { LakeSession } from '../lake/session.js';
 import { literal } from '../lake/sql.js';
 
@@ -30,13 +31,14 @@ function walk(node: unknown, visit: (n: Record<string, unknown>) => void): void 
   }
 }
 
-/** Refuses anything but a single read-only query over the lake. Throws SandboxError with the reason. */
+/** Refuses anything but a single read-only query over the lake: SandboxError with the reason, or BadInputError for SQL that does not parse. */
 export async function checkReadOnlyQuery(connection: DuckDBConnection, sql: string): Promise<void> {
   const reader = await connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR) AS ast', [sql]);
   const ast = JSON.parse(String(reader.getRowObjectsJson()[0]?.ast)) as { error: boolean; error_message?: string; statements?: unknown[] };
   if (ast.error) {
     if (/Only SELECT statements/i.test(ast.error_message ?? '')) throw new SandboxError('sql: only read queries (a single SELECT) are allowed on a read-only pool');
-    throw new SandboxError(`sql: ${ast.error_message}`);
+    // Not a refusal: SQL the parser cannot read is bad input (400, exit 2), like any statement error.
+    throw new BadInputError(`sql: Parser Error: ${ast.error_message}`);
   }
   if ((ast.statements ?? []).length !== 1) throw new SandboxError('sql: send exactly one statement');
   walk(ast.statements, (n) => {

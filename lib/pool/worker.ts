@@ -160,6 +160,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     } catch (err) {
       const message = (err as Error).message.split('\n')[0] ?? 'query failed';
       if (err instanceof SandboxError) return fail(403, message);
+      if (err instanceof BadInputError) return fail(400, message);
       if (timedOut) return fail(504, `query exceeded its deadline of ${deadlineMs} ms and was interrupted`);
       if (isStatementError(message)) return fail(400, `sql: ${message}`);
       return fail(502, `the lake could not answer: ${message}`);

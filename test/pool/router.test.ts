@@ -135,6 +135,9 @@ t.test('user SQL is sandboxed', async (t) => {
   }
   const ok = await query({ sql: 'SELECT count(*) AS n FROM events' });
   t.equal(ok.status, 200, 'ordinary queries still work');
+  const typo = await query({ sql: 'SELEC count(*) FROM events' });
+  t.equal(typo.status, 400, 'SQL that does not parse is bad input, not a refusal');
+  t.match(JSON.parse(typo.text).error, /^sql: Parser Error: syntax error at or near "SELEC"/);
 });
 
 t.test('a request without a valid token gets 401', async (t) => {
