@@ -119,7 +119,9 @@ export async function openDuckDB(config: LakeConfig): Promise<LakeSession> {
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'false',
     allow_community_extensions: 'false',
-    temp_directory: join(scratch, 'spill'),
+    // One spill directory per process: DuckDB deletes the directory it created when it closes,
+    // which would pull the files out from under another process sharing it (local workers do).
+    temp_directory: join(scratch, `spill-${process.pid}`),
     secret_directory: join(scratch, 'no-persistent-secrets'),
   };
   if (config.memoryLimit) settings.memory_limit = config.memoryLimit;

@@ -81,6 +81,8 @@ export class EngineHolder {
   private fingerprint = '';
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
+  /** What the current refresh is doing, for a worker that is slow to start to say where it is. */
+  phase = 'not started';
 
   constructor(private readonly opts: EngineHolderOptions) {}
 
@@ -125,14 +127,19 @@ export class EngineHolder {
     let metadataOverride: string | undefined;
     if (config.metadata.type === 'duckdb') {
       copyPath = join(this.opts.scratchDir, `catalog-${process.pid}-${generation}.ducklake`);
+      this.phase = 'copying the catalog file';
       await copyCatalog(config, config.metadata.path, copyPath);
       metadataOverride = `ducklake:duckdb:${copyPath}`;
     }
+    this.phase = 'starting DuckDB';
     const session = await openDuckDB(config);
     try {
+      this.phase = 'attaching the lake';
       await attachLake(session, { readOnly: readOnly || config.metadata.type === 'duckdb' }, metadataOverride);
       const snapshotId = await session.currentSnapshot();
+      this.phase = 'locking the sandbox';
       await lockDown(session);
+      this.phase = 'serving';
       const previous = this.engine;
       this.engine = new Engine(session, generation, snapshotId, copyPath);
       this.fingerprint = fingerprint;

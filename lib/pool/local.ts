@@ -5,10 +5,12 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { packageRoot } from '../lake/config.js';
+import { workerOptionsFromEnv } from './worker.js';
 import type { PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
 
 // The built CLI, also when this module runs from TypeScript source (tests).
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli.js');
+const START_ATTEMPTS = 3;
 
 export interface LocalWorker extends WorkerEndpoint {
   process: ChildProcess;
@@ -33,20 +35,41 @@ export class LocalPool implements WorkerDirectory {
     return this.alive();
   }
 
-  /** Start one worker process and wait until it is attached and listening. */
+  /**
+   * Start one worker and wait until it is attached and listening. A worker that exits or hangs
+   * while starting is replaced, as the pool hooks replace a pod that never gets ready.
+   */
   async add(): Promise<LocalWorker> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOne();
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS) throw err;
+        console.error(JSON.stringify({ level: 'warn', msg: 'local worker failed to start; starting another', pool: this.settings.pool, error: (err as Error).message }));
+      }
+    }
+  }
+
+  private async startOne(): Promise<LocalWorker> {
     const name = `${this.settings.pool}-local-${++this.counter}`;
-    const child = spawn(process.execPath, [CLI, 'worker', '--port', '0', '--host', '127.0.0.1'], {
-      env: { ...this.env, POD_NAME: name, FEATHERMAN_POOL: this.settings.pool, FEATHERMAN_POOL_READ_ONLY: String(this.settings.readOnly), FEATHERMAN_MAX_QUERY_DURATION: `${Math.ceil(this.settings.maxQueryMs / 1000)}s` },
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const env = { ...this.env, POD_NAME: name, FEATHERMAN_POOL: this.settings.pool, FEATHERMAN_POOL_READ_ONLY: String(this.settings.readOnly), FEATHERMAN_MAX_QUERY_DURATION: `${Math.ceil(this.settings.maxQueryMs / 1000)}s` };
+    // The worker's own watchdog fires first and says which step hung; this is the backstop.
+    const deadlineMs = workerOptionsFromEnv(env).startupTimeoutMs + 10_000;
+    const child = spawn(process.execPath, [CLI, 'worker', '--port', '0', '--host', '127.0.0.1'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lastErrors: string[] = [];
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      process.stderr.write(`${line}\n`);
+      lastErrors.push(line);
+      if (lastErrors.length > 5) lastErrors.shift();
     });
+    const why = () => (lastErrors.length ? `: ${lastErrors.join(' | ')}` : '');
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`worker ${name} did not start within 30 s`)); }, 30_000);
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`worker ${name} did not start within ${deadlineMs / 1000} s${why()}`)); }, deadlineMs);
       createInterface({ input: child.stdout! }).once('line', (line) => {
         clearTimeout(timer);
         try { resolve(String(JSON.parse(line).listening)); } catch { reject(new Error(`worker ${name}: ${line}`)); }
       });
-      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`worker ${name} exited with ${code}`)); });
+      child.once('close', (code) => { clearTimeout(timer); reject(new Error(`worker ${name} exited with ${code}${why()}`)); });
     });
     const worker: LocalWorker = { name, url, process: child };
     this.processes.push(worker);

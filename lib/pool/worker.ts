@@ -24,6 +24,8 @@ export interface WorkerOptions {
   maxBytes: number;
   concurrency: number;
   refreshMs: number;
+  /** Give up (exit 75, so the pod restarts) if the lake is not attached by then. */
+  startupTimeoutMs: number;
   scratchDir: string;
 }
 
@@ -56,6 +58,8 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
     maxBytes: int('FEATHERMAN_MAX_RESULT_BYTES', 256 * 1024 * 1024),
     concurrency: int('FEATHERMAN_WORKER_CONCURRENCY', 1),
     refreshMs: duration('FEATHERMAN_REFRESH_INTERVAL', '1s'),
+    // Long enough to wait out a writer's lock on a DuckDB catalog file, and then some.
+    startupTimeoutMs: duration('FEATHERMAN_STARTUP_TIMEOUT', `${Math.ceil(config.lockTimeoutMs / 1000) + 30}s`),
     scratchDir: join(tmpdir(), 'featherman-worker', String(process.pid)),
   };
 }
@@ -217,9 +221,20 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   const opts = workerOptionsFromEnv(env);
   const { app, holder, start } = await buildWorker(opts);
   const address = await app.listen({ port, host });
-  await start();
+  // A worker that never gets ready would be live but useless: exit so the pod is restarted,
+  // saying which step hung (a writer holding the catalog lock, storage, ...).
+  const started = performance.now();
+  const watchdog = setTimeout(() => {
+    console.error(JSON.stringify({ ok: false, command: 'worker', pod: opts.pod, exitCode: 75, error: `the worker did not start within ${opts.startupTimeoutMs / 1000} s; it was ${holder.phase}` }));
+    process.exit(75);
+  }, opts.startupTimeoutMs);
+  try {
+    await start();
+  } finally {
+    clearTimeout(watchdog);
+  }
   // One line for whoever started us (the local pool reads the address from it).
-  console.log(JSON.stringify({ ok: true, command: 'worker', pod: opts.pod, listening: address, readOnly: opts.readOnly, snapshotId: holder.current?.snapshotId }));
+  console.log(JSON.stringify({ ok: true, command: 'worker', pod: opts.pod, listening: address, readOnly: opts.readOnly, snapshotId: holder.current?.snapshotId, startMs: Math.round(performance.now() - started) }));
   const stop = async () => { await app.close(); process.exit(0); };
   process.once('SIGTERM', () => { void stop(); });
   process.once('SIGINT', () => { void stop(); });

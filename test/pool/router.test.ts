@@ -20,6 +20,8 @@ await minio.createBucket('lake');
 const env: Record<string, string> = {
   PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
   FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/pool/data/', FEATHERMAN_CATALOG: 'lake1',
+  // Workers start in about a second; one that hangs gives up and is replaced (worker-start.test.ts).
+  FEATHERMAN_STARTUP_TIMEOUT: '20s',
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 const specFile = join(work, 'events.json');
