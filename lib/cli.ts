@@ -74,5 +74,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/featherman')) {
   quietSdkWarnings();
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  // A failed command exits at once: whatever it left pending (a worker's listening socket, a
+  // lock wait still retrying) must not keep the process, or its pod, alive.
+  main(process.argv.slice(2)).then((code) => { if (code !== 0) process.exit(code); process.exitCode = code; });
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseDuration } from '../api/duration.js';
-import { BadInputError } from '../errors.js';
+import { BadInputError, TemporaryError } from '../errors.js';
 import { loadConfig, type LakeConfig } from '../lake/config.js';
 import { isStatementError } from '../lake/failures.js';
 import { csvLine } from '../lake/format.js';
@@ -221,15 +221,15 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   const opts = workerOptionsFromEnv(env);
   const { app, holder, start } = await buildWorker(opts);
   const address = await app.listen({ port, host });
-  // A worker that never gets ready would be live but useless: exit so the pod is restarted,
-  // saying which step hung (a writer holding the catalog lock, storage, ...).
+  // A worker that never gets ready would be live but useless: fail (exit 75, so the pod is
+  // restarted), saying which step hung (a writer holding the catalog lock, storage, ...).
   const started = performance.now();
-  const watchdog = setTimeout(() => {
-    console.error(JSON.stringify({ ok: false, command: 'worker', pod: opts.pod, exitCode: 75, error: `the worker did not start within ${opts.startupTimeoutMs / 1000} s; it was ${holder.phase}` }));
-    process.exit(75);
-  }, opts.startupTimeoutMs);
+  let watchdog: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    watchdog = setTimeout(() => reject(new TemporaryError(`the worker did not start within ${opts.startupTimeoutMs / 1000} s; it was ${holder.phase}`)), opts.startupTimeoutMs);
+  });
   try {
-    await start();
+    await Promise.race([start(), gaveUp]);
   } finally {
     clearTimeout(watchdog);
   }
