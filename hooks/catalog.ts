@@ -4,7 +4,7 @@ import type { KubeObject, CustomizeRequest, CustomizeResponse, SyncRequest, Sync
 import { objectsOf, objectNamed } from '../lib/k8s/metacontroller.js';
 import { catalogAccess, catalogVolumeName, dataPath, metadataType, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
-import { jobFailureReason, jobResults, jobState } from '../lib/k8s/job-status.js';
+import { jobFailureReason, jobResults, jobState, retryNote } from '../lib/k8s/job-status.js';
 import { childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { cronJob, job, pvc, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
@@ -61,8 +61,7 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
   let phase: Phase = !initJob ? 'Pending' : state === 'Succeeded' ? 'Ready' : state === 'Failed' ? 'Failed' : 'Provisioning';
   if (phaseOverride) phase = phaseOverride;
   const failure = result?.error ?? jobFailureReason(initJob) ?? 'the init Job failed';
-  // While the Job retries (e.g. storage unreachable, exit 75), the last failed attempt is shown.
-  const lastAttempt = state === 'Running' && result && !result.ok ? `; last attempt: ${result.error ?? `exit code ${result.exitCode}`}` : '';
+  const lastAttempt = state === 'Running' ? retryNote(initJob, result) : '';
 
   const metadataReady = state === 'Succeeded'
     ? condition(previous, 'MetadataReady', 'True', c.spec.restoreFrom ? 'Restored' : 'Initialized', `the lake is ${c.spec.restoreFrom ? 'restored' : 'initialized'} (DuckLake ${result?.ducklakeVersion ?? 'unknown'})`, ctx.now, generation)

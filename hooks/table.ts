@@ -8,7 +8,7 @@ import { validateSpec } from '../lib/api/validate.js';
 import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
-import { jobFailureReason, jobResults, jobState, type RunnerResult } from '../lib/k8s/job-status.js';
+import { jobFailureReason, jobResults, jobState, retryNote, type RunnerResult } from '../lib/k8s/job-status.js';
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
@@ -107,7 +107,7 @@ export function sync(req: SyncRequest<TableObject>, ctx: HookContext): SyncRespo
     const why = result?.error ?? jobFailureReason(observed) ?? 'the apply Job failed';
     return { status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why), children: [desired] };
   }
-  const retrying = result && !result.ok ? `; last attempt: ${result.error}` : '';
+  const retrying = retryNote(observed, result);
   return { status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
 }
 

@@ -49,3 +49,16 @@ export function jobResults(pods: KubeObject[], jobName: string): (RunnerResult &
   }
   return results.sort((a, b) => String(b.finishedAt ?? '').localeCompare(String(a.finishedAt ?? '')));
 }
+
+/**
+ * While a Job retries (e.g. storage unreachable, exit 75): its last failed attempt, from the newest
+ * failed pod's summary, and the count from the Job's own status. The count stands alone when no
+ * failed pod is in the request (Metacontroller's pod cache may show the failure a moment after the
+ * Job's, and failed pods can be deleted), so the failure shows from the first sync that sees it.
+ */
+export function retryNote(job: KubeObject | undefined, result: RunnerResult | undefined): string {
+  const failed = (job?.status as { failed?: number } | undefined)?.failed ?? 0;
+  const count = failed > 0 ? `${failed} failed attempt${failed === 1 ? '' : 's'}, retrying` : '';
+  if (result && !result.ok) return `; last attempt: ${result.error ?? `exit code ${result.exitCode}`}${count ? ` (${count})` : ''}`;
+  return count ? `; ${count}` : '';
+}

@@ -4,7 +4,7 @@
 // test binds and runs them. Everything (data, certificates, keys, kubeconfig, logs) lives in one
 // temp directory that stop() removes; set FEATHERMAN_KEEP_CLUSTER=1 to keep it for debugging.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,10 +73,38 @@ export function clusterBinariesMissing(): string | undefined {
   return missing.length ? `${missing.join(', ')} not built in ${clusterBinDir()}; run .ci/cluster/build (npm run e2e does)` : undefined;
 }
 
-/** The Metacontroller binary, when .ci/cluster/build could get it from the module proxy. */
-export function metacontrollerBinary(): string | undefined {
-  const p = join(clusterBinDir(), 'metacontroller');
-  return existsSync(p) ? p : undefined;
+/**
+ * The folder with the prebuilt Metacontroller (binary, CRD manifest, README with sha256 sums):
+ * FEATHERMAN_METACONTROLLER_DIR, else ../shared/tools/metacontroller beside the checkout.
+ */
+export function metacontrollerDir(): string {
+  return process.env.FEATHERMAN_METACONTROLLER_DIR || join(packageRoot(), '..', 'shared', 'tools', 'metacontroller');
+}
+
+export type MetacontrollerChoice =
+  | { kind: 'metacontroller'; binary: string; crds: string; version: string }
+  | { kind: 'stand-in'; reason: string };
+
+/**
+ * The real Metacontroller when its folder is there, as .ci/setup test copied and checked it into the
+ * cluster's bin folder; otherwise the stand-in. A folder whose binary differs from the checked copy
+ * is an error (run .ci/setup test), never a silent fallback.
+ */
+export function chooseMetacontroller(): MetacontrollerChoice {
+  const dir = metacontrollerDir();
+  const source = join(dir, 'metacontroller');
+  if (!existsSync(source)) return { kind: 'stand-in', reason: `no Metacontroller binary in ${dir}` };
+  const binary = join(clusterBinDir(), 'metacontroller');
+  const crds = join(clusterBinDir(), 'metacontroller-crds-v1.yaml');
+  let stamp = '';
+  try { stamp = readFileSync(`${binary}.version`, 'utf8').trim(); } catch { /* not copied yet */ }
+  const sum = createHash('sha256').update(readFileSync(source)).digest('hex');
+  // The stamp is "metacontroller <version> <sha256 of the binary> <sha256 of the CRDs>".
+  const [, version, copied] = stamp.split(' ');
+  if (!existsSync(binary) || !existsSync(crds) || copied !== sum) {
+    throw new Error(`${source} is not the checked copy in ${clusterBinDir()}; run .ci/setup test`);
+  }
+  return { kind: 'metacontroller', binary, crds, version: version ?? 'unknown' };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,7 +112,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // Children get SIGKILL if this process dies without calling stop() (crash, tap timeout).
 const pdeathsig = existsSync('/usr/bin/setpriv') && spawnSync('/usr/bin/setpriv', ['--pdeathsig', 'KILL', 'true']).status === 0;
 
-class Proc {
+/** A child process logging to a file; stop() sends TERM, then KILL after 10 s. */
+export class Proc {
   readonly child: ChildProcess;
   exited: Promise<void>;
   constructor(readonly name: string, bin: string, args: string[], readonly log: string) {

@@ -1,8 +1,10 @@
 // The whole e2e environment in one call: the test cluster (test/helpers/cluster.ts), MinIO with the
-// bucket `my-data-lake`, `featherman serve` on the host (HTTP for the hooks, HTTPS with a
-// certificate from `featherman certs --ip 127.0.0.1` for admission), the CRDs and the webhook
-// configurations (clientConfig.url https://127.0.0.1:<tls-port>/admission/... plus the caBundle),
-// the Metacontroller stand-in and the process kubelet. stop() tears everything down in reverse.
+// bucket `my-data-lake`, `featherman serve` on the host (the query API on --port, the Metacontroller
+// hooks on --hooks-port, HTTPS with a certificate from `featherman certs --ip 127.0.0.1` for
+// admission), the CRDs and the webhook configurations (clientConfig.url
+// https://127.0.0.1:<tls-port>/admission/... plus the caBundle), the process kubelet, and what drives
+// the hooks: the real Metacontroller when it is beside the checkout, else the stand-in
+// (test/helpers/metacontroller.ts). stop() tears everything down in reverse.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,9 +12,10 @@ import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { packageRoot } from '../../lib/lake/config.js';
 import { CLI, featherman } from './cli.js';
-import { DEFAULT_CONTROLLERS, startCluster, type Cluster, type KubectlResult } from './cluster.js';
+import { chooseMetacontroller, DEFAULT_CONTROLLERS, startCluster, type Cluster, type KubectlResult } from './cluster.js';
 import { ProcessKubelet } from './kubelet.js';
-import { KubeApi, MetacontrollerStandin } from './metacontroller-standin.js';
+import { RealMetacontroller, StandinDriver, type HookDriver } from './metacontroller.js';
+import { KubeApi } from './metacontroller-standin.js';
 import { Minio } from './minio.js';
 
 export const BUCKET = 'my-data-lake';
@@ -23,10 +26,13 @@ export interface E2eEnv {
   cluster: Cluster;
   minio: Minio;
   api: KubeApi;
-  standin: MetacontrollerStandin;
+  /** The real Metacontroller or the stand-in; `metacontroller.description` says which. */
+  metacontroller: HookDriver;
   kubelet: ProcessKubelet;
-  /** http://127.0.0.1:<port> of `featherman serve` (hooks). */
+  /** http://127.0.0.1:<hooks-port> of `featherman serve`: the Metacontroller hooks. */
   hooksUrl: string;
+  /** http://127.0.0.1:<port> of `featherman serve`: POST /v1/query, /metrics, health. */
+  queryUrl: string;
   /** https://127.0.0.1:<tls-port> of `featherman serve` (admission). */
   admissionUrl: string;
   dir: string;
@@ -38,8 +44,10 @@ export interface E2eEnv {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+interface Serve { child: ChildProcess; httpPort: number; httpsPort: number; hooksPort: number; output: () => string }
+
 /** Starts `featherman serve` and resolves with its ports once it logs that it listens. */
-function startServe(args: string[], env: Record<string, string>, timeoutMs: number): Promise<{ child: ChildProcess; httpPort: number; httpsPort: number; output: () => string }> {
+function startServe(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Serve> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, HOME: tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -50,9 +58,9 @@ function startServe(args: string[], env: Record<string, string>, timeoutMs: numb
       for (const line of out.split('\n')) {
         if (!line.includes('featherman serve listening')) continue;
         try {
-          const j = JSON.parse(line) as { httpPort: number; httpsPort: number };
+          const j = JSON.parse(line) as { httpPort: number; httpsPort: number; hooksPort: number };
           clearTimeout(timer);
-          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, output });
+          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, hooksPort: j.hooksPort, output });
           return;
         } catch { /* partial line */ }
       }
@@ -83,10 +91,10 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
     const [cluster, minio] = [c.value, m.value];
     await minio.createBucket(BUCKET);
 
-    // admission certificate for 127.0.0.1, then the service (HTTP for hooks, HTTPS for admission)
+    // admission certificate for 127.0.0.1, then the service (query API, hooks, HTTPS for admission)
     const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--ip', '127.0.0.1', '--dns', 'localhost'], {});
     if (certs.code !== 0) throw new Error(`featherman certs failed: ${certs.stderr}`);
-    const serve = await startServe(['--host', '127.0.0.1', '--port', '0', '--tls-port', '0',
+    const serve = await startServe(['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', '--tls-port', '0',
       '--tls-cert', join(dir, 'certs', 'tls.crt'), '--tls-key', join(dir, 'certs', 'tls.key')],
     // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
     { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000);
@@ -96,7 +104,8 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
       serve.child.kill('SIGTERM');
       if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) serve.child.kill('SIGKILL');
     });
-    const hooksUrl = `http://127.0.0.1:${serve.httpPort}`;
+    const hooksUrl = `http://127.0.0.1:${serve.hooksPort}`;
+    const queryUrl = `http://127.0.0.1:${serve.httpPort}`;
     const admissionUrl = `https://127.0.0.1:${serve.httpsPort}`;
 
     // CRDs and webhook configurations (url + caBundle instead of the in-cluster Service)
@@ -126,16 +135,19 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
     const kubelet = new ProcessKubelet({ api, dir: join(dir, 'kubelet') });
     await kubelet.start();
     cleanups.push(() => kubelet.stop());
-    const standin = new MetacontrollerStandin({ api, hooksUrl, controllersFile: join(root, 'metacontroller', 'controllers.yaml'), intervalMs: opts.intervalMs ?? 500, logFile: join(dir, 'standin.log') });
-    standin.start();
-    cleanups.push(() => standin.stop());
+    const controllersFile = join(root, 'metacontroller', 'controllers.yaml');
+    const choice = chooseMetacontroller();
+    const metacontroller: HookDriver = choice.kind === 'metacontroller'
+      ? await RealMetacontroller.start({ cluster, ...choice, hooksUrl, controllersFile, logFile: join(dir, 'metacontroller.log') })
+      : new StandinDriver(`the Metacontroller stand-in (${choice.reason})`, { api, hooksUrl, controllersFile, intervalMs: opts.intervalMs ?? 500, logFile: join(dir, 'standin.log') });
+    cleanups.push(() => metacontroller.stop());
 
     const diagnostics = () => [
-      `--- metacontroller stand-in ---\n${standin.recentLog(30)}`,
+      `--- ${metacontroller.description} ---\n${metacontroller.recentLog(40)}`,
       `--- process kubelet ---\n${kubelet.recentLog(30)}`,
       `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
     ].join('\n');
-    return { cluster, minio, api, standin, kubelet, hooksUrl, admissionUrl, dir, kubectl, diagnostics, stop };
+    return { cluster, minio, api, metacontroller, kubelet, hooksUrl, queryUrl, admissionUrl, dir, kubectl, diagnostics, stop };
   } catch (e) {
     await stop();
     throw e;

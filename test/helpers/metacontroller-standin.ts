@@ -1,6 +1,6 @@
-// A STAND-IN for Metacontroller, for the e2e suite only. Metacontroller itself cannot be built here
-// (the Go module proxy refuses github.com/metacontroller/metacontroller: "403 Forbidden: This module
-// version is not available", see .ci/cluster/metacontroller/go.mod), so this small driver follows
+// A STAND-IN for Metacontroller, for the e2e suite only, used when the real controller is not beside
+// the checkout (../shared/tools/metacontroller/, see test/helpers/metacontroller.ts): Metacontroller
+// cannot be built from the Go module proxy, which refuses its module. This small driver follows
 // the documented CompositeController contract (/work/shared/reference/metacontroller.md §0-§4) for
 // the controllers in metacontroller/controllers.yaml, against a real API server:
 //   - polls the parents (every `intervalMs`, which stands in for "on every change" and resyncs);
@@ -111,7 +111,7 @@ export function typeKey(kind: string, apiVersion: string): string {
   return `${kind}.${apiVersion}`;
 }
 
-interface Webhook { url?: string; timeout?: string }
+interface Webhook { url?: string; path?: string; timeout?: string }
 interface Hook { version?: string; webhook?: Webhook }
 interface CompositeController {
   apiVersion: string;
@@ -147,7 +147,7 @@ function durationMs(d: string | undefined, fallback: number): number {
 
 export interface StandinOptions {
   api: KubeApi;
-  /** Base URL of the hooks service, e.g. http://127.0.0.1:18080; replaces http://featherman.featherman. */
+  /** Base URL of the hooks listener, e.g. http://127.0.0.1:18081; each hook keeps its path. */
   hooksUrl: string;
   /** Path of metacontroller/controllers.yaml. */
   controllersFile: string;
@@ -200,9 +200,11 @@ export class MetacontrollerStandin {
     if (this.o.logFile) { try { appendFileSync(this.o.logFile, l + '\n'); } catch { /* ignore */ } }
   }
 
+  /** The installed hook's path (from url, or service + path) on the service under test. */
   private hookUrl(w: Webhook): string {
-    if (!w.url) throw new Error('only webhook.url hooks are supported by the stand-in');
-    return w.url.replace(/^http:\/\/featherman\.featherman(:\d+)?/, this.o.hooksUrl.replace(/\/$/, ''));
+    const path = w.url ? new URL(w.url).pathname : w.path;
+    if (!path) throw new Error('a webhook without url or path');
+    return `${this.o.hooksUrl.replace(/\/$/, '')}${path}`;
   }
 
   private async callHook<T>(cc: CompositeController, name: 'sync' | 'finalize' | 'customize', body: unknown): Promise<T> {
