@@ -2,6 +2,7 @@
 // only routes HTTP to them. A malformed review is a 400 (the caller is broken); an invalid
 // object is a 200 review with allowed: false, status.code 422 and every failing field listed.
 import { defaultsPatch } from './defaults.js';
+import { MAX_SPEC_DEPTH, structureProblem } from './limits.js';
 import { GROUP, KIND_INFO, isKind, kindForResource, type Kind } from './schema.js';
 import type { FieldProblem } from './table.js';
 import { validateSpec } from './validate.js';
@@ -77,12 +78,18 @@ function kindOf(request: AdmissionRequest): Kind | undefined {
 const allow = (uid: string, extra: Partial<AdmissionResponse> = {}): AdmissionResponse => ({ uid, allowed: true, ...extra });
 const review = (response: AdmissionResponse): AdmissionReview => ({ apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response });
 
-/** What an UPDATE changed: metadata-only updates (finalizers, labels) and deletions in progress are always let through. */
+/**
+ * Whether an UPDATE left the spec alone: metadata-only updates (finalizers, labels) are let through,
+ * so an object that no longer validates can still be labelled or have its finalizer removed. An
+ * object being deleted gets no other exception: a spec change then meets every rule, immutability
+ * included. A spec too deep to compare is left to validateSpec, which names it.
+ */
 function onlyMetadataChanged(request: AdmissionRequest): boolean {
   if (request.operation !== 'UPDATE') return false;
-  const object = request.object as Obj;
-  if (isObj(object.metadata) && object.metadata.deletionTimestamp) return true;
-  return JSON.stringify(object.spec) === JSON.stringify((request.oldObject as Obj).spec);
+  const spec = (request.object as Obj).spec;
+  const old = (request.oldObject as Obj).spec;
+  if (structureProblem(spec, MAX_SPEC_DEPTH) || structureProblem(old, MAX_SPEC_DEPTH)) return false;
+  return JSON.stringify(spec) === JSON.stringify(old);
 }
 
 export function denial(kind: Kind, name: string | undefined, problems: FieldProblem[]): AdmissionStatus {
@@ -128,7 +135,8 @@ export function mutateReview(body: unknown): AdmissionReview {
   const kind = kindOf(request);
   if (!kind || (request.operation !== 'CREATE' && request.operation !== 'UPDATE')) return review(allow(request.uid));
   const object = request.object as Obj;
-  if (isObj(object.metadata) && object.metadata.deletionTimestamp) return review(allow(request.uid));
+  // Defaults walk the spec; one past the structure limits gets none, and the validating webhook refuses it.
+  if (structureProblem(object.spec, MAX_SPEC_DEPTH)) return review(allow(request.uid));
   const meta = isObj(object.metadata) ? object.metadata : {};
   const { patch, warnings } = defaultsPatch(kind, object, {
     operation: request.operation,

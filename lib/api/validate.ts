@@ -7,6 +7,7 @@ import { cronScheduleProblem } from './cron.js';
 import { parseDuration } from './duration.js';
 import { endpointProblem } from './endpoint.js';
 import { labelKeyProblem, labelValueProblem } from './k8s-names.js';
+import { MAX_SPEC_DEPTH, structureProblem } from './limits.js';
 import { GIBIBYTE, parseQuantity } from './quantity.js';
 import type { Kind } from './schema.js';
 import { keyPath, specSchemaProblems } from './schema-validator.js';
@@ -27,6 +28,9 @@ const q = (v: unknown) => JSON.stringify(v);
 
 /** Problems with `spec` (and, on UPDATE, with the move from `oldSpec`), and warnings worth showing. */
 export function validateSpec(kind: Kind, spec: unknown, oldSpec?: unknown): Verdict {
+  // Checked first: the schema messages and the update rules below walk values recursively.
+  const structure = structureProblem(spec, MAX_SPEC_DEPTH, 'spec') ?? structureProblem(oldSpec, MAX_SPEC_DEPTH, 'oldObject.spec');
+  if (structure) return { problems: [structure], warnings: [] };
   const schema = specSchemaProblems(kind, spec);
   const v: Verdict = { problems: [], warnings: [] };
   if (isObj(spec)) {
@@ -47,8 +51,17 @@ export function validateSpec(kind: Kind, spec: unknown, oldSpec?: unknown): Verd
     seen.add(key);
     return true;
   });
-  return { problems, warnings: v.warnings };
+  // A spec with thousands of bad entries gets the first MAX_PROBLEMS and a count, not a reply
+  // (and a log line) as large as itself.
+  if (problems.length > MAX_PROBLEMS) {
+    const more = problems.length - MAX_PROBLEMS;
+    problems.splice(MAX_PROBLEMS, more, { field: 'spec', message: `and ${more} more problems (only the first ${MAX_PROBLEMS} are listed)` });
+  }
+  return { problems, warnings: v.warnings.slice(0, MAX_PROBLEMS) };
 }
+
+/** How many problems one verdict lists. */
+export const MAX_PROBLEMS = 50;
 
 // ---- DuckLakeCatalog ----------------------------------------------------------------------------
 

@@ -30,15 +30,28 @@ export function isWorkerStats(v: unknown): v is WorkerStats {
     && (s.snapshotId === undefined || count(s.snapshotId));
 }
 
-/** The worker's stats, or undefined on any failure: timeout, refused connection, non-2xx, not stats. */
+/** A stats answer is a few hundred bytes; anything much larger is not one. */
+const MAX_STATS_BYTES = 16 * 1024;
+
+/**
+ * The worker's stats, or undefined on any failure: timeout, refused connection, non-2xx, a
+ * redirect (never followed: the address must stay the pod's own), a body over MAX_STATS_BYTES, not stats.
+ */
 export async function fetchWorkerStats(url: string, timeoutMs: number): Promise<WorkerStats | undefined> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
-    if (!res.ok) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' }, redirect: 'manual' });
+    if (!res.ok || !res.body) {
       await res.body?.cancel();
       return undefined;
     }
-    const body: unknown = await res.json();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > MAX_STATS_BYTES) return undefined; // leaving the loop cancels the stream
+      chunks.push(chunk);
+    }
+    const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     return isWorkerStats(body) ? body : undefined;
   } catch {
     return undefined;

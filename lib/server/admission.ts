@@ -1,5 +1,6 @@
-// The admission webhooks: POST /admission/validate and /admission/mutate. The rules are plain
-// functions in lib/api/admission.ts; this plugin parses, routes and logs decisions (never bodies).
+// The admission webhooks: POST /admission/validate and /admission/mutate, served only on the TLS
+// listener. The rules are plain functions in lib/api/admission.ts; this plugin routes and logs
+// decisions (never bodies).
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { mutateReview, validateReview, type AdmissionReview } from '../api/admission.js';
 import { WEBHOOK_PATHS } from '../api/crds.js';
@@ -57,41 +58,10 @@ function logDecision(app: FastifyInstance, kind: string, body: unknown, result: 
   }, `admission ${kind}`);
 }
 
-class BadBodyError extends Error {
-  readonly statusCode = 400;
-}
-
-/** Object keys that would change a prototype if code ever assigned them; refused outright. */
-function checkKeys(value: unknown): void {
-  if (Array.isArray(value)) { for (const v of value) checkKeys(v); return; }
-  if (!value || typeof value !== 'object') return;
-  for (const [key, v] of Object.entries(value)) {
-    if (key === '__proto__' || (key === 'constructor' && v && typeof v === 'object' && 'prototype' in v)) {
-      throw new BadBodyError('the body must not contain __proto__ or constructor.prototype keys');
-    }
-    checkKeys(v);
-  }
-}
-
-/** JSON.parse with messages that say what is wrong, and without prototype keys. */
-export function parseBody(text: string): unknown {
-  if (text.trim() === '') throw new BadBodyError('the body is empty; send an AdmissionReview as JSON');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new BadBodyError(`the body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (text.includes('"__proto__"') || text.includes('"constructor"')) checkKeys(value);
-  return value;
-}
-
 export const admissionPlugin: FastifyPluginAsync = async (app) => {
   precompile();
-  // The API server always sends application/json; anything else is parsed as JSON too, so a
-  // wrong Content-Type is answered with the same 400 as a broken body rather than a 415.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: BODY_LIMIT }, async (_request: unknown, text: string | Buffer) => parseBody(String(text)));
+  // Bodies are parsed by lib/server/body.ts (buildServer installs it for every route): any
+  // Content-Type is read as JSON, so a wrong one is answered with the same 400 as a broken body.
   const routes = [['validate', validateReview], ['mutate', mutateReview]] as const;
   for (const [mode, handler] of routes) {
     app.post(WEBHOOK_PATHS[mode], {

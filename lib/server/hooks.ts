@@ -1,5 +1,6 @@
-// The Metacontroller hook routes: POST /hooks/<plural>/<sync|finalize|customize>. The plumbing
-// (body checks, the clock, settings, errors as 400, the pool workers' stats) lives here once; each
+// The Metacontroller hook routes: POST /hooks/<plural>/<sync|finalize|customize>, served only on
+// the hooks listener. The plumbing (body checks, the clock, settings, errors as 400, the pool
+// workers' stats) lives here once; each
 // kind is one module in hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
 import { isIP } from 'node:net';
 import type { FastifyPluginAsync } from 'fastify';
@@ -9,10 +10,11 @@ import * as pool from '../../hooks/pool.js';
 import * as table from '../../hooks/table.js';
 import type { Kind } from '../api/schema.js';
 import { validateSpec } from '../api/validate.js';
-import { API_VERSION } from '../k8s/labels.js';
+import { API_VERSION, GROUP } from '../k8s/labels.js';
 import { metrics } from '../pool/metrics.js';
-import { objectsOf, type CustomizeRequest, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
+import { objectsOf, type CustomizeRequest, type KubeObject, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
+import { poolPolicy, type PoolSpec } from '../pool/scaling.js';
 import { fetchWorkerStats, type WorkerStats } from '../pool/stats.js';
 
 type SyncHook = (req: SyncRequest, ctx: HookContext) => SyncResponse;
@@ -40,18 +42,40 @@ export const HOOKS: Record<string, KindHooks> = {
 const WORKER_STATS_KINDS = new Set(['DuckLakePool']);
 const STATS_TIMEOUT_MS = 300;
 
+type PoolParent = { metadata: { name: string; uid?: string }; spec: Record<string, unknown> };
+
 /**
- * What each observed worker pod answers at GET /stats, fetched in parallel within a short
- * timeout. The answers live in the workers, not in this process, so every replica of the service
- * sees the same pool. Pods still starting are asked too: one that lost readiness under load may
- * still be running a query. An answer from another pod (a reused IP) counts as no answer.
+ * The observed pods this service may ask for stats: Running, with an IP, carrying the pool's worker
+ * labels and a controller owner reference to the pool itself (its uid), at most spec.maxSize of
+ * them. The request names the addresses, so anything else (a pod of another pool, a made-up IP)
+ * is never contacted.
  */
-export async function collectWorkerStats(children: ObjectMap, timeoutMs = STATS_TIMEOUT_MS): Promise<Record<string, WorkerStats | undefined>> {
-  const pods = objectsOf(children, 'Pod', 'v1').filter((pod) => {
+export function statsTargets(parent: PoolParent, children: ObjectMap): KubeObject[] {
+  const uid = parent.metadata.uid;
+  if (typeof uid !== 'string' || uid === '') return [];
+  const spec = parent.spec as unknown as PoolSpec;
+  const labels = pool.workerLabels({ ...parent, spec: { ...spec, catalogRef: { ...spec.catalogRef, name: String(spec.catalogRef?.name ?? '') } } } as pool.PoolObject);
+  const selector = Object.entries(labels).filter(([key]) => SELECTOR_KEYS.has(key));
+  const { maxSize } = poolPolicy(spec);
+  return objectsOf(children, 'Pod', 'v1').filter((pod) => {
     const status = pod.status as { phase?: unknown; podIP?: unknown } | undefined;
-    return !pod.metadata.deletionTimestamp && status?.phase === 'Running' && typeof status.podIP === 'string' && isIP(status.podIP) !== 0;
-  });
-  const entries = await Promise.all(pods.map(async (pod) => {
+    const owners = Array.isArray(pod.metadata.ownerReferences) ? pod.metadata.ownerReferences as { uid?: unknown; controller?: unknown; kind?: unknown }[] : [];
+    return !pod.metadata.deletionTimestamp && status?.phase === 'Running' && typeof status.podIP === 'string' && isIP(status.podIP) !== 0
+      && selector.every(([key, value]) => pod.metadata.labels?.[key] === value)
+      && owners.some((o) => o && o.uid === uid && o.controller === true && o.kind === 'DuckLakePool');
+  }).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0)).slice(0, maxSize);
+}
+/** The worker labels the pool's Service selects on (hooks/pool.ts): name, component and pool. */
+const SELECTOR_KEYS = new Set(['app.kubernetes.io/name', 'app.kubernetes.io/component', `${GROUP}/pool`]);
+
+/**
+ * What each of the pool's worker pods (statsTargets) answers at GET /stats, fetched in parallel
+ * within a short timeout. The answers live in the workers, not in this process, so every replica
+ * of the service sees the same pool. Pods still starting are asked too: one that lost readiness
+ * under load may still be running a query. An answer from another pod (a reused IP) counts as no answer.
+ */
+export async function collectWorkerStats(parent: PoolParent, children: ObjectMap, timeoutMs = STATS_TIMEOUT_MS): Promise<Record<string, WorkerStats | undefined>> {
+  const entries = await Promise.all(statsTargets(parent, children).map(async (pod) => {
     const ip = (pod.status as { podIP: string }).podIP;
     const annotated = Number(pod.metadata.annotations?.[pool.STATS_PORT_ANNOTATION]);
     const port = Number.isInteger(annotated) && annotated > 0 && annotated < 65536 ? annotated : pool.WORKER_PORT;
@@ -93,6 +117,9 @@ const syncBody = {
 } as const;
 const customizeBody = { type: 'object', required: ['parent'], properties: { controller: { type: 'object' }, parent } } as const;
 
+/** A sync request carries every observed child (a full pool: up to 1000 pods) and related object. */
+export const HOOK_BODY_LIMIT = 16 * 1024 * 1024;
+
 export interface HooksPluginOptions {
   settings?: HookSettings;
   /** The clock, injectable for tests. */
@@ -105,16 +132,18 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
 
   // Every hook call is counted by resource, hook and status code, and timed.
   app.addHook('onResponse', async (request, reply) => {
-    const m = /^\/hooks\/([^/]+)\/([^/?]+)/.exec(request.url);
+    const m = /^\/hooks\/([^/]+)\/(sync|finalize|customize)(\?|$)/.exec(request.url);
     if (!m) return;
-    metrics.hookRequests.inc({ resource: m[1]!, hook: m[2]!, code: String(reply.statusCode) });
-    metrics.hookDuration.observe({ resource: m[1]!, hook: m[2]! }, reply.elapsedTime / 1000);
+    // Only served kinds become label values: a made-up path must not add a time series.
+    const resource = Object.hasOwn(HOOKS, m[1]!) ? m[1]! : 'unknown';
+    metrics.hookRequests.inc({ resource, hook: m[2]!, code: String(reply.statusCode) });
+    metrics.hookDuration.observe({ resource, hook: m[2]! }, reply.elapsedTime / 1000);
   });
 
   // A parent whose spec breaks the API's rules (it bypassed admission) gets a 400: Metacontroller
   // then reports SyncError and applies nothing, rather than acting on a spec we cannot trust.
   const kindOf = (plural: string, parent: { kind: string; apiVersion: string; spec: unknown }) => {
-    const hooks = HOOKS[plural];
+    const hooks = Object.hasOwn(HOOKS, plural) ? HOOKS[plural] : undefined;
     if (!hooks) return { error: `no hooks for ${JSON.stringify(plural)}; served: ${Object.keys(HOOKS).join(', ')}`, code: 404 };
     if (parent.kind !== hooks.kind || parent.apiVersion !== API_VERSION) {
       return { error: `parent: expected ${hooks.kind} ${API_VERSION}, got ${parent.kind} ${parent.apiVersion}`, code: 400 };
@@ -125,18 +154,18 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
   };
 
   for (const hook of ['sync', 'finalize'] as const) {
-    app.post<{ Params: { plural: string }; Body: SyncRequest }>(`/hooks/:plural/${hook}`, { schema: { body: syncBody } }, async (request, reply) => {
+    app.post<{ Params: { plural: string }; Body: SyncRequest }>(`/hooks/:plural/${hook}`, { schema: { body: syncBody }, bodyLimit: HOOK_BODY_LIMIT }, async (request, reply) => {
       const body = request.body;
       const found = kindOf(request.params.plural, body.parent as never);
       if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
       const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
-      const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind) ? await collectWorkerStats(req.children) : undefined;
+      const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind) ? await collectWorkerStats(body.parent as unknown as PoolParent, req.children) : undefined;
       const response = found.hooks[hook](req, { now: now(), settings, ...(workerStats ? { workerStats } : {}) });
       return reply.send(response);
     });
   }
 
-  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>('/hooks/:plural/customize', { schema: { body: customizeBody } }, async (request, reply) => {
+  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>('/hooks/:plural/customize', { schema: { body: customizeBody }, bodyLimit: HOOK_BODY_LIMIT }, async (request, reply) => {
     const found = kindOf(request.params.plural, request.body.parent as never);
     if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
     return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });

@@ -1,5 +1,5 @@
-// POST /v1/query {catalog, pool?, namespace?, sql, format, timeoutMs}: bearer-token protected,
-// routed to a warm worker by lib/pool/router.ts. GET /metrics: Prometheus text for the pools,
+// POST /v1/query {catalog, pool?, namespace?, sql, format, timeoutMs}: bearer-token protected
+// (checked before the body is read), routed to a warm worker by lib/pool/router.ts. GET /metrics: Prometheus text for the pools,
 // the router and the hooks.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -25,6 +25,9 @@ export function authorized(request: FastifyRequest, tokens: Buffer[]): boolean {
   return ok;
 }
 
+/** The SQL may be up to 1,000,000 characters; the JSON around it fits in the rest. */
+export const QUERY_BODY_LIMIT = 1024 * 1024;
+
 export interface QueryPluginOptions {
   router?: Router;
   tokens?: string[];
@@ -48,8 +51,9 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
         },
       },
     },
-    // Authentication runs before the body is even looked at.
-    preValidation: async (request, reply) => {
+    bodyLimit: QUERY_BODY_LIMIT,
+    // Authentication runs first, on the headers alone: an unauthenticated body is never read or parsed.
+    onRequest: async (request, reply) => {
       if (!authorized(request, tokens)) {
         await reply.code(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', message: tokens.length ? 'a valid bearer token is required' : 'no API tokens are configured (FEATHERMAN_API_TOKENS)' });
       }
@@ -60,7 +64,10 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
     const body = request.body;
     try {
       const pool = await router.resolve(body.catalog, body.pool, body.namespace);
-      const routed = await router.query(pool, { sql: body.sql, format: body.format ?? 'json', timeoutMs: body.timeoutMs });
+      // A client that goes away takes its query with it: out of the queue, off the worker, or the cold process killed.
+      const gone = new AbortController();
+      reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+      const routed = await router.query(pool, { sql: body.sql, format: body.format ?? 'json', timeoutMs: body.timeoutMs, signal: gone.signal });
       return reply.code(routed.status).headers(routed.headers).send(routed.body);
     } catch (err) {
       if (err instanceof RouterError) return reply.code(err.status).headers(err.headers).send({ statusCode: err.status, message: err.message });

@@ -1,21 +1,25 @@
-// `featherman serve`: the Metacontroller hooks and admission webhooks service.
-//   featherman serve [--port 8080] [--host 0.0.0.0] [--tls-port 8443 --tls-cert FILE --tls-key FILE] [--embedded]
-// HTTP for Metacontroller, curl and local use; HTTPS (same routes) for the API server's webhook
-// calls, with the certificate reloaded whenever its files change.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// `featherman serve`: the service, on three listeners (LISTENERS in lib/server/server.ts):
+//   --port        the query API (POST /v1/query), /metrics, /healthz, /readyz
+//   --hooks-port  the Metacontroller hooks (plain HTTP), /healthz, /readyz
+//   --tls-port    the admission webhooks over HTTPS, /healthz, /readyz; the certificate is
+//                 reloaded whenever its files change
+//   featherman serve [--port 8080] [--hooks-port 8081] [--host 0.0.0.0] [--tls-port 8443 --tls-cert FILE --tls-key FILE] [--embedded]
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { BadInputError } from '../errors.js';
-import { buildServer } from './server.js';
+import { buildServer, LISTENERS } from './server.js';
 import { reloadingHttpsServer, type ReloadingServer } from './tls.js';
 
 export const SERVE_USAGE = `usage: featherman serve [options]
-  --port N          HTTP port (default 8080; 0 picks a free port)
+  --port N          the query API, /metrics and health (default 8080; 0 picks a free port)
+  --hooks-port N    the Metacontroller hooks and health, plain HTTP (default 8081; 0 picks a free port)
   --host H          address to listen on (default 0.0.0.0)
-  --tls-port M      also serve HTTPS on M (for the API server's admission calls)
+  --tls-port M      the admission webhooks over HTTPS on M (served nowhere else)
   --tls-cert FILE   PEM certificate for HTTPS; reloaded when the file changes
   --tls-key FILE    PEM private key for HTTPS
   --embedded        create a local lake under .cache/local first (no cluster, no S3)
@@ -23,6 +27,7 @@ export const SERVE_USAGE = `usage: featherman serve [options]
 
 interface ServeOptions {
   port: number;
+  hooksPort: number;
   host: string;
   tls?: { port: number; cert: string; key: string };
   embedded: boolean;
@@ -41,7 +46,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
       args: argv,
       strict: true,
       options: {
-        port: { type: 'string' }, host: { type: 'string' },
+        port: { type: 'string' }, 'hooks-port': { type: 'string' }, host: { type: 'string' },
         'tls-port': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
         embedded: { type: 'boolean' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
@@ -62,6 +67,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   return {
     port: port('--port', (values.port as string | undefined) ?? '8080'),
+    hooksPort: port('--hooks-port', (values['hooks-port'] as string | undefined) ?? '8081'),
     host: (values.host as string | undefined) ?? '0.0.0.0',
     ...(tlsPort !== undefined ? { tls: { port: port('--tls-port', tlsPort), cert: cert!, key: key! } } : {}),
     embedded: Boolean(values.embedded),
@@ -79,50 +85,57 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   let https: ReloadingServer | undefined;
   const local = opts.embedded ? await startEmbedded(env) : undefined;
   const cluster = !local && (env.KUBERNETES_SERVICE_HOST || env.KUBECONFIG) ? await clusterRouter() : undefined;
+  // Every listener's /readyz waits for all of them, so one probe covers the pod.
+  const listeners: { hooks?: FastifyInstance } = {};
+  const readiness = {
+    hooks: () => (listeners.hooks?.server.listening ? true : 'the hooks listener is not listening yet'),
+    ...(opts.tls ? { tls: () => (https?.server.listening ? true : 'HTTPS is not listening yet') } : {}),
+    // The embedded pool replaces dead workers; until one is live again queries take the slow cold path.
+    ...(local ? { workers: () => (local.pool.ready() ? true : 'no live local worker') } : {}),
+  };
   const app = await buildServer({
     logger: { level: opts.logLevel },
-    serverFactory: (h) => {
-      handler = h;
-      return createServer(h);
-    },
-    readiness: opts.tls ? { tls: () => (https?.server.listening ? true : 'HTTPS is not listening yet') } : {},
+    plugins: [...LISTENERS.http],
+    readiness,
     ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster } : {}),
   });
-  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile, ...(local.relocatedFrom ? { relocatedFrom: local.relocatedFrom } : {}) }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
-
-  await app.listen({ port: opts.port, host: opts.host });
-  const httpPort = (app.server.address() as AddressInfo).port;
-  let tlsPort: number | undefined;
+  const hooksApp = await buildServer({ loggerInstance: app.log, plugins: [...LISTENERS.hooks], readiness });
+  listeners.hooks = hooksApp;
+  let tlsApp: FastifyInstance | undefined;
   if (opts.tls) {
-    const tls = opts.tls;
-    https = reloadingHttpsServer(tls, (req, res) => handler!(req, res), app.log);
+    https = reloadingHttpsServer(opts.tls, (req, res) => handler!(req, res), app.log);
     https.server.keepAliveTimeout = 65_000;
     https.server.requestTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      https!.server.once('error', reject);
-      https!.server.listen(tls.port, opts.host, () => resolve());
+    const server = https.server;
+    // Fastify serves the routes; the reloading HTTPS server (tls.ts) owns the socket and the certificate.
+    tlsApp = await buildServer({
+      loggerInstance: app.log,
+      plugins: [...LISTENERS.tls],
+      readiness,
+      serverFactory: (h) => {
+        handler = h;
+        return server as unknown as Server;
+      },
     });
-    tlsPort = (https.server.address() as AddressInfo).port;
   }
-  app.log.info({ httpPort, httpsPort: tlsPort, host: opts.host }, 'featherman serve listening');
+  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile, ...(local.relocatedFrom ? { relocatedFrom: local.relocatedFrom } : {}) }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
+
+  const apps = [app, hooksApp, ...(tlsApp ? [tlsApp] : [])];
+  await app.listen({ port: opts.port, host: opts.host });
+  await hooksApp.listen({ port: opts.hooksPort, host: opts.host });
+  if (tlsApp) await tlsApp.listen({ port: opts.tls!.port, host: opts.host });
+  const portOf = (a: FastifyInstance | undefined) => (a ? (a.server.address() as AddressInfo).port : undefined);
+  app.log.info({ httpPort: portOf(app), hooksPort: portOf(hooksApp), httpsPort: portOf(tlsApp), host: opts.host }, 'featherman serve listening');
 
   await new Promise<void>((resolve) => {
     const stop = async (signal: string) => {
       app.log.info({ signal }, 'shutting down');
       https?.close();
-      const closing = https ? closeServer(https.server) : Promise.resolve();
-      await Promise.all([app.close(), closing, local?.pool.stop()]);
+      await Promise.all([...apps.map((a) => a.close()), local?.pool.stop()]);
       resolve();
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
-  });
-}
-
-function closeServer(server: Server | import('node:https').Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
   });
 }
 

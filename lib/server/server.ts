@@ -1,14 +1,18 @@
-// buildServer(): one Fastify instance with every route family registered as a plugin from the
-// table below. `featherman serve` only builds it and listens; tests use it through inject().
-// Adding a route family (hooks, metrics, query) means one module in lib/server and one line here.
+// buildServer(): one Fastify instance with route families registered as plugins from the table
+// below. `featherman serve` builds one instance per listener (LISTENERS) and listens; tests use
+// them through inject(). Adding a route family (hooks, metrics, query) means one module in
+// lib/server and one line here.
 import { STATUS_CODES } from 'node:http';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { useSafeJsonParser } from './body.js';
 import type { ReadinessCheck } from './health.js';
 import type { Router } from '../pool/router.js';
 
 export interface ServerOptions {
   /** Fastify's logger: false (tests), true, or pino options. Request bodies are never logged. */
   logger?: FastifyServerOptions['logger'];
+  /** A logger to share instead (the other listeners of `featherman serve` log through the first one's). */
+  loggerInstance?: FastifyBaseLogger;
   /** Only these plugins (by name in PLUGINS); all of them when unset. */
   plugins?: string[];
   /** Readiness checks behind GET /readyz. */
@@ -32,23 +36,59 @@ export const PLUGINS: Record<string, PluginEntry> = {
   metrics: async (o) => ({ plugin: (await import('./query.js')).metricsPlugin as FastifyPluginAsync<never>, options: { router: o.router } }),
 };
 
+/**
+ * What each listener of `featherman serve` serves. Hooks and admission each get their own port, so
+ * a NetworkPolicy (metacontroller/network-policy.yaml) can admit only Metacontroller to the hooks,
+ * and the API server reaches admission only over TLS; the query port serves clients.
+ */
+export const LISTENERS = {
+  http: ['health', 'query', 'metrics'],
+  hooks: ['health', 'hooks'],
+  tls: ['health', 'admission'],
+} as const satisfies Record<string, readonly (keyof typeof PLUGINS)[]>;
+
+/** Below every route's own limit: the query API's, and Fastify's default. */
+const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+/** The path without the query string: a `?token=` must never reach a log line. */
+export function loggedUrl(url: string): string {
+  const path = url.split('?', 1)[0]!;
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
+}
+
+const requestSerializer = (req: FastifyRequest) => ({ method: req.method, url: loggedUrl(req.url), remoteAddress: req.ip });
+
+function loggerOptions(logger: ServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (!logger) return false;
+  const base = logger === true ? { level: 'info' } : logger;
+  return { ...base, serializers: { ...(base as { serializers?: object }).serializers, req: requestSerializer } } as FastifyServerOptions['logger'];
+}
+
 export async function buildServer(opts: ServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: loggerOptions(opts.logger) }),
+    bodyLimit: DEFAULT_BODY_LIMIT,
     ...(opts.serverFactory ? { serverFactory: opts.serverFactory } : {}),
     // Kubernetes sends a review per admission call; keep-alive connections are reused.
     keepAliveTimeout: 65_000,
     requestTimeout: 30_000,
   });
+  useSafeJsonParser(app);
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    let message = status >= 500 ? 'internal error; see the server log' : err.message;
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      message = `the body is larger than the limit of ${request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT} bytes for this route`;
+    }
     if (status >= 500) request.log.error({ err }, 'request failed');
-    else request.log.info({ statusCode: status, reason: err.message }, 'request refused');
-    reply.code(status).send({
-      statusCode: status,
-      error: STATUS_CODES[status] ?? 'Error',
-      message: status >= 500 ? 'internal error; see the server log' : err.message,
-    });
+    else request.log.info({ statusCode: status, reason: message }, 'request refused');
+    reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
+  });
+  // Fastify's own 404 quotes the whole URL, query string included, in its answer and its log.
+  app.setNotFoundHandler((request, reply) => {
+    const route = `${request.method} ${loggedUrl(request.url)}`;
+    request.log.info({ statusCode: 404 }, 'no such route');
+    reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${route}` });
   });
   const names = opts.plugins ?? Object.keys(PLUGINS);
   for (const name of names) {

@@ -177,5 +177,10 @@ t.test('UPDATEs that are allowed', async (t) => {
   allowed('resize the pool', pool(), edit(pool, (o) => { o.spec.maxSize = 20; o.spec.catalogRef.name = 'other-catalog'; }));
   const broken = edit(table, (o) => { o.spec.columns[1].type = 'STRNG'; });
   allowed('add a finalizer to an object that no longer validates', broken, edit(() => clone(broken), (o) => { o.metadata.finalizers = ['ducklake.featherman.dev/table']; }));
-  allowed('remove the finalizer while deleting', broken, edit(() => clone(broken), (o) => { o.metadata.deletionTimestamp = '2026-01-01T00:00:00Z'; o.spec.name = 'changed'; }));
+  const deleting = edit(() => clone(broken), (o) => { o.metadata.deletionTimestamp = '2026-01-01T00:00:00Z'; o.metadata.finalizers = ['ducklake.featherman.dev/table']; });
+  allowed('remove the finalizer while deleting', deleting, edit(() => clone(deleting), (o) => { o.metadata.finalizers = []; }));
+  // Deletion is no way around the rules: a spec change during it is checked like any other.
+  const duringDeletion = validateReview(review('UPDATE', edit(() => clone(deleting), (o) => { o.spec.name = 'changed'; }), deleting)).response;
+  t.equal(duringDeletion.allowed, false, 'renaming the table while it is being deleted is denied');
+  t.match(duringDeletion.status?.message, /spec\.name/, 'naming the field');
 });

@@ -15,17 +15,21 @@ const [serveCommand, curlCommand] = [...section.matchAll(/```bash\n([\s\S]*?)```
 const example = JSON.parse(readFileSync(join(root, 'examples', 'hook-requests', 'table-sync.json'), 'utf8'));
 
 t.test('the README serve and curl commands return the table status and its apply Job', async (t) => {
-  t.equal(serveCommand, 'npx featherman serve --port 18080');
+  t.equal(serveCommand, 'npx featherman serve --port 18080 --hooks-port 18081');
   // The server in its own process group, so the whole group (npx and node) stops afterwards.
   const server = spawn('bash', ['-c', serveCommand!], { cwd: root, detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
   t.teardown(() => { try { process.kill(-server.pid!, 'SIGTERM'); } catch { /* already gone */ } });
   const deadline = Date.now() + 30_000;
   let ready = false;
   while (Date.now() < deadline && !ready) {
-    try { ready = (await fetch('http://127.0.0.1:18080/readyz')).ok; } catch { /* starting */ }
+    try { ready = (await fetch('http://127.0.0.1:18081/readyz')).ok; } catch { /* starting */ }
     if (!ready) await new Promise((r) => setTimeout(r, 200));
   }
-  t.ok(ready, `\`${serveCommand}\` became ready on :18080`);
+  t.ok(ready, `\`${serveCommand}\` became ready on :18081`);
+  const hooksOnQueryPort = await fetch('http://127.0.0.1:18080/hooks/ducklaketables/sync', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(example) });
+  t.equal(hooksOnQueryPort.status, 404, 'the query port does not serve the hooks');
+  const admissionOnHooksPort = await fetch('http://127.0.0.1:18081/admission/validate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  t.equal(admissionOnHooksPort.status, 404, 'nor does the hooks port serve admission');
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curlCommand!], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 0, r.stderr);
   const response = JSON.parse(r.stdout.trim().split('\n').pop()!);

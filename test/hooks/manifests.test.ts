@@ -10,6 +10,7 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Service } from 'kubernetes-models/v1/Service';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { HOOKS } from '../../lib/server/hooks.js';
 import * as catalogHooks from '../../hooks/catalog.js';
 import * as tableHooks from '../../hooks/table.js';
@@ -31,11 +32,12 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
   t.equal(rendered.status, 0, `kubectl kustomize failed: ${rendered.stderr || rendered.error}`);
   const kinds = [...new Set(objects.map((o) => o.kind))].sort();
   t.same(kinds, ['Certificate', 'ClusterRole', 'ClusterRoleBinding', 'CompositeController', 'CustomResourceDefinition', 'Deployment', 'Issuer',
-    'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration']);
+    'MutatingWebhookConfiguration', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration']);
   t.equal(byKind('CustomResourceDefinition').length, 3);
   t.doesNotThrow(() => new Deployment(byKind('Deployment')[0]).validate(), 'the Deployment is valid');
   t.doesNotThrow(() => new Service(byKind('Service')[0]).validate(), 'the Service is valid');
   t.doesNotThrow(() => new PodDisruptionBudget(byKind('PodDisruptionBudget')[0]).validate(), 'the PDB is valid');
+  for (const np of byKind('NetworkPolicy')) t.doesNotThrow(() => new NetworkPolicy(np).validate(), `NetworkPolicy ${np.metadata.name} is valid`);
   for (const role of byKind('ClusterRole')) t.doesNotThrow(() => new ClusterRole(role).validate(), `ClusterRole ${role.metadata.name} is valid`);
   const d = byKind('Deployment')[0];
   t.equal(d.spec.replicas, 2);
@@ -86,4 +88,61 @@ t.test('each CompositeController declares the child types its hooks return, and 
       t.equal(new URL(h.webhook.url).pathname, `/hooks/${resource}/${hook}`, `${resource} ${hook} points at the served route`);
     }
   }
+});
+
+t.test('the listeners\' ports agree between the Deployment, the Service, the NetworkPolicy, the hook URLs and the webhooks', async (t) => {
+  const d = byKind('Deployment')[0];
+  const c = d.spec.template.spec.containers[0];
+  const containerPorts = Object.fromEntries((c.ports as { name: string; containerPort: number }[]).map((p) => [p.name, p.containerPort]));
+  t.same(containerPorts, { http: 8080, hooks: 8081, https: 8443 }, 'three named container ports');
+  const flag = (name: string) => Number(c.args[c.args.indexOf(name) + 1]);
+  t.equal(flag('--port'), containerPorts.http, '--port is the http container port');
+  t.equal(flag('--hooks-port'), containerPorts.hooks, '--hooks-port is the hooks container port');
+  t.equal(flag('--tls-port'), containerPorts.https, '--tls-port is the https container port');
+  const probePort = (p: { httpGet: { port: string | number } }) => (typeof p.httpGet.port === 'number' ? p.httpGet.port : containerPorts[p.httpGet.port]);
+  t.ok([containerPorts.http, containerPorts.hooks].includes(probePort(c.readinessProbe)!), 'the readiness probe asks a plain-HTTP listener');
+  t.ok([containerPorts.http, containerPorts.hooks].includes(probePort(c.livenessProbe)!), 'the liveness probe asks a plain-HTTP listener');
+
+  const svc = byKind('Service').find((s) => s.metadata.name === 'featherman');
+  const svcPorts = Object.fromEntries((svc.spec.ports as { name: string; port: number; targetPort: string }[]).map((p) => [p.name, p]));
+  for (const name of ['http', 'hooks', 'https']) t.ok(containerPorts[svcPorts[name]?.targetPort as string], `Service port ${name} targets the container port of that name`);
+  t.same(svc.spec.selector, d.spec.selector.matchLabels, 'the Service selects the Deployment\'s pods');
+
+  // Every hook URL goes to the Service's hooks port, and nothing else does.
+  for (const cc of byKind('CompositeController')) {
+    for (const hook of ['sync', 'finalize', 'customize']) {
+      const url = new URL(cc.spec.hooks[hook].webhook.url);
+      t.equal(url.protocol, 'http:');
+      t.equal(url.hostname, `${svc.metadata.name}.${svc.metadata.namespace}`, 'the hooks go to the featherman Service');
+      t.equal(Number(url.port), svcPorts.hooks!.port, `${cc.metadata.name} ${hook} calls the hooks port`);
+    }
+  }
+  // The API server calls the webhooks on the Service's https port.
+  for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+    for (const w of byKind(kind).flatMap((o) => o.webhooks)) {
+      t.match(w.clientConfig.service, { name: svc.metadata.name, namespace: svc.metadata.namespace, port: svcPorts.https!.port }, `${w.name} calls the https port`);
+      t.match(w.clientConfig.service.path, /^\/admission\//);
+    }
+  }
+
+  // The NetworkPolicy selects the service's pods and has one rule per port.
+  const policies = byKind('NetworkPolicy');
+  t.equal(policies.length, 1);
+  const np = policies[0];
+  t.equal(np.metadata.namespace, d.metadata.namespace);
+  t.same(np.spec.podSelector.matchLabels, d.spec.template.metadata.labels, 'it selects the service\'s pods');
+  t.same(np.spec.policyTypes, ['Ingress']);
+  type Rule = { from?: { namespaceSelector?: { matchLabels?: Record<string, string> }; podSelector?: { matchLabels?: Record<string, string> } }[]; ports: { port: string | number; protocol: string }[] };
+  const rules = np.spec.ingress as Rule[];
+  const ruleFor = (port: string) => rules.filter((r) => r.ports.some((p) => (typeof p.port === 'number' ? p.port === containerPorts[port] : p.port === port)));
+  for (const r of rules) for (const p of r.ports) t.ok(typeof p.port === 'number' ? Object.values(containerPorts).includes(p.port) : containerPorts[p.port], `port ${p.port} is a container port`);
+  t.same(rules.flatMap((r) => r.ports.map((p) => p.port)).sort(), ['hooks', 'http', 'https'], 'one rule per port');
+  t.same(ruleFor('hooks')[0]!.from, [{
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'metacontroller' } },
+    podSelector: { matchLabels: { 'app.kubernetes.io/name': 'metacontroller' } },
+  }], 'hooks: only Metacontroller\'s pods in its namespace (one peer with both selectors)');
+  const metacontrollerSubject = byKind('ClusterRoleBinding').flatMap((b) => b.subjects).find((s: { name: string }) => s.name === 'metacontroller');
+  t.equal(metacontrollerSubject?.namespace, 'metacontroller', 'the namespace the RBAC grants Metacontroller in');
+  t.equal(ruleFor('https')[0]!.from, undefined, 'https: from anywhere (the API server is not a pod)');
+  t.same(ruleFor('http')[0]!.from, [{ namespaceSelector: {} }], 'http: any pod in the cluster');
 });

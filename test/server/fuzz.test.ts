@@ -6,20 +6,11 @@ import t from 'tap';
 import { mutateReview } from '../../lib/api/admission.js';
 import { buildServer } from '../../lib/server/server.js';
 import { applyPatch, clone, decodePatch, exampleFiles, readmeFixture, review, yamlObjects, type Obj } from '../helpers/admission.js';
+import { prng } from '../helpers/fuzz.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261124);
 const CASES = Number(process.env.FUZZ_CASES ?? 10_000);
 
-// mulberry32: small, fast, and the same sequence for the same seed everywhere.
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(SEED);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;

@@ -64,7 +64,7 @@ function curl(args: string[]): { code: number; out: string } {
   }
 }
 
-t.test('featherman serve over HTTP and HTTPS, with certificate reload', async (t) => {
+t.test('featherman serve on three listeners, admission only over HTTPS, with certificate reload', async (t) => {
   await featherman(['certs', '--out', join(dir, 'b'), '--dns', 'localhost', '--ip', '127.0.0.1', '--new-ca'], {});
   const volume = join(dir, 'volume');
   mkdirSync(volume);
@@ -72,13 +72,13 @@ t.test('featherman serve over HTTP and HTTPS, with certificate reload', async (t
   symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
   symlinkSync('..data/tls.key', join(volume, 'tls.key'));
 
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--tls-port', '0',
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', '--tls-port', '0',
     '--tls-cert', join(volume, 'tls.crt'), '--tls-key', join(volume, 'tls.key')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (d) => { log += d; });
   child.stderr!.on('data', (d) => { log += d; });
   t.teardown(() => { child.kill('SIGKILL'); });
-  const listening = await new Promise<{ httpPort: number; httpsPort: number }>((resolve, reject) => {
+  const listening = await new Promise<{ httpPort: number; hooksPort: number; httpsPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 15_000);
     child.stdout!.on('data', () => {
       const line = log.split('\n').find((l) => l.includes('featherman serve listening'));
@@ -99,9 +99,21 @@ t.test('featherman serve over HTTP and HTTPS, with certificate reload', async (t
   t.equal(answer.response.allowed, false);
   t.match(answer.response.status.message, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/);
 
-  const plain = curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', 'not json', '-w', '%{http_code}', '-o', '/dev/null', `http://127.0.0.1:${listening.httpPort}/admission/validate`]);
-  t.equal(plain.out, '400', 'plain HTTP serves the same routes; a broken body is a 400');
-  t.equal(curl([`http://127.0.0.1:${listening.httpPort}/readyz`]).out, '{"status":"ok","checks":{"tls":"ok"}}');
+  t.equal(new Set([listening.httpPort, listening.hooksPort, listening.httpsPort]).size, 3, `three ports: ${JSON.stringify(listening)}`);
+  const status = (url: string, data = 'not json') => curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', data, '-w', '%{http_code}', '-o', '/dev/null', url]).out;
+  t.equal(curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', 'not json', '-w', '%{http_code}', '-o', '/dev/null', '--cacert', join(dir, 'a', 'ca.crt'), https]).out, '400', 'over HTTPS a broken review is a 400');
+  for (const port of [listening.httpPort, listening.hooksPort]) {
+    t.equal(status(`http://127.0.0.1:${port}/admission/validate`), '404', `no admission on plain HTTP port ${port === listening.httpPort ? 'http' : 'hooks'}`);
+  }
+  t.equal(status(`http://127.0.0.1:${listening.httpPort}/hooks/ducklaketables/sync`, '{}'), '404', 'no hooks on the query port');
+  t.equal(status(`http://127.0.0.1:${listening.hooksPort}/hooks/ducklaketables/sync`, '{}'), '400', 'the hooks on the hooks port');
+  t.equal(status(`http://127.0.0.1:${listening.hooksPort}/v1/query`, '{}'), '404', 'no query API on the hooks port');
+  t.equal(status(`http://127.0.0.1:${listening.httpPort}/v1/query?token=canary-token-in-url`, '{}'), '401', 'the query API on the query port');
+  t.equal(status(`http://127.0.0.1:${listening.httpPort}/nothing?token=canary-token-in-url`, '{}'), '404');
+  for (const port of [listening.httpPort, listening.hooksPort]) {
+    t.equal(curl([`http://127.0.0.1:${port}/readyz`]).out, '{"status":"ok","checks":{"hooks":"ok","tls":"ok"}}', 'every listener reports them all ready');
+  }
+  t.equal(curl(['--cacert', join(dir, 'a', 'ca.crt'), `https://localhost:${listening.httpsPort}/healthz`]).out, '{"status":"ok"}', 'and /healthz answers over HTTPS');
   t.not(curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code, 0, 'the other CA is not trusted yet');
 
   projectSecret(volume, join(dir, 'b'), 'v2');
@@ -119,6 +131,9 @@ t.test('featherman serve over HTTP and HTTPS, with certificate reload', async (t
   t.match(log, /TLS certificate reloaded/);
   t.match(log, /"uid":"tls-uid".*"allowed":false/, 'the decision is logged');
   t.notMatch(log, /VARCHAR|catalogRef|"columns"/, 'the request body is not');
+  t.match(log, /"url":"\/v1\/query"/, 'requests are logged by path');
+  t.notMatch(log, /canary-token-in-url/, 'without their query strings');
+  t.match(log, /"hooksPort":\d+/, 'the listening line names the hooks port');
 });
 
 t.test('serve refuses half a TLS configuration', async (t) => {
@@ -127,4 +142,8 @@ t.test('serve refuses half a TLS configuration', async (t) => {
   t.match(res.json.error, /--tls-port, --tls-cert and --tls-key go together/);
   const port = await featherman(['serve', '--port', 'http'], {});
   t.match(port.json.error, /--port: must be a port number/);
+  const hooksPort = await featherman(['serve', '--hooks-port', '70000'], {});
+  t.equal(hooksPort.code, 2);
+  t.match(hooksPort.json.error, /--hooks-port: must be a port number \(0-65535\), got "70000"/);
+  t.match((await featherman(['serve', '--help'], {})).stdout, /--hooks-port N {4}the Metacontroller hooks/);
 });
