@@ -3,19 +3,20 @@
 //
 // Readers and writers on a DuckDB catalog file: DuckDB lets one process write *or* many read,
 // never both, so a worker that kept the catalog file open would lock out every table Job. A
-// worker therefore never keeps it open: it copies the catalog (a read transaction of a few ms,
-// waiting politely for a writer's lock) into its own scratch directory, attaches the copy, and
+// worker therefore never keeps it open: it copies the catalog (lib/lake/catalog-copy.ts) into its own
+// scratch directory, attaches the copy, and
 // whenever the catalog file changes builds a fresh engine from a fresh copy and swaps it in.
 // Data files are immutable in DuckLake, so a copy of the catalog is a consistent snapshot.
 // New data is visible within the refresh interval plus one copy and attach (about 1-2 s).
 // Postgres catalogs allow many readers and writers, so their engines attach directly.
 import { stat, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { LakeConfig } from '../lake/config.js';
-import { attachLake, attachWithLockWait, LakeSession, openDuckDB } from '../lake/session.js';
-import { LAKE, literal } from '../lake/sql.js';
-import { lockDown } from './sandbox.js';
+import { attachLake, LakeSession, openDuckDB } from '../lake/session.js';
+import { LAKE } from '../lake/sql.js';
+import { copyCatalog } from '../lake/catalog-copy.js';
+import { lockDown } from '../lake/sandbox.js';
 
 export class Engine {
   private refs = 0;
@@ -49,20 +50,6 @@ export class Engine {
   private async close(): Promise<void> {
     this.session.close();
     if (this.copyPath) await rm(this.copyPath, { force: true });
-  }
-}
-
-/** A consistent copy of a DuckDB catalog file, taken in one read transaction. */
-async function copyCatalog(config: LakeConfig, source: string, target: string): Promise<void> {
-  const instance = await DuckDBInstance.create(':memory:', { autoinstall_known_extensions: 'false', autoload_known_extensions: 'false' });
-  const connection = await instance.connect();
-  const session = new LakeSession(config, instance, connection, { openMs: 0, extensionsMs: 0, attachMs: 0 });
-  try {
-    await attachWithLockWait(session, `ATTACH ${literal(source)} AS src (READ_ONLY)`, config.lockTimeoutMs);
-    await session.run(`ATTACH ${literal(target)} AS dst`);
-    await session.run('COPY FROM DATABASE src TO dst');
-  } finally {
-    session.close();
   }
 }
 

@@ -1,16 +1,20 @@
 // The router in a cluster: pools and their ready worker pods come from the API server (the hooks
 // own the pods; the router only reads them), and with no ready worker a query runs as a one-off
 // Job of the catalog's runner, exactly like a table Job, whose JSON summary is read from its log.
+// A failed query's exit code says what went wrong: 2 bad input (400), 77 refused (403), 124 past
+// its deadline (504), 75 temporary (503).
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { parseDuration } from '../api/duration.js';
-import { catalogAccess, type CatalogObject } from '../k8s/catalog-runner.js';
+import { catalogAccess, type CatalogObject, type CredentialsSecret } from '../k8s/catalog-runner.js';
 import { API_VERSION, GROUP, labelsFor, labelValue } from '../k8s/labels.js';
 import { job, runnerPodSpec, settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
+import { EXIT_BAD_INPUT, EXIT_DEADLINE, EXIT_REFUSED, EXIT_TEMPORARY } from '../errors.js';
 import { csvLine } from '../lake/format.js';
 import { DEMAND_STALE_SECONDS, demandKey, encodeDemand, staleDemandKeys } from './demand.js';
+import { fallbackLimitsFromEnv, type FallbackLimits } from './limits.js';
 import { metrics } from './metrics.js';
 import type { DemandListener, PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
 
@@ -19,7 +23,7 @@ const VERSION = API_VERSION.split('/')[1]!;
 
 interface PoolObject {
   metadata: { name: string; namespace: string };
-  spec: { catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; queue?: { maxLength?: number; maxWaitTime?: string } };
+  spec: { catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; queue?: { maxLength?: number; maxWaitTime?: string }; credentialsSecret?: CredentialsSecret };
 }
 
 export function kubeConfig(): KubeConfig {
@@ -28,12 +32,12 @@ export function kubeConfig(): KubeConfig {
   return kc;
 }
 
-/** A value cached for `ms` milliseconds, so a burst of queries costs one API call. */
-function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string) => Promise<T> {
+/** A value cached for `ms` milliseconds, so a burst of queries costs one API call; `fresh` reloads it. */
+function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string, fresh?: boolean) => Promise<T> {
   const entries = new Map<string, { at: number; value: Promise<T> }>();
-  return (key) => {
+  return (key, fresh = false) => {
     const hit = entries.get(key);
-    if (hit && Date.now() - hit.at < ms) return hit.value;
+    if (hit && !fresh && Date.now() - hit.at < ms) return hit.value;
     const value = load(key);
     entries.set(key, { at: Date.now(), value });
     value.catch(() => entries.delete(key));
@@ -52,6 +56,7 @@ export function poolSettings(p: PoolObject): PoolSettings {
     queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, 30) * 1000,
     maxQueryMs: seconds(p.spec.maxQueryDuration, 60) * 1000,
     workerConcurrency: 1,
+    ...(p.spec.credentialsSecret ? { credentialsSecret: p.spec.credentialsSecret } : {}),
   };
 }
 
@@ -62,7 +67,7 @@ export class KubernetesDirectory implements WorkerDirectory {
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly listPools: (key: string) => Promise<PoolSettings[]>;
-  private readonly listWorkers: (key: string) => Promise<WorkerEndpoint[]>;
+  private readonly listWorkers: (key: string, fresh?: boolean) => Promise<WorkerEndpoint[]>;
 
   constructor(kc: KubeConfig) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
@@ -82,8 +87,12 @@ export class KubernetesDirectory implements WorkerDirectory {
     return this.listPools('all');
   }
 
-  workers(pool: PoolSettings): Promise<WorkerEndpoint[]> {
-    return this.listWorkers(`${pool.namespace}/${pool.pool}`);
+  async workers(pool: PoolSettings): Promise<WorkerEndpoint[]> {
+    const key = `${pool.namespace}/${pool.pool}`;
+    const workers = await this.listWorkers(key);
+    // An empty list may be a second old, from just before the pods turned Ready: look once more
+    // before the query goes to a fallback Job, so the first query after Ready reaches a worker.
+    return workers.length > 0 ? workers : this.listWorkers(key, true);
   }
 }
 
@@ -189,44 +198,70 @@ export class DemandAnnotations implements DemandListener {
   }
 }
 
-/** The cold path in a cluster: a Job running `featherman query` with the catalog's environment. */
+/**
+ * The cold path in a cluster: a Job running `featherman query --sandbox` with the catalog's
+ * environment, held to a worker's rules: the SQL in an environment variable (never on the command
+ * line, where it would be parsed as options and is capped at 128 KiB), the deadline enforced by
+ * the process and, past it and the grace, by deleting the Job; rows and bytes capped; deleted
+ * when the caller goes away.
+ */
 export class JobFallback implements QueryFallback {
   private readonly custom: CustomObjectsApi;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
+  private readonly limits: FallbackLimits;
 
-  constructor(kc: KubeConfig, private readonly settings: HookSettings = settingsFromEnv(process.env)) {
+  constructor(kc: KubeConfig, private readonly settings: HookSettings = settingsFromEnv(process.env), limits: Partial<FallbackLimits> = {}) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.batch = kc.makeApiClient(BatchV1Api);
     this.core = kc.makeApiClient(CoreV1Api);
+    this.limits = { ...fallbackLimitsFromEnv(process.env), ...limits };
   }
 
   async run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
+    const { maxRows, maxBytes, killGraceMs } = this.limits;
+    const deadlineMs = Math.min(query.timeoutMs ?? pool.maxQueryMs, pool.maxQueryMs);
     const catalog = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: pool.namespace, plural: 'ducklakecatalogs', name: pool.catalog })) as CatalogObject;
-    const access = catalogAccess(catalog, { readOnlyVolume: true });
+    const access = catalogAccess(catalog, { readOnlyVolume: true, credentials: pool.credentialsSecret });
     const name = `${pool.pool}`.slice(0, 40).replace(/[-.]+$/, '') + `-query-${randomBytes(4).toString('hex')}`;
     const labels = labelsFor({ component: 'query', catalog: pool.catalog, pool: pool.pool, instance: pool.pool });
-    const body = job(name, labels, runnerPodSpec({ settings: this.settings, args: ['query', '--sandbox', '--sql', query.sql, '--format', 'json', ...(pool.readOnly ? [] : ['--write'])], ...access }), { backoffLimit: 0, activeDeadlineSeconds: Math.ceil(pool.maxQueryMs / 1000) + 60 });
+    const args = ['query', '--sandbox', '--sql-env', '--format', 'json', '--timeout-ms', String(deadlineMs), '--max-rows', String(maxRows), '--max-bytes', String(maxBytes), ...(pool.readOnly ? [] : ['--write'])];
+    const spec = runnerPodSpec({ settings: this.settings, args, ...access });
+    spec.containers[0]!.env = [...(spec.containers[0]!.env ?? []), { name: 'FEATHERMAN_QUERY_SQL', value: query.sql }];
+    // Pod start-up (scheduling, image, DuckDB) comes on top of the query's own deadline and grace.
+    const startupSeconds = 60;
+    const body = job(name, labels, spec, { backoffLimit: 0, activeDeadlineSeconds: Math.ceil((deadlineMs + killGraceMs) / 1000) + startupSeconds });
     body.spec!.ttlSecondsAfterFinished = 300;
+    if (query.signal?.aborted) return error(499, 'the client went away');
     await this.batch.createNamespacedJob({ namespace: pool.namespace, body });
-    const deadline = Date.now() + pool.maxQueryMs + 120_000;
+    // The result is read (or no longer wanted); the Job and its pod go now rather than at their
+    // TTL, so they do not keep running or holding the catalog volume.
+    const remove = () => this.batch.deleteNamespacedJob({ name, namespace: pool.namespace, propagationPolicy: 'Background', gracePeriodSeconds: 0 }).catch(() => undefined);
+    const killBy = Date.now() + deadlineMs + killGraceMs + startupSeconds * 1000;
     for (;;) {
+      if (query.signal?.aborted) { await remove(); return error(499, 'the client went away'); }
       const status = (await this.batch.readNamespacedJob({ name, namespace: pool.namespace })).status;
       if (status?.succeeded || status?.failed) break;
-      if (Date.now() > deadline) return error(504, `fallback Job ${name} did not finish in time`);
+      if (Date.now() > killBy) {
+        await remove();
+        return error(504, `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${killGraceMs} ms; its Job ${name} was deleted`);
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
     const pods = await this.core.listNamespacedPod({ namespace: pool.namespace, labelSelector: `job-name=${name}` });
     const pod = pods.items[0];
-    const log = pod ? await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: pool.namespace, container: 'featherman' }) : '';
-    // The result is read; the Job and its pod go now rather than at their TTL, so they do not keep
-    // holding the catalog volume (a catalog being deleted waits for its volume to be released).
-    await this.batch.deleteNamespacedJob({ name, namespace: pool.namespace, propagationPolicy: 'Background' }).catch(() => undefined);
+    // Bounded like a worker's answer: the rows, plus room for the summary around them.
+    const log = pod ? await this.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: pool.namespace, container: 'featherman', limitBytes: maxBytes + 64 * 1024 }) : '';
+    await remove();
     const line = String(log).trim().split('\n').reverse().find((l) => l.startsWith('{')) ?? '{}';
-    let result: { ok?: boolean; error?: string; exitCode?: number; columns?: string[]; rows?: Record<string, unknown>[] };
+    let result: { ok?: boolean; error?: string; exitCode?: number; columns?: string[]; rows?: Record<string, unknown>[]; truncated?: boolean };
     try { result = JSON.parse(line); } catch { result = { ok: false, error: 'the fallback Job printed no result' }; }
-    if (!result.ok) return error(result.exitCode === 2 ? 400 : 502, result.error ?? 'the fallback Job failed');
-    return render(query.format, result.columns ?? [], result.rows ?? [], name);
+    if (!result.ok) {
+      const code = result.exitCode;
+      const status = code === EXIT_BAD_INPUT ? 400 : code === EXIT_REFUSED ? 403 : code === EXIT_DEADLINE ? 504 : code === EXIT_TEMPORARY ? 503 : 502;
+      return error(status, result.error ?? 'the fallback Job failed');
+    }
+    return render(query.format, result.columns ?? [], result.rows ?? [], name, result.truncated === true);
   }
 }
 
@@ -234,9 +269,9 @@ function error(status: number, message: string): RoutedResponse {
   return { status, headers: { 'content-type': 'application/json' }, body: Readable.from([JSON.stringify({ error: message })]) };
 }
 
-function render(format: QueryRequest['format'], columns: string[], rows: Record<string, unknown>[], pod: string): RoutedResponse {
+function render(format: QueryRequest['format'], columns: string[], rows: Record<string, unknown>[], pod: string, truncated: boolean): RoutedResponse {
   const headers = { 'x-featherman-pod': pod };
   if (format === 'csv') return { status: 200, headers: { ...headers, 'content-type': 'text/csv; charset=utf-8' }, body: Readable.from([csvLine(columns), ...rows.map((r) => csvLine(columns.map((c) => r[c])))]) };
   if (format === 'ndjson') return { status: 200, headers: { ...headers, 'content-type': 'application/x-ndjson' }, body: Readable.from(rows.map((r) => JSON.stringify(r) + '\n')) };
-  return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, body: Readable.from([JSON.stringify({ columns, rows, rowCount: rows.length, truncated: false })]) };
+  return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, body: Readable.from([JSON.stringify({ columns, rows, rowCount: rows.length, truncated })]) };
 }

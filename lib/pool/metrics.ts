@@ -17,7 +17,7 @@ export const metrics = {
   queueLength: new Gauge({ name: 'ducklake_pool_queue_length', help: 'Queries waiting for a free worker.', labelNames, registers: [registry] }),
   queryDuration: new Histogram({ name: 'ducklake_pool_query_duration_seconds', help: 'Time from a query\'s arrival to the end of its result, queueing included.', labelNames, buckets, registers: [registry] }),
   waitDuration: new Histogram({ name: 'ducklake_pool_wait_duration_seconds', help: 'Time a query waited for a free worker.', labelNames, buckets, registers: [registry] }),
-  queries: new Counter({ name: 'ducklake_pool_queries_total', help: 'Queries by outcome: ok, error, rejected (queue full), timeout (waited too long), worker_failed, fallback, stream_error.', labelNames: [...labelNames, 'outcome'], registers: [registry] }),
+  queries: new Counter({ name: 'ducklake_pool_queries_total', help: 'Queries by outcome: ok, error, rejected (queue full), timeout (waited too long), worker_failed, fallback, stream_error, cancelled (the client went away).', labelNames: [...labelNames, 'outcome'], registers: [registry] }),
   demandReports: new Counter({ name: 'featherman_pool_demand_reports_total', help: 'Writes of this replica\'s waiting-query count to its pools (the scaling hooks read them), by outcome: ok, failed.', labelNames: [...labelNames, 'outcome'], registers: [registry] }),
   hookRequests: new Counter({ name: 'featherman_hook_requests_total', help: 'Metacontroller hook calls by resource, hook and HTTP status code.', labelNames: ['resource', 'hook', 'code'], registers: [registry] }),
   hookDuration: new Histogram({ name: 'featherman_hook_duration_seconds', help: 'Time to answer a Metacontroller hook call.', labelNames: ['resource', 'hook'], buckets, registers: [registry] }),

@@ -34,6 +34,7 @@ import { withDefaults } from '../api/defaults.js';
 import { parseDuration } from '../api/duration.js';
 import { KIND_INFO } from '../api/schema.js';
 import type { WorkerStats } from './stats.js';
+import type { CredentialsSecret } from '../k8s/catalog-runner.js';
 
 type Quantity = string | number;
 
@@ -58,6 +59,8 @@ export interface PoolSpec {
   maxQueryDuration?: string;
   queue?: { maxLength?: number; maxWaitTime?: string };
   catalogRef: { name: string; readOnly?: boolean };
+  /** The workers' own S3 key pair, instead of the catalog's. */
+  credentialsSecret?: CredentialsSecret;
 }
 
 /** The spec's scaling settings with the API's defaults filled in, durations in seconds. */

@@ -1,18 +1,22 @@
 // `featherman worker`: the warm pod's process. One engine (lib/pool/engine.ts) kept warm, served
-// over HTTP: POST /query streams rows as NDJSON, CSV or JSON within row, byte and time limits;
+// over HTTP: POST /query streams rows as NDJSON, CSV or JSON within row, byte and time limits
+// (SQL size checked first; rows converted one at a time, sized before conversion; a query that
+// ignores its interrupt past the grace costs the worker, which kills itself to be replaced);
 // GET /stats says how busy it is (the pool hooks scale on it); /readyz turns ready once the lake
 // is attached; /healthz answers while the process does.
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseDuration } from '../api/duration.js';
 import { BadInputError, TemporaryError } from '../errors.js';
 import { loadConfig, type LakeConfig } from '../lake/config.js';
 import { isStatementError } from '../lake/failures.js';
-import { csvLine } from '../lake/format.js';
-import { redact } from '../redact.js';
+import { csvLine, resultChunks, type RowChunk } from '../lake/format.js';
+import { redact, takeSecrets } from '../redact.js';
 import { EngineHolder } from './engine.js';
-import { checkReadOnlyQuery, checkWriteQuery, SandboxError } from './sandbox.js';
+import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from './limits.js';
+import { checkReadOnlyQuery, checkWriteQuery, SandboxError } from '../lake/sandbox.js';
 import type { WorkerStats } from './stats.js';
 
 export interface WorkerOptions {
@@ -27,6 +31,30 @@ export interface WorkerOptions {
   /** Give up (exit 75, so the pod restarts) if the lake is not attached by then. */
   startupTimeoutMs: number;
   scratchDir: string;
+  /** The largest SQL text accepted (FEATHERMAN_MAX_SQL_BYTES). */
+  maxSqlBytes: number;
+  /** How long a query may ignore its interrupt before the worker exits (FEATHERMAN_KILL_GRACE). */
+  killGraceMs: number;
+}
+
+/** A result whose first row alone is above the byte cap: refused, never sent cut. */
+class ResultTooLarge extends Error {
+  constructor(bytes: number, limit: number) {
+    super(`result: the first row is at least ${bytes} bytes, above the limit of ${limit} bytes per answer (FEATHERMAN_MAX_RESULT_BYTES); select fewer or smaller columns`);
+  }
+}
+
+/**
+ * DuckDB's memory_limit when FEATHERMAN_MEMORY_LIMIT is unset: half of the container's (cgroup)
+ * or the machine's memory, where DuckDB would take 80% and leave Node and the kernel too little.
+ */
+export function defaultMemoryLimit(): string {
+  let total = totalmem();
+  try {
+    const cgroup = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
+    if (/^\d+$/.test(cgroup)) total = Math.min(total, Number(cgroup));
+  } catch { /* no cgroup v2 limit */ }
+  return `${Math.max(64, Math.floor(total / 2 / 1024 / 1024))}MiB`;
 }
 
 export type QueryFormat = 'json' | 'ndjson' | 'csv';
@@ -44,7 +72,8 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
     if (!Number.isInteger(v) || v < 1) throw new BadInputError(`${name}: must be a positive whole number`);
     return v;
   };
-  const config = loadConfig(env);
+  const loaded = loadConfig(env);
+  const config = loaded.memoryLimit ? loaded : { ...loaded, memoryLimit: defaultMemoryLimit() };
   const readOnly = !/^(false|0|no)$/i.test(env.FEATHERMAN_POOL_READ_ONLY ?? 'true');
   if (!readOnly && config.metadata.type !== 'postgres') {
     throw new BadInputError('FEATHERMAN_POOL_READ_ONLY: writing workers need a Postgres catalog (a DuckDB catalog file admits one writer, the table Jobs)');
@@ -61,6 +90,8 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
     // Long enough to wait out a writer's lock on a DuckDB catalog file, and then some.
     startupTimeoutMs: duration('FEATHERMAN_STARTUP_TIMEOUT', `${Math.ceil(config.lockTimeoutMs / 1000) + 30}s`),
     scratchDir: join(tmpdir(), 'featherman-worker', String(process.pid)),
+    maxSqlBytes: maxSqlBytes(env),
+    killGraceMs: killGraceMs(env),
   };
 }
 
@@ -127,9 +158,20 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
     if (active >= opts.concurrency) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is busy' });
     const { sql } = request.body;
+    try {
+      checkSqlSize(sql, opts.maxSqlBytes);
+    } catch (err) {
+      return reply.code(400).send({ error: (err as Error).message });
+    }
     const format = request.body.format ?? 'json';
     const deadlineMs = Math.min(request.body.timeoutMs ?? opts.maxQueryMs, opts.maxQueryMs);
     const maxRows = Math.min(request.body.maxRows ?? opts.maxRows, opts.maxRows);
+    const res = reply.raw;
+    // The client went away (or the router aborted): stop DuckDB at once rather than at the next
+    // row. Listened for before any await, so a close while the connection opens is not missed.
+    let gone = false;
+    let onGone = () => undefined as void;
+    res.once('close', () => { if (!res.writableFinished) { gone = true; onGone(); } });
 
     active++;
     utilization.start(Date.now());
@@ -137,9 +179,32 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     const connection = await engine.connect();
     const started = performance.now();
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; connection.interrupt(); }, deadlineMs);
+    let finished = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    let killed = false;
+    const deadlineMessage = `query exceeded its deadline of ${deadlineMs} ms and was interrupted`;
+    // A query that ignores the interrupt (a long scalar function over one big vector) is not
+    // waited out: after the grace the caller gets its answer and the worker exits, to be
+    // replaced, so the query costs one restart instead of a worker busy for minutes.
+    // DuckDB's interrupt stops the statement running now, and a query is several statements (the
+    // sandbox's checks, then the query): once stopping, keep interrupting until it has stopped.
+    let interrupting: NodeJS.Timeout | undefined;
+    const stop = () => {
+      if (finished || interrupting) return;
+      connection.interrupt();
+      interrupting = setInterval(() => connection.interrupt(), 100);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+      killTimer = setTimeout(() => hardStop(), opts.killGraceMs);
+    }, deadlineMs);
     const finish = () => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
+      clearTimeout(killTimer);
+      clearInterval(interrupting);
       connection.closeSync();
       release();
       active--;
@@ -147,65 +212,123 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       lastQueryAt = new Date().toISOString();
       if (active === 0) utilization.stop(Date.now());
     };
+    onGone = stop;
+    if (gone) stop();
     const fail = (code: number, message: string) => { finish(); return reply.code(code).send({ error: redact(message) }); };
 
-    // The first batch is computed before any header is sent, so errors (and a worker dying during
+    let rows = 0;
+    let bytes = 0;
+    let truncated = false;
+    let ended = false;
+    const remaining = () => Math.max(0, opts.maxBytes - bytes);
+    const serialize = (chunk: RowChunk, i: number) => (format === 'json' ? `${rows ? ',' : ''}${JSON.stringify(chunk.values(i))}`
+      : format === 'ndjson' ? `${JSON.stringify(chunk.values(i))}\n` : csvLine(chunk.cells(i)));
+    /** The end of a streamed answer: the JSON envelope's tail and the trailers. */
+    const endBody = (error: string | undefined) => {
+      if (ended) return;
+      ended = true;
+      const duration = performance.now() - started;
+      if (format === 'json') res.write(`],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`);
+      res.addTrailers({ 'x-featherman-rows': String(rows), 'x-featherman-truncated': String(truncated), 'x-featherman-duration': duration.toFixed(2), ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}) });
+      res.end();
+    };
+    const hardStop = () => {
+      if (finished) return;
+      killed = true;
+      draining = true;
+      const message = `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${opts.killGraceMs} ms of the interrupt; the worker restarts`;
+      // Only the limits go to the log: never the SQL, which may carry anything.
+      console.error(JSON.stringify({ level: 'error', msg: 'a query ignored its interrupt; the worker kills itself to be replaced', pod: opts.pod, deadlineMs, graceMs: opts.killGraceMs, signal: 'SIGKILL' }));
+      // SIGKILL, not process.exit(): exiting joins libuv's thread pool, where DuckDB still runs the query.
+      const exit = () => process.kill(process.pid, 'SIGKILL');
+      if (res.headersSent) endBody(message);
+      else if (!res.destroyed) void reply.code(504).header('connection', 'close').send({ error: message });
+      if (res.writableFinished || res.destroyed) return exit();
+      res.once('finish', exit);
+      res.once('close', exit);
+      setTimeout(exit, 1000).unref();
+    };
+
+    // The first row is computed before any header is sent, so errors (and a worker dying during
     // an aggregate) surface as a status code the router can act on, not as a truncated body.
     let columns: string[];
-    let batches: AsyncIterator<Record<string, unknown>[]>;
-    let first: IteratorResult<Record<string, unknown>[]>;
+    let chunks: AsyncIterator<RowChunk>;
+    let first: IteratorResult<RowChunk>;
+    let firstText = '';
     try {
       if (opts.readOnly) await checkReadOnlyQuery(connection, sql);
       else await checkWriteQuery(connection, sql);
       const result = await connection.stream(sql);
       columns = result.columnNames();
-      batches = result.yieldRowObjectJson()[Symbol.asyncIterator]();
-      first = await batches.next();
+      chunks = resultChunks(result)[Symbol.asyncIterator]();
+      first = await chunks.next();
+      if (!first.done) {
+        // A first row above the byte cap is refused whole, never sent cut.
+        const head = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
+        const estimate = first.value.bytes(0, opts.maxBytes + 1);
+        if (estimate + head.length > opts.maxBytes) throw new ResultTooLarge(estimate, opts.maxBytes);
+        firstText = serialize(first.value, 0);
+        const firstBytes = Buffer.byteLength(firstText) + Buffer.byteLength(head);
+        if (firstBytes > opts.maxBytes) throw new ResultTooLarge(firstBytes, opts.maxBytes);
+      }
     } catch (err) {
+      if (killed) return reply;
       const message = (err as Error).message.split('\n')[0] ?? 'query failed';
+      // Interrupted (at any step) because the deadline passed or the client left: say so.
+      if (timedOut) return fail(504, deadlineMessage);
+      if (res.destroyed) return fail(499, 'the client went away');
       if (err instanceof SandboxError) return fail(403, message);
-      if (err instanceof BadInputError) return fail(400, message);
-      if (timedOut) return fail(504, `query exceeded its deadline of ${deadlineMs} ms and was interrupted`);
+      if (err instanceof BadInputError || err instanceof ResultTooLarge) return fail(400, message);
+      if (isOutOfMemory(message)) return fail(400, outOfMemoryError(message, opts.config.memoryLimit).message);
       if (isStatementError(message)) return fail(400, `sql: ${message}`);
       return fail(502, `the lake could not answer: ${message}`);
     }
 
     // Later failures end the body with a trailer (and an "error" field in JSON).
     reply.hijack();
-    const res = reply.raw;
     res.writeHead(200, {
       'content-type': CONTENT_TYPES[format],
       'x-featherman-pod': opts.pod,
       'x-featherman-snapshot': String(engine.snapshotId),
       trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration',
     });
-    let rows = 0;
-    let bytes = 0;
-    let truncated = false;
+    // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one
+    // row (itself within the byte cap) converted and waiting in memory.
+    let piece = '';
+    const flush = async () => {
+      if (!piece) return;
+      const ok = res.write(piece);
+      piece = '';
+      if (!ok && !res.destroyed) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+    };
     let error: string | undefined;
-    const write = (text: string) => { bytes += Buffer.byteLength(text); return res.write(text); };
     try {
-      if (format === 'json') write(`{"columns":${JSON.stringify(columns)},"rows":[`);
-      if (format === 'csv') write(csvLine(columns));
-      outer: for (let next = first; !next.done; next = await batches.next()) {
-        for (const row of next.value) {
-          if (rows >= maxRows || bytes >= opts.maxBytes) { truncated = true; break outer; }
-          const ok = format === 'json' ? write(`${rows ? ',' : ''}${JSON.stringify(row)}`)
-            : format === 'ndjson' ? write(`${JSON.stringify(row)}\n`)
-              : write(csvLine(columns.map((c) => row[c])));
+      piece = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
+      bytes += Buffer.byteLength(piece);
+      outer: for (let next = first; !next.done; next = await chunks.next()) {
+        const chunk = next.value;
+        for (let i = 0; i < chunk.rowCount; i++) {
+          const room = remaining();
+          if (rows >= maxRows || chunk.bytes(i, room) > room) { truncated = true; break outer; }
+          const text = rows === 0 ? firstText : serialize(chunk, i);
+          const size = Buffer.byteLength(text);
+          if (size > room) { truncated = true; break outer; }
+          bytes += size;
+          piece += text;
           rows++;
-          if (!ok) await new Promise((r) => res.once('drain', r));
-          if (res.destroyed) { connection.interrupt(); break outer; }
+          if (piece.length >= 65536) await flush();
+          if (res.destroyed) { stop(); break outer; }
         }
       }
+      await flush();
     } catch (err) {
-      error = timedOut ? `query exceeded its deadline of ${deadlineMs} ms and was interrupted` : redact((err as Error).message.split('\n')[0] ?? 'failed');
+      const message = (err as Error).message.split('\n')[0] ?? 'failed';
+      error = timedOut ? deadlineMessage : isOutOfMemory(message) ? outOfMemoryError(message, opts.config.memoryLimit).message : redact(message);
     }
-    if (timedOut && !error) error = `query exceeded its deadline of ${deadlineMs} ms and was interrupted`;
-    const duration = performance.now() - started;
-    if (format === 'json') write(`],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`);
-    res.addTrailers({ 'x-featherman-rows': String(rows), 'x-featherman-truncated': String(truncated), 'x-featherman-duration': duration.toFixed(2), ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}) });
-    res.end();
+    if (killed || ended) return;
+    if (timedOut && !error) error = deadlineMessage;
+    if (piece) res.write(piece);
+    endBody(error);
     finish();
   });
 
@@ -219,6 +342,8 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   const port = positiveInt('--port', values.port) ?? 8080;
   const host = values.host ?? env.POD_IP ?? '0.0.0.0';
   const opts = workerOptionsFromEnv(env);
+  // User SQL runs here: the keys live on only as DuckDB secrets (lib/redact.ts says why).
+  takeSecrets(env);
   const { app, holder, start } = await buildWorker(opts);
   const address = await app.listen({ port, host });
   // A worker that never gets ready would be live but useless: fail (exit 75, so the pod is

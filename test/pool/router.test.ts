@@ -72,12 +72,14 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
   const r2 = new Router(directory, new LocalFallback(env), { waiting: (p, queued) => heard.push(queued), fellBack: () => heard.push(-1) });
   const app2 = await buildServer({ plugins: ['query'], router: r2, apiTokens: [TOKEN] });
   t.teardown(() => app2.close());
-  const slow = 'SELECT count(*) AS n FROM range(1000000000) r(i) WHERE i % 7 = 3';
-  const send = (sql: string) => app2.inject({ method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs: 60_000 } });
-  const busy = [send(slow), send(slow)]; // both workers busy
-  await new Promise((r) => setTimeout(r, 300));
+  const until = async (what: () => boolean) => { while (!what()) await new Promise((r) => setImmediate(r)); };
+  const send = (sql: string, timeoutMs = 60_000) => app2.inject({ method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs } });
+  // Both workers held by queries that end at their deadline, well after the queued query's wait:
+  // the outcome does not depend on how fast this machine counts.
+  const busy = [send('SELECT count(*) FROM range(1e13::BIGINT)', 6000), send('SELECT count(*) FROM range(1e13::BIGINT)', 6000)];
+  await until(() => r2.snapshot()[0]?.busy === 2);
   const queued = send('SELECT 1 AS one'); // waits in the queue (length 1)
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => heard.includes(1));
   const rejected = await send('SELECT 2 AS two');
   t.equal(rejected.statusCode, 429);
   t.ok(Number(rejected.headers['retry-after']) >= 1, 'Retry-After is set');
@@ -85,7 +87,7 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
   const waited = await queued;
   t.equal(waited.statusCode, 503, 'the queued query gave up after maxWaitTime');
   t.match(waited.json().message, /no worker of pool tiny became free within 1500 ms/);
-  for (const b of await Promise.all(busy)) t.equal(b.statusCode, 200);
+  for (const b of await Promise.all(busy)) t.equal(b.statusCode, 504, 'the busy queries ended at their deadline');
   t.same(heard, [1, 0], 'the queue the pool hook scales on: one waited, then none');
 });
 
@@ -114,7 +116,7 @@ t.test('a deadline interrupts DuckDB itself; the worker stays healthy', async (t
 t.test('user SQL is sandboxed', async (t) => {
   const refused: [string, RegExp][] = [
     ["SELECT * FROM read_text('/etc/passwd')", /read_text\(\) is not allowed/],
-    ["SELECT getenv('AWS_SECRET_ACCESS_KEY')", /getenv does not exist/],
+    ["SELECT getenv('AWS_SECRET_ACCESS_KEY')", /function getenv\(\) is not allowed/],
     ["COPY (SELECT 1) TO '/tmp/x'", /only read queries/],
     ["ATTACH '/tmp/other.db' AS other", /only read queries/],
     ['INSTALL httpfs', /only read queries/],
@@ -122,7 +124,8 @@ t.test('user SQL is sandboxed', async (t) => {
     ['SET threads = 1', /only read queries/],
     ["CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')", /only read queries/],
     ['SELECT * FROM duckdb_secrets()', /duckdb_secrets\(\) is not allowed/],
-    ['SELECT * FROM __ducklake_metadata_lake.ducklake_data_file', /outside the lake/],
+    // The exact wording is the sandbox's (test/pool/hostile-sql.test.ts pins it); here: refused.
+    ['SELECT * FROM __ducklake_metadata_lake.ducklake_data_file', /^sql: /],
     ["SELECT * FROM glob('/tmp/*')", /glob\(\) is not allowed/],
     ["SELECT * FROM query('SELECT 1')", /query\(\) is not allowed/],
     ["SELECT * FROM read_parquet('s3://lake/pool/data/main/events/*.parquet')", /read_parquet\(\) is not allowed/],
@@ -131,7 +134,7 @@ t.test('user SQL is sandboxed', async (t) => {
   ];
   for (const [sql, message] of refused) {
     const r = await query({ sql });
-    t.ok(r.status === 403 || r.status === 400, `${sql} refused (${r.status})`);
+    t.equal(r.status, 403, `${sql} refused`);
     t.match(JSON.parse(r.text).error, message, sql);
     t.notMatch(r.text, new RegExp(minio.secretKey), 'no secret in the answer');
   }
@@ -186,19 +189,31 @@ t.test('a table Job writes while the workers answer, and the workers see it with
   t.same(JSON.parse(note.text).rows, [{ n: '500' }], 'the new column is visible too');
 });
 
-t.test('a worker killed mid-query: the read is retried on the other worker', async (t) => {
-  const victim = pool.alive()[0]!;
+t.test('a worker killed mid-query: a clear 502, no retry on the other worker, and the pool replaces the dead one', async (t) => {
+  const replacedBefore = pool.replaced;
   const pending = query({ sql: 'SELECT count(*) AS n FROM range(1000000000) r(i) WHERE i % 5 = 1', timeoutMs: 30_000 });
-  await new Promise((r) => setTimeout(r, 500));
-  const busyOne = (await Promise.all(pool.alive().map(async (w) => ({ w, s: (await (await fetch(`${w.url}/stats`)).json()) as { activeQueries: number } })))).find((x) => x.s.activeQueries > 0);
-  (busyOne?.w ?? victim).process.kill('SIGKILL');
-  const started = performance.now();
+  // Wait for the worker that took the query to say so, then kill it.
+  let busy: (typeof pool.processes)[number] | undefined;
+  while (!busy) {
+    for (const w of pool.alive()) {
+      const stats = (await (await fetch(`${w.url}/stats`)).json()) as { activeQueries: number };
+      if (stats.activeQueries > 0) busy = w;
+    }
+  }
+  const others = pool.alive().filter((w) => w !== busy);
+  const servedBefore = await Promise.all(others.map(async (w) => ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  busy.process.kill('SIGKILL');
   const r = await pending;
-  t.ok(r.status === 200 || r.status === 502, `retried (200) or a clear 502, got ${r.status}: ${r.text.slice(0, 200)}`);
-  if (r.status === 200) t.same(JSON.parse(r.text).rows, [{ n: '200000000' }]);
-  t.ok(performance.now() - started < 30_000, 'no hang');
-  await pool.scaleTo(2);
-  t.equal(pool.alive().length, 2, 'the pool is back to two workers');
+  t.equal(r.status, 502, r.text.slice(0, 200));
+  t.match(JSON.parse(r.text).message, new RegExp(`worker ${busy.name} failed before answering`));
+  const servedAfter = await Promise.all(others.map(async (w) => ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  t.same(servedAfter, servedBefore, 'the query was not run again on the other worker');
+  // The pool notices the exit and starts a replacement by itself.
+  while (pool.alive().length < 2 || pool.alive().some((w) => w.name === busy!.name)) await new Promise((r) => setTimeout(r, 100));
+  t.equal(pool.replaced, replacedBefore + 1, 'one worker replaced');
+  t.ok(pool.ready(), 'the pool is ready');
+  const after = await query({ sql: 'SELECT 42 AS x' });
+  t.equal(after.status, 200);
 });
 
 t.test('with no worker the router falls back to a one-off query process', async (t) => {
@@ -209,7 +224,7 @@ t.test('with no worker the router falls back to a one-off query process', async 
   t.same(JSON.parse(r.text).rows, [{ n: '10500' }]);
   for (const sql of ["SELECT * FROM read_text('/etc/passwd')", "COPY (SELECT 1) TO '/tmp/fallback-x'", 'SELECT * FROM duckdb_secrets()']) {
     const refused = await query({ sql });
-    t.equal(refused.status, 400, `the cold path is sandboxed too: ${sql}`);
+    t.equal(refused.status, 403, `the cold path is sandboxed too, and refuses as the warm path does: ${sql}`);
     t.match(JSON.parse(refused.text).error, /not allowed|only read queries/);
   }
   await pool.scaleTo(2);

@@ -25,7 +25,8 @@ t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 async function holdWriteLock(): Promise<() => void> {
   const instance = await DuckDBInstance.create(metadata);
   const connection = await instance.connect();
-  return () => { connection.closeSync(); instance.closeSync(); };
+  let held = true;
+  return () => { if (held) { held = false; connection.closeSync(); instance.closeSync(); } };
 }
 
 t.test('a worker that cannot attach in time exits 75 and names the step it was stuck in', async (t) => {
@@ -44,9 +45,12 @@ t.test('the local pool replaces a worker that did not start, and the replacement
   const pool = new LocalPool(settings, env);
   t.teardown(() => pool.stop());
   const release = await holdWriteLock();
-  const releaseLater = setTimeout(release, 3000); // the writer finishes while the first worker waits
-  t.teardown(() => { clearTimeout(releaseLater); release(); });
-  const worker = await pool.add();
+  t.teardown(release);
+  const adding = pool.add();
+  // The writer finishes once the first worker has given up waiting for it.
+  while (pool.failedStarts === 0) await new Promise((r) => setTimeout(r, 50));
+  release();
+  const worker = await adding;
   t.not(worker.name, 'p-local-1', `the first worker gave up; ${worker.name} took its place`);
   t.equal(pool.alive().length, 1);
   const res = await fetch(`${worker.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT 42 AS answer' }) });
