@@ -90,7 +90,7 @@ export function workerResources(r: { requests?: Record<string, string | number>;
 export function workerPodSpec(p: PoolObject, catalog: CatalogObject, ctx: HookContext): V1PodSpec {
   const t = p.spec.template ?? {};
   const readOnly = p.spec.catalogRef.readOnly ?? true;
-  const access = catalogAccess(catalog, { readOnlyVolume: readOnly });
+  const access = catalogAccess(catalog, { readOnlyVolume: readOnly, credentials: p.spec.credentialsSecret });
   const policy = poolPolicy(p.spec);
   const container: V1Container = {
     name: 'featherman',

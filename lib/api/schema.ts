@@ -109,6 +109,13 @@ const statusBase = (properties: Record<string, Schema>): Schema => obj('Observed
   ...properties,
 }, { 'x-kubernetes-preserve-unknown-fields': true });
 
+/** A Secret holding an S3 access key pair: the catalog's, or a pool's own (read-only) keys. */
+const credentialsSecret = (description: string): Schema => obj(description, {
+  name: objectName('The Secret\'s name.'),
+  accessKeyField: str('The key holding the access key id.', { pattern: SECRET_KEY_PATTERN, default: 'access-key' }),
+  secretKeyField: str('The key holding the secret access key.', { pattern: SECRET_KEY_PATTERN, default: 'secret-key' }),
+}, { required: ['name'] });
+
 // ---- DuckLakeCatalog ----------------------------------------------------------------------------
 
 const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where its data and metadata live.', {
@@ -126,11 +133,7 @@ const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where 
     urlStyle: str('path (MinIO and most S3-compatible stores) or vhost (AWS). Defaults to path when an endpoint is set, vhost otherwise.', {
       enum: ['path', 'vhost'],
     }),
-    credentialsSecret: obj('A Secret in the same namespace with the access key pair. Unset means ambient credentials (e.g. IRSA).', {
-      name: objectName('The Secret\'s name.'),
-      accessKeyField: str('The key holding the access key id.', { pattern: SECRET_KEY_PATTERN, default: 'access-key' }),
-      secretKeyField: str('The key holding the secret access key.', { pattern: SECRET_KEY_PATTERN, default: 'secret-key' }),
-    }, { required: ['name'] }),
+    credentialsSecret: credentialsSecret('A Secret in the same namespace with the access key pair. Unset means ambient credentials (e.g. IRSA).'),
   }, {
     required: ['bucket'],
     'x-kubernetes-validations': [
@@ -310,6 +313,7 @@ const poolSpec: Schema = obj('A pool of warm DuckDB workers serving queries agai
     maxLength: int32('Most queries waiting; more are refused with HTTP 429.', { minimum: 0, maximum: 100000, default: 100 }),
     maxWaitTime: duration('Longest a query waits for a worker before it is refused.', '30s'),
   }, { default: {} }),
+  credentialsSecret: credentialsSecret('A Secret in the same namespace with the S3 key pair the workers use instead of the catalog\'s: give them read-only keys for the data prefix.'),
   catalogRef: obj('The DuckLakeCatalog (same namespace) the workers attach.', {
     name: objectName('The catalog\'s name.'),
     readOnly: bool('Attach read-only (the workers then never take the writer lock).', true),

@@ -5,6 +5,9 @@ import type { V1EnvVar, V1Volume, V1VolumeMount } from '@kubernetes/client-node'
 import type { KubeObject } from './metacontroller.js';
 import { CATALOG_MOUNT, secretEnv } from './workloads.js';
 
+/** A Secret with an S3 access key pair (lib/api/schema.ts: credentialsSecret). */
+export interface CredentialsSecret { name: string; accessKeyField?: string; secretKeyField?: string }
+
 export interface CatalogSpec {
   storageClass?: string;
   size?: string;
@@ -14,7 +17,7 @@ export interface CatalogSpec {
     prefix?: string;
     region?: string;
     urlStyle?: 'path' | 'vhost';
-    credentialsSecret?: { name: string; accessKeyField?: string; secretKeyField?: string };
+    credentialsSecret?: CredentialsSecret;
   };
   metadata?: { type?: 'duckdb' | 'postgres'; connectionSecret?: { name: string }; schema?: string };
   encryption?: { enabled?: boolean };
@@ -47,7 +50,8 @@ export interface RunnerAccess {
   mounts: V1VolumeMount[];
 }
 
-export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean } = {}): RunnerAccess {
+/** `credentials` replaces the catalog's key pair: a pool's own keys (its spec.credentialsSecret). */
+export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean; credentials?: CredentialsSecret } = {}): RunnerAccess {
   const store = c.spec.objectStore;
   const env: V1EnvVar[] = [
     { name: 'FEATHERMAN_CATALOG', value: c.metadata.name },
@@ -56,8 +60,9 @@ export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean
   ];
   if (store.endpoint) env.push({ name: 'AWS_ENDPOINT_URL_S3', value: store.endpoint });
   if (store.urlStyle) env.push({ name: 'FEATHERMAN_S3_URL_STYLE', value: store.urlStyle });
-  if (store.credentialsSecret) {
-    const s = store.credentialsSecret;
+  const credentials = opts.credentials ?? store.credentialsSecret;
+  if (credentials) {
+    const s = credentials;
     env.push(secretEnv('AWS_ACCESS_KEY_ID', s.name, s.accessKeyField ?? 'access-key'));
     env.push(secretEnv('AWS_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? 'secret-key'));
   }

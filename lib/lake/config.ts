@@ -33,6 +33,8 @@ export interface LakeConfig {
   lockTimeoutMs: number;
   memoryLimit?: string;
   threads?: number;
+  /** For a postgres catalog: libpq's password, handed to DuckDB as a secret (never left in the environment of a process running user SQL). */
+  pgPassword?: string;
 }
 
 export function packageRoot(): string {
@@ -98,12 +100,14 @@ export function parseEndpoint(value: string | undefined): { endpoint?: string; u
 
 /**
  * DuckDB's memory_limit. Pods pass their container limit in plain bytes (downward API
- * resourceFieldRef), which DuckDB does not accept; DuckDB gets 80% of it, leaving room for Node.
+ * resourceFieldRef), which DuckDB does not accept. DuckDB gets half of it: the rest is Node's heap,
+ * a result being converted, and what DuckDB allocates outside its buffer manager, so that a query
+ * at DuckDB's limit fails with an out-of-memory error (400) before the container is killed.
  * Values with a unit (e.g. 2GB) pass through unchanged.
  */
 export function memoryLimit(value: string | undefined): string | undefined {
   if (!value) return undefined;
-  if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.8) / 1024 / 1024))}MiB`;
+  if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.5) / 1024 / 1024))}MiB`;
   if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value)) throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
   return value;
 }
@@ -153,5 +157,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
     lockTimeoutMs: lockTimeout * 1000,
     memoryLimit: memoryLimit(env.FEATHERMAN_MEMORY_LIMIT),
     threads,
+    pgPassword: env.PGPASSWORD || undefined,
   };
 }

@@ -109,6 +109,9 @@ export function catalogDatabaseSql(config: LakeConfig, alias: string, readOnly: 
   return `ATTACH ${literal(target)} AS ${alias} (TYPE ${m.type === 'duckdb' ? 'duckdb' : m.type}${readOnly ? ', READ_ONLY' : ''})`;
 }
 
+/** Whether the lake's data or backups are on S3 (then httpfs is loaded). */
+export const usesS3 = (config: LakeConfig) => config.dataPath.startsWith('s3://') || config.backupPath.startsWith('s3://');
+
 /** DuckDB with the extensions and the S3 secret, nothing attached yet. */
 export async function openDuckDB(config: LakeConfig): Promise<LakeSession> {
   const t0 = performance.now();
@@ -131,12 +134,14 @@ export async function openDuckDB(config: LakeConfig): Promise<LakeSession> {
   const t1 = performance.now();
   const session = new LakeSession(config, instance, connection, { openMs: t1 - t0, extensionsMs: 0, attachMs: 0 });
   try {
-    const needsS3 = config.dataPath.startsWith('s3://') || config.backupPath.startsWith('s3://');
+    const needsS3 = usesS3(config);
     if (needsS3) await session.run('LOAD httpfs');
     await session.run('LOAD ducklake');
     if (config.metadata.type === 'postgres') await session.run('LOAD postgres');
     if (config.metadata.type === 'sqlite') await session.run('LOAD sqlite');
     if (needsS3) await session.run(s3SecretSql(config));
+    // The default postgres secret: libpq then needs no PGPASSWORD, and DuckDB redacts the value.
+    if (config.metadata.type === 'postgres' && config.pgPassword) await session.run(`CREATE TEMPORARY SECRET (TYPE postgres, PASSWORD ${literal(config.pgPassword)})`);
     session.timings.extensionsMs = performance.now() - t1;
     return session;
   } catch (err) {

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { V1PodSpec } from '@kubernetes/client-node';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -65,7 +66,9 @@ function poolObject(extra: Partial<pool.PoolObject['spec']> = {}, meta: Partial<
 /** A worker pod as Metacontroller observes it once the kubelet runs it. */
 function running(pod: KubeObject, created: Date, ready = true, ip = '10.1.0.7', annotations: Record<string, string> = {}): KubeObject {
   const o = observed(pod, { phase: 'Running', podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] });
-  return { ...o, metadata: { ...o.metadata, creationTimestamp: stamp(created), annotations: { ...o.metadata.annotations, ...annotations } } };
+  // Controlled by the pool, as Metacontroller creates it: the service asks only such pods for stats.
+  const owner = { apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', name: 'default-pool', uid: 'c0ffee00-0000-4000-8000-000000000003', controller: true, blockOwnerDeletion: true };
+  return { ...o, metadata: { ...o.metadata, creationTimestamp: stamp(created), ownerReferences: [owner], annotations: { ...o.metadata.annotations, ...annotations } } };
 }
 
 function stats(name: string, o: Partial<WorkerStats> = {}): WorkerStats {
@@ -181,6 +184,20 @@ t.test('DuckLakePool: only the service\'s pods may reach the workers', async (t)
     from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'platform' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' } } }],
     ports: [{ protocol: 'TCP', port: pool.WORKER_PORT }],
   }], 'ingress from the service\'s pods in its own namespace, to the worker port, and nothing else');
+});
+
+t.test('DuckLakePool: credentialsSecret gives the workers their own S3 keys instead of the catalog\'s', async (t) => {
+  const envOf = (r: SyncResponse) => (podsOf(r)[0]!.spec as V1PodSpec).containers[0]!.env!;
+  const keyRefs = (r: SyncResponse) => envOf(r).filter((e) => e.name.startsWith('AWS_') && e.valueFrom).map((e) => ({ name: e.name, ref: e.valueFrom!.secretKeyRef }));
+  const own = pool.sync(syncRequest(poolObject({ credentialsSecret: { name: 'lake-readonly', accessKeyField: 'id' } }), [], [readyCatalog], POOL_TYPES), ctx);
+  t.same(keyRefs(own), [
+    { name: 'AWS_ACCESS_KEY_ID', ref: { name: 'lake-readonly', key: 'id' } },
+    { name: 'AWS_SECRET_ACCESS_KEY', ref: { name: 'lake-readonly', key: 'secret-key' } },
+  ], 'the pool\'s Secret, with its field names and the defaults');
+  const inherited = pool.sync(syncRequest(poolObject(), [], [readyCatalog], POOL_TYPES), ctx);
+  const catalogSecret = (readyCatalog.spec as { objectStore: { credentialsSecret: { name: string } } }).objectStore.credentialsSecret.name;
+  t.same(keyRefs(inherited).map((k) => k.ref?.name), [catalogSecret, catalogSecret], 'without one, the catalog\'s Secret');
+  t.notOk(envOf(own).some((e) => e.value !== undefined && /secret|key/i.test(e.name) && e.name.startsWith('AWS_')), 'keys only through secretKeyRef, never as values');
 });
 
 t.test('DuckLakePool: from a fresh pool through scaling and recycling', async (t) => {

@@ -78,13 +78,13 @@ t.test('refusals list every problem and name the field', async (t) => {
   }
 });
 
-t.test('a pod memory limit in bytes becomes 80% for DuckDB, which DuckDB accepts', async (t) => {
+t.test('a pod memory limit in bytes becomes 50% for DuckDB, which DuckDB accepts', async (t) => {
   const { memoryLimit, loadConfig } = await import('../../lib/lake/config.js');
   const { openDuckDB } = await import('../../lib/lake/session.js');
-  t.equal(memoryLimit('2147483648'), '1638MiB');
+  t.equal(memoryLimit('2147483648'), '1024MiB');
   t.equal(memoryLimit('4GB'), '4GB');
   t.throws(() => memoryLimit('lots'), /FEATHERMAN_MEMORY_LIMIT/);
   const session = await openDuckDB(loadConfig({ FEATHERMAN_METADATA: 'duckdb:/tmp/x.ducklake', FEATHERMAN_DATA_PATH: '/tmp/x', FEATHERMAN_MEMORY_LIMIT: '2147483648' }));
   t.teardown(() => session.close());
-  t.match(await session.value("SELECT current_setting('memory_limit')"), /^1\.\d GiB$/);
+  t.match(await session.value("SELECT current_setting('memory_limit')"), /^1\.0 GiB$/);
 });

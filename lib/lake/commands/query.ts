@@ -1,25 +1,66 @@
-// `featherman query --sql SQL [--format json|ndjson|csv] [--as-of-version N | --as-of-time T] [--write]`
+// `featherman query --sql SQL|- [--format json|ndjson|csv] [--as-of-version N | --as-of-time T] [--write]`
 // json prints one line {ok, columns, rows, ...}; ndjson and csv stream rows to stdout and put
 // the summary on stderr (and in FEATHERMAN_RESULT_FILE).
-import { BadInputError } from '../../errors.js';
+//
+// `--sandbox` is the router's cold path, held to a warm worker's rules: the SQL comes over stdin
+// (`--sql -`) or from FEATHERMAN_QUERY_SQL (`--sql-env`, a fallback Job), never the command line;
+// it is checked by the query sandbox (a refusal exits 77, HTTP 403), interrupted `--timeout-ms`
+// after the process started (exit 124, HTTP 504), cut at `--max-rows` and `--max-bytes`, and a DuckDB catalog file is read
+// from a copy, so writers are never locked out.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BadInputError, DeadlineError, RefusedError } from '../../errors.js';
+import { checkSqlSize, isOutOfMemory, maxSqlBytes, outOfMemoryError } from '../../pool/limits.js';
 import { loadConfig } from '../config.js';
+import { takeSecrets } from '../../redact.js';
 import { classify, isStatementError } from '../failures.js';
-import { openLake } from '../session.js';
+import { attachLake, openDuckDB, openLake, type LakeSession } from '../session.js';
 import { parse, positiveInt } from './args.js';
-import { csvLine } from '../format.js';
+import { csvLine, resultChunks } from '../format.js';
 import { processStartMs } from '../../timing.js';
+
+const SQL_ENV = 'FEATHERMAN_QUERY_SQL';
+
+/** All of stdin, refused once past `limit` bytes (so a huge input is never held whole). */
+async function readStdin(limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new BadInputError(`sql: more than the limit of ${limit} bytes (FEATHERMAN_MAX_SQL_BYTES)`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
   const { values } = parse(argv, {
     sql: { type: 'string' },
+    'sql-stdin': { type: 'boolean', default: false },
+    'sql-env': { type: 'boolean', default: false },
     format: { type: 'string', default: 'json' },
     'as-of-version': { type: 'string' },
     'as-of-time': { type: 'string' },
     write: { type: 'boolean', default: false },
     'max-rows': { type: 'string' },
+    'max-bytes': { type: 'string' },
+    'timeout-ms': { type: 'string' },
     sandbox: { type: 'boolean', default: false },
   });
-  if (!values.sql?.trim()) throw new BadInputError('--sql: required');
+  // The size limit is the query API's (user SQL); an operator's own --sql is not held to it.
+  const sqlLimit = values.sandbox ? maxSqlBytes(env) : 256 * 1024 * 1024;
+  const sources = [values.sql !== undefined, values['sql-stdin'], values['sql-env']].filter(Boolean).length;
+  if (sources > 1) throw new BadInputError('--sql, --sql-stdin and --sql-env: give one');
+  let sql: string | undefined;
+  if (values['sql-stdin'] || values.sql === '-') sql = await readStdin(sqlLimit);
+  else if (values['sql-env']) {
+    sql = env[SQL_ENV];
+    // Read once; user SQL has no business finding itself (or anything else) in the environment.
+    delete env[SQL_ENV];
+  } else sql = values.sql;
+  if (!sql?.trim()) throw new BadInputError('--sql: required (SQL text, or - to read it from stdin)');
+  if (values.sandbox) checkSqlSize(sql, sqlLimit);
   const format = values.format;
   if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new BadInputError('--format: must be json, ndjson or csv');
   const snapshotVersion = positiveInt('--as-of-version', values['as-of-version']);
@@ -28,44 +69,114 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   if (snapshotTime !== undefined && Number.isNaN(Date.parse(snapshotTime))) throw new BadInputError(`--as-of-time: ${JSON.stringify(snapshotTime)} is not a timestamp`);
   if (values.write && (snapshotVersion !== undefined || snapshotTime !== undefined)) throw new BadInputError('--write: cannot be combined with --as-of-*: past snapshots are read-only');
   const maxRows = positiveInt('--max-rows', values['max-rows']) ?? (format === 'json' ? 100_000 : Number.MAX_SAFE_INTEGER);
+  const maxBytes = positiveInt('--max-bytes', values['max-bytes']) ?? Number.MAX_SAFE_INTEGER;
+  const timeoutMs = positiveInt('--timeout-ms', values['timeout-ms']);
 
   const config = loadConfig(env);
-  const session = await openLake(config, { readOnly: !values.write, snapshotVersion, snapshotTime });
+  // A process running user SQL keeps its keys only in DuckDB secrets (lib/redact.ts).
+  if (values.sandbox) takeSecrets(env);
+  const opts = { readOnly: !values.write, snapshotVersion, snapshotTime };
+  let scratch: string | undefined;
+  let session: LakeSession;
+  if (values.sandbox && !values.write && config.metadata.type === 'duckdb') {
+    // Read a copy of the catalog file: the live one stays free for writers.
+    const { copyCatalog } = await import('../catalog-copy.js');
+    scratch = await mkdtemp(join(tmpdir(), 'featherman-query-'));
+    const copy = join(scratch, 'catalog.ducklake');
+    try {
+      await copyCatalog(config, config.metadata.path, copy);
+      session = await openDuckDB(config);
+    } catch (err) {
+      await rm(scratch, { recursive: true, force: true });
+      throw classify(err, `opening the lake (${config.metadata.type} catalog, data at ${config.dataPath})`);
+    }
+    try {
+      await attachLake(session, opts, `ducklake:duckdb:${copy}`);
+    } catch (err) {
+      session.close();
+      await rm(scratch, { recursive: true, force: true });
+      throw classify(err, `opening the lake (${config.metadata.type} catalog, data at ${config.dataPath})`);
+    }
+  } else {
+    session = await openLake(config, opts);
+  }
   const started = performance.now();
+  let timedOut = false;
+  // The deadline counts from the process's start (performance.now()), as the caller's does: a
+  // slow start-up is not added on top of it.
+  // DuckDB's interrupt stops the statement running now; the sandbox's checks and the query are
+  // several, so once past the deadline keep interrupting until the process is done.
+  let interrupting: NodeJS.Timeout | undefined;
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    session.connection.interrupt();
+    interrupting = setInterval(() => session.connection.interrupt(), 100);
+    interrupting.unref();
+  }, Math.max(0, timeoutMs - performance.now()));
+  const failure = (err: unknown): Error => {
+    if (timedOut) return new DeadlineError(`query exceeded its deadline of ${timeoutMs} ms and was interrupted`);
+    const message = (err as Error).message ?? String(err);
+    if (isOutOfMemory(message)) return outOfMemoryError(message, config.memoryLimit);
+    const e = classify(err, 'query');
+    if (isStatementError(e)) return new BadInputError(`--sql: ${e.message.replace(/^query: /, '')}`);
+    return e;
+  };
   try {
     // --sandbox: the same limits as a warm worker (the router's cold path runs user SQL this way).
     if (values.sandbox) {
-      const { checkReadOnlyQuery, checkWriteQuery, lockDown, SandboxError } = await import('../../pool/sandbox.js');
+      const { checkReadOnlyQuery, checkWriteQuery, lockDown, SandboxError } = await import('../sandbox.js');
       try {
-        if (values.write) await checkWriteQuery(session.connection, values.sql);
-        else await checkReadOnlyQuery(session.connection, values.sql);
+        if (values.write) await checkWriteQuery(session.connection, sql);
+        else await checkReadOnlyQuery(session.connection, sql);
       } catch (err) {
-        if (err instanceof SandboxError) throw new BadInputError(err.message);
+        if (err instanceof SandboxError) throw new RefusedError(err.message);
         throw err;
       }
       await lockDown(session);
     }
-    let result;
-    try {
-      result = await session.connection.stream(values.sql);
-    } catch (err) {
-      const e = classify(err, 'query');
-      if (isStatementError(e)) throw new BadInputError(`--sql: ${e.message.replace(/^query: /, '')}`);
-      throw e;
-    }
-    const columns = result.columnNames();
+    const columns: string[] = [];
     const rows: unknown[] = [];
     let count = 0;
+    let bytes = 0;
     let truncated = false;
-    if (format === 'csv') process.stdout.write(csvLine(columns));
-    outer: for await (const batch of result.yieldRowObjectJson()) {
-      for (const row of batch) {
-        if (count >= maxRows) { truncated = true; break outer; }
-        count++;
-        if (format === 'json') rows.push(row);
-        else if (format === 'ndjson') process.stdout.write(JSON.stringify(row) + '\n');
-        else process.stdout.write(csvLine(columns.map((c) => row[c])));
+    // Rows leave in pieces of about 64 KiB; writes to a pipe block, so few and large is cheaper.
+    let piece = '';
+    const flush = () => { if (piece) process.stdout.write(piece); piece = ''; };
+    try {
+      const result = await session.connection.stream(sql);
+      columns.push(...result.columnNames());
+      if (format === 'csv') piece = csvLine(columns);
+      bytes = Buffer.byteLength(piece);
+      const remaining = () => Math.max(0, maxBytes - bytes);
+      outer: for await (const chunk of resultChunks(result)) {
+        for (let i = 0; i < chunk.rowCount; i++) {
+          const room = remaining();
+          if (count >= maxRows || chunk.bytes(i, room) > room) { truncated = true; break outer; }
+          if (format === 'json') {
+            const values = chunk.values(i);
+            const size = Buffer.byteLength(JSON.stringify(values)) + 1;
+            if (size > room) { truncated = true; break outer; }
+            bytes += size;
+            rows.push(values);
+          } else {
+            const text = format === 'ndjson' ? `${JSON.stringify(chunk.values(i))}\n` : csvLine(chunk.cells(i));
+            const size = Buffer.byteLength(text);
+            if (size > room) { truncated = true; break outer; }
+            bytes += size;
+            piece += text;
+            if (piece.length >= 65536) flush();
+          }
+          count++;
+        }
       }
+      flush();
+    } catch (err) {
+      flush();
+      throw failure(err);
+    }
+    // A first row above the byte cap is refused, as a warm worker refuses it, never sent cut.
+    if (truncated && count === 0 && maxBytes !== Number.MAX_SAFE_INTEGER && maxRows > 0) {
+      throw new BadInputError(`result: the first row is above the limit of ${maxBytes} bytes per answer (--max-bytes); select fewer or smaller columns`);
     }
     const summary = {
       command: 'query',
@@ -78,7 +189,10 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     if (format === 'json') return { ...summary, columns, rows };
     return { ...summary, columns, outputPrinted: true };
   } finally {
+    clearTimeout(timer);
+    clearInterval(interrupting);
     session.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   }
 }
 
