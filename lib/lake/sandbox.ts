@@ -179,10 +179,28 @@ function checkScan(get: Json): void {
   }
 }
 
+/**
+ * SQL texts already allowed on one engine whose catalog cannot change under it (a worker's copy of
+ * a DuckDB catalog file): the same text binds to the same lake tables there, so its verdict
+ * holds for the engine's life. Not for a Postgres catalog, where a dropped table could let the same
+ * name resolve elsewhere. Only allowed texts are kept, at most `max` of them (oldest out first).
+ */
+export class AllowedQueries {
+  private readonly texts = new Set<string>();
+  constructor(private readonly max = 1000) {}
+  has(sql: string): boolean { return this.texts.has(sql); }
+  add(sql: string): void {
+    if (this.texts.size >= this.max) this.texts.delete(this.texts.values().next().value!);
+    this.texts.add(sql);
+  }
+}
+
 /** Refuses anything but a single read-only query over the lake: SandboxError with the reason, or BadInputError for SQL that does not parse or bind. */
-export async function checkReadOnlyQuery(connection: DuckDBConnection, sql: string): Promise<void> {
+export async function checkReadOnlyQuery(connection: DuckDBConnection, sql: string, allowed?: AllowedQueries): Promise<void> {
+  if (allowed?.has(sql)) return;
   await checkParseTree(connection, sql);
   await checkPlan(connection, sql, false);
+  allowed?.add(sql);
 }
 
 /** For pools that may write: one INSERT, UPDATE, DELETE, MERGE or SELECT over the lake. */

@@ -16,12 +16,17 @@ import type { LakeConfig } from '../lake/config.js';
 import { attachLake, LakeSession, openDuckDB } from '../lake/session.js';
 import { LAKE } from '../lake/sql.js';
 import { copyCatalog } from '../lake/catalog-copy.js';
-import { lockDown } from '../lake/sandbox.js';
+import { AllowedQueries, lockDown } from '../lake/sandbox.js';
 
 export class Engine {
   private refs = 0;
   private retired = false;
-  constructor(readonly session: LakeSession, readonly generation: number, readonly snapshotId: number, private readonly copyPath?: string) {}
+  /** Read-only queries the sandbox allowed on this engine: only for a copied (so unchanging) catalog. */
+  readonly allowed?: AllowedQueries;
+
+  constructor(readonly session: LakeSession, readonly generation: number, readonly snapshotId: number, private readonly copyPath?: string) {
+    if (copyPath) this.allowed = new AllowedQueries();
+  }
 
   acquire(): () => void {
     this.refs++;

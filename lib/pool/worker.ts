@@ -256,7 +256,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     let first: IteratorResult<RowChunk>;
     let firstText = '';
     try {
-      if (opts.readOnly) await checkReadOnlyQuery(connection, sql);
+      if (opts.readOnly) await checkReadOnlyQuery(connection, sql, engine.allowed);
       else await checkWriteQuery(connection, sql);
       const result = await connection.stream(sql);
       columns = result.columnNames();

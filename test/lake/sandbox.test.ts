@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { ALLOWED_FUNCTIONS } from '../../lib/lake/allowed-functions.js';
 import { loadConfig } from '../../lib/lake/config.js';
-import { checkReadOnlyQuery, checkWriteQuery, SandboxError } from '../../lib/lake/sandbox.js';
+import { AllowedQueries, checkReadOnlyQuery, checkWriteQuery, SandboxError } from '../../lib/lake/sandbox.js';
 import { BadInputError } from '../../lib/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fm-sandbox-'));
@@ -90,4 +90,15 @@ t.test('errors that could quote what a read saw are opaque', async (t) => {
   const err = await checkWriteQuery(connection, `INSERT INTO users SELECT * FROM read_csv('${join(work, 'meta.ducklake')}')`).catch((e: Error) => e);
   t.match(String((err as Error).message), /^sql: the query does not bind \(\w[\w ]* error\)$/);
   t.notMatch(String((err as Error).message), work, 'no internal path');
+});
+
+t.test('an engine remembers the texts it allowed, and only those, within a bound', async (t) => {
+  const allowed = new AllowedQueries(2);
+  await checkReadOnlyQuery(connection, 'SELECT 1', allowed);
+  t.ok(allowed.has('SELECT 1'), 'an allowed text is remembered');
+  t.type(await refusal(checkReadOnlyQuery(connection, 'SELECT * FROM pg_settings', allowed)), SandboxError);
+  t.notOk(allowed.has('SELECT * FROM pg_settings'), 'a refused text is not');
+  await checkReadOnlyQuery(connection, 'SELECT 2', allowed);
+  await checkReadOnlyQuery(connection, 'SELECT 3', allowed);
+  t.same(['SELECT 1', 'SELECT 2', 'SELECT 3'].map((s) => allowed.has(s)), [false, true, true], 'the oldest goes first past the bound');
 });
