@@ -20,7 +20,7 @@ export class SandboxError extends Error {
   override name = 'SandboxError';
 }
 
-/** Largest plan, in operators and expressions, that a query may bind to. */
+/** Largest plan, in operators, that a query may bind to; ten times that in operators, expressions and their parts. */
 export const MAX_PLAN_NODES = 20_000;
 
 /** Table functions a query may call: generators, JSON rows, and DuckLake's read-only views of the lake. */
@@ -71,8 +71,8 @@ function* objects(root: unknown): Generator<Json> {
 
 const lower = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : '');
 
-function checkFunction(name: string, where: string): void {
-  if (!ALLOWED_FUNCTIONS.has(name)) throw new SandboxError(`sql: function ${name}() is not allowed${where}; queries compute over lake data only`);
+function checkFunction(name: string): void {
+  if (!ALLOWED_FUNCTIONS.has(name)) throw new SandboxError(`sql: function ${name}() is not allowed; queries compute over lake data only`);
 }
 
 /**
@@ -104,7 +104,7 @@ async function checkParseTree(connection: DuckDBConnection, sql: string): Promis
       if (!['', 'system'].includes(lower(n.catalog)) || !['', 'main'].includes(lower(n.schema))) {
         throw new SandboxError(`sql: ${[n.catalog, n.schema, n.function_name].filter(Boolean).join('.')}() is outside the lake`);
       }
-      checkFunction(lower(n.function_name), '');
+      checkFunction(lower(n.function_name));
     }
     const refType = typeof n.type === 'string' && 'sample' in n && 'alias' in n && !('class' in n) ? n.type : undefined;
     if (refType !== undefined && !TABLE_REFS.has(refType)) throw new SandboxError(`sql: ${refType.toLowerCase().replace(/_/g, ' ')} is not allowed; queries read lake tables`);
@@ -141,17 +141,19 @@ async function checkPlan(connection: DuckDBConnection, sql: string, write: boole
     if (OPAQUE_ERRORS.test(kind)) throw new BadInputError(`sql: the query does not bind (${kind} error)`);
     throw new BadInputError(`sql: ${kind[0]!.toUpperCase()}${kind.slice(1)} Error: ${plan.error_message}`);
   }
+  let operators = 0;
   let nodes = 0;
   for (const n of objects(plan.plans)) {
+    if (++nodes > MAX_PLAN_NODES * 10) throw new BadInputError(`sql: the query's plan is too large; simplify it`);
     const type = n.type;
     const expression = n.expression_class;
     if (typeof expression === 'string') {
       if (!EXPRESSIONS.has(expression)) throw new SandboxError(`sql: ${expression.toLowerCase()} expressions are not allowed`);
       if ((expression === 'BOUND_FUNCTION' || expression === 'BOUND_AGGREGATE' || (expression === 'BOUND_WINDOW' && n.name)) && typeof n.name === 'string') {
-        checkFunction(n.name.toLowerCase(), '');
+        checkFunction(n.name.toLowerCase());
       }
     } else if (typeof type === 'string' && type.startsWith('LOGICAL_')) {
-      if (++nodes > MAX_PLAN_NODES) throw new BadInputError(`sql: the query plans to more than ${MAX_PLAN_NODES} operators; simplify it`);
+      if (++operators > MAX_PLAN_NODES) throw new BadInputError(`sql: the query plans to more than ${MAX_PLAN_NODES} operators; simplify it`);
       if (!READ_OPERATORS.has(type) && !(write && WRITE_OPERATORS.has(type))) {
         throw new SandboxError(`sql: ${type.slice(8).toLowerCase().replace(/_/g, ' ')} is not allowed${write ? '' : ' on a read-only pool'}`);
       }
@@ -161,7 +163,6 @@ async function checkPlan(connection: DuckDBConnection, sql: string, write: boole
         if (lower(info?.catalog) !== LAKE) throw new SandboxError(`sql: writes go to lake tables only, not ${String(info?.catalog ?? 'that table')}`);
       }
     }
-    if (nodes + 1 > MAX_PLAN_NODES * 10) throw new BadInputError(`sql: the query's plan is too large; simplify it`);
   }
 }
 
