@@ -109,6 +109,18 @@ export function catalogDatabaseSql(config: LakeConfig, alias: string, readOnly: 
   return `ATTACH ${literal(target)} AS ${alias} (TYPE ${m.type === 'duckdb' ? 'duckdb' : m.type}${readOnly ? ', READ_ONLY' : ''})`;
 }
 
+/**
+ * Interrupt what `connection` runs now, and again every 100 ms until the returned function is
+ * called: a query is several statements (the sandbox's checks, then the query itself), and one
+ * interrupt stops only the statement running at that moment.
+ */
+export function keepInterrupting(connection: DuckDBConnection): () => void {
+  connection.interrupt();
+  const timer = setInterval(() => connection.interrupt(), 100);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Whether the lake's data or backups are on S3 (then httpfs is loaded). */
 export const usesS3 = (config: LakeConfig) => config.dataPath.startsWith('s3://') || config.backupPath.startsWith('s3://');
 

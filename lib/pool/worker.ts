@@ -17,6 +17,7 @@ import { redact, takeSecrets } from '../redact.js';
 import { EngineHolder } from './engine.js';
 import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from './limits.js';
 import { checkReadOnlyQuery, checkWriteQuery, SandboxError } from '../lake/sandbox.js';
+import { keepInterrupting } from '../lake/session.js';
 import type { WorkerStats } from './stats.js';
 
 export interface WorkerOptions {
@@ -186,13 +187,10 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     // A query that ignores the interrupt (a long scalar function over one big vector) is not
     // waited out: after the grace the caller gets its answer and the worker exits, to be
     // replaced, so the query costs one restart instead of a worker busy for minutes.
-    // DuckDB's interrupt stops the statement running now, and a query is several statements (the
-    // sandbox's checks, then the query): once stopping, keep interrupting until it has stopped.
-    let interrupting: NodeJS.Timeout | undefined;
+    let stopInterrupting: (() => void) | undefined;
     const stop = () => {
-      if (finished || interrupting) return;
-      connection.interrupt();
-      interrupting = setInterval(() => connection.interrupt(), 100);
+      if (finished || stopInterrupting) return;
+      stopInterrupting = keepInterrupting(connection);
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -204,7 +202,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       finished = true;
       clearTimeout(timer);
       clearTimeout(killTimer);
-      clearInterval(interrupting);
+      stopInterrupting?.();
       connection.closeSync();
       release();
       active--;

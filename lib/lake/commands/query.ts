@@ -15,7 +15,7 @@ import { checkSqlSize, isOutOfMemory, maxSqlBytes, outOfMemoryError } from '../.
 import { loadConfig } from '../config.js';
 import { takeSecrets } from '../../redact.js';
 import { classify, isStatementError } from '../failures.js';
-import { attachLake, openDuckDB, openLake, type LakeSession } from '../session.js';
+import { attachLake, keepInterrupting, openDuckDB, openLake, type LakeSession } from '../session.js';
 import { parse, positiveInt } from './args.js';
 import { csvLine, resultChunks } from '../format.js';
 import { processStartMs } from '../../timing.js';
@@ -104,14 +104,10 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   let timedOut = false;
   // The deadline counts from the process's start (performance.now()), as the caller's does: a
   // slow start-up is not added on top of it.
-  // DuckDB's interrupt stops the statement running now; the sandbox's checks and the query are
-  // several, so once past the deadline keep interrupting until the process is done.
-  let interrupting: NodeJS.Timeout | undefined;
+  let stopInterrupting: (() => void) | undefined;
   const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
-    session.connection.interrupt();
-    interrupting = setInterval(() => session.connection.interrupt(), 100);
-    interrupting.unref();
+    stopInterrupting = keepInterrupting(session.connection);
   }, Math.max(0, timeoutMs - performance.now()));
   const failure = (err: unknown): Error => {
     if (timedOut) return new DeadlineError(`query exceeded its deadline of ${timeoutMs} ms and was interrupted`);
@@ -190,7 +186,7 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     return { ...summary, columns, outputPrinted: true };
   } finally {
     clearTimeout(timer);
-    clearInterval(interrupting);
+    stopInterrupting?.();
     session.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }
