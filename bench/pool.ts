@@ -76,7 +76,7 @@ export async function run(): Promise<void> {
     const pool = new LocalPool(settings, env);
     pools.push(pool);
     await pool.scaleTo(2);
-    const app = await buildServer({ plugins: ['query'], router: new Router(pool, new LocalFallback(env)), apiTokens: [TOKEN] });
+    const app = await buildServer({ plugins: ['query'], router: new Router(pool, new LocalFallback(env)), apiTokens: [TOKEN], queryLog: () => undefined });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
     const viaRouter = (sql: string) => post(agent, `${base}/v1/query`, { catalog: 'bench', sql }, { authorization: `Bearer ${TOKEN}` });

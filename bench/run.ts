@@ -5,9 +5,11 @@ quietSdkWarnings();
 const only = process.argv.slice(2);
 const benches: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   lake: () => import('./lake.js'),
+  backup: () => import('./backup.js'),
   pool: () => import('./pool.js'),
   hooks: () => import('./hooks.js'),
   admission: () => import('./admission.js'),
+  auth: () => import('./auth.js'),
 };
 for (const [name, load] of Object.entries(benches)) {
   if (only.length && !only.includes(name)) continue;

@@ -29,9 +29,9 @@ commands:
   catalog init|info          create/attach the lake; show version, snapshot and tables
   table apply -f FILE        create or evolve a table from a DuckLakeTable manifest or its spec
   table drop NAME            drop a table
-  backup [list]              back up the catalog metadata; list backups
-  restore --backup NAME      rebuild the catalog metadata from a backup (or "latest")
-  maintain                   merge files, expire snapshots, clean up deleted files
+  backup [list|verify|delete] back up the catalog (--include-data: its files too); list, verify or delete backups
+  restore --backup NAME      rebuild the catalog from a verified backup (or "latest")
+  maintain                   flush, expire, merge, rewrite, clean up; never what a retained backup needs
   query --sql SQL            run SQL against the lake (read-only unless --write)
   serve                      the Metacontroller hooks and admission webhooks service
   worker                     a warm-pool worker: the lake attached, serving POST /query

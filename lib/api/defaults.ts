@@ -51,12 +51,25 @@ function computedDefaults(kind: Kind, spec: Obj, ctx: DefaultingContext, warning
       const store = spec.objectStore;
       if (isObj(store) && store.prefix === undefined && ctx.namespace) spec.objectStore = { ...store, prefix: `${ctx.namespace}/${ctx.name}` };
     }
+    // A backup target without a prefix gets the layout backups have beside the data, recorded on
+    // the object like the data prefix (lib/k8s/catalog-runner.ts backupPath computes the same).
+    const prefix = isObj(spec.objectStore) ? spec.objectStore.prefix : undefined;
+    const policy = spec.backupPolicy;
+    if (isObj(policy) && isObj(policy.target) && policy.target.prefix === undefined && typeof prefix === 'string') {
+      spec.backupPolicy = { ...policy, target: { ...policy.target, prefix: backupPrefix(prefix) } };
+    }
   }
   if (kind === 'DuckLakePool' && typeof spec.targetUtilization === 'string' && /^\s*(0?\.[0-9]+|0|1(\.0+)?)\s*$/.test(spec.targetUtilization)) {
     // The original operator stored targetUtilization as a string ("0.8"); it is a number now.
     warnings.push(`spec.targetUtilization: the string ${JSON.stringify(spec.targetUtilization)} was converted to the number ${Number(spec.targetUtilization)}`);
     spec.targetUtilization = Number(spec.targetUtilization);
   }
+}
+
+/** Where backups go under a prefix: <prefix>/backups, beside <prefix>/data. */
+export function backupPrefix(dataPrefix: string): string {
+  const p = dataPrefix.replace(/^\/+|\/+$/g, '');
+  return p ? `${p}/backups` : 'backups';
 }
 
 const escape = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');

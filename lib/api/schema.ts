@@ -44,8 +44,8 @@ export const GROUP = 'ducklake.featherman.dev';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-export type Kind = 'DuckLakeCatalog' | 'DuckLakeTable' | 'DuckLakePool';
-export const KINDS: readonly Kind[] = ['DuckLakeCatalog', 'DuckLakeTable', 'DuckLakePool'];
+export type Kind = 'DuckLakeCatalog' | 'DuckLakeTable' | 'DuckLakePool' | 'DuckLakeBackup';
+export const KINDS: readonly Kind[] = ['DuckLakeCatalog', 'DuckLakeTable', 'DuckLakePool', 'DuckLakeBackup'];
 
 /** Messages for patterns, so a schema denial reads as a rule rather than a regular expression. */
 export const PATTERN_MESSAGES: Record<string, string> = {
@@ -118,6 +118,13 @@ const credentialsSecret = (description: string): Schema => obj(description, {
 
 // ---- DuckLakeCatalog ----------------------------------------------------------------------------
 
+/** An S3 location's connection: the catalog's object store, or where its backups go. */
+const s3Connection = (what: string): Record<string, Schema> => ({
+  endpoint: str(`A host, host:port or http(s) URL, e.g. minio.storage:9000. ${what}`, { pattern: ENDPOINT_PATTERN }),
+  region: str('The bucket\'s region.', { pattern: '^[a-z0-9-]+$', maxLength: 64 }),
+  urlStyle: str('path (MinIO and most S3-compatible stores) or vhost (AWS).', { enum: ['path', 'vhost'] }),
+});
+
 const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where its data and metadata live.', {
   storageClass: str('StorageClass of the volume that holds a DuckDB metadata file (the cluster default when unset). Immutable.', {
     pattern: DNS_SUBDOMAIN_PATTERN,
@@ -171,9 +178,16 @@ const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where 
       message: 'encryption.enabled is immutable', fieldPath: '.enabled',
     }],
   }),
-  backupPolicy: obj('Scheduled backups of the metadata.', {
+  backupPolicy: obj('Scheduled backups of the metadata (and, with includeData, of the data files), and where every backup of this catalog goes.', {
     schedule: schedule('A cron schedule (five fields, or @daily etc.), e.g. "0 2 * * *".'),
     retentionDays: int32('Days to keep backups.', { minimum: 1, maximum: 3650, default: 7 }),
+    includeData: bool('Also copy the Parquet files of the backed-up snapshot next to the metadata, incrementally (a file already copied is never copied again), so the backup survives the loss of the bucket. Also the default for DuckLakeBackups of this catalog.', false),
+    target: obj('Where backups go instead of beside the data (s3://<objectStore.bucket>/<objectStore.prefix>/backups/): another bucket, prefix or account. Unset connection fields are the objectStore\'s.', {
+      bucket: str('The bucket.', { pattern: BUCKET_PATTERN, maxLength: 63 }),
+      prefix: str('Key prefix of the backups (default <objectStore.prefix>/backups); each catalog\'s backups are under <prefix>/<catalog name>/.', { pattern: PREFIX_PATTERN, maxLength: 512 }),
+      ...s3Connection('Unset means the objectStore\'s endpoint.'),
+      credentialsSecret: credentialsSecret('A Secret in the same namespace with the access key pair for the target. Unset means the objectStore\'s credentials.'),
+    }, { required: ['bucket'] }),
   }, { required: ['schedule'] }),
   maintenance: obj('Scheduled maintenance: merge small files, expire old snapshots, delete unreferenced files.', {
     schedule: schedule('A cron schedule (five fields, or @daily etc.).'),
@@ -182,9 +196,21 @@ const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where 
     mergeAdjacentFiles: bool('Merge small adjacent data files.', true),
     deleteOrphans: bool('Also delete files under the data path that DuckLake never recorded (lists the whole prefix).', false),
     orphansOlderThan: duration('Only delete orphans older than this, at least 1h (younger ones may belong to a write in flight).', '7d'),
+    maxCompactedFiles: int32('Merge at most this many files per run (at least 2), so one run stays bounded.', { minimum: 2, maximum: 1000000, default: 1000 }),
+    targetFileSize: str('Merge files up to this size, a quantity such as 512Mi (default: DuckLake\'s target_file_size).', { pattern: QUANTITY_PATTERN, maxLength: 32 }),
+    rewriteDataFiles: bool('Rewrite data files in which deleted rows make up at least rewriteDeleteThreshold.', true),
+    rewriteDeleteThreshold: {
+      type: 'number',
+      description: 'The fraction of deleted rows (above 0, at most 1) at which a data file is rewritten.',
+      minimum: 0, maximum: 1, default: 0.95,
+    },
+    flushInlinedData: bool('Move rows inlined in the catalog into Parquet files first.', true),
+    // Every retained backup holds the snapshot and the files it needs: no age given here expires
+    // or deletes them (the runner reports what it kept back).
   }, { required: ['schedule'] }),
-  restoreFrom: obj('Create the catalog from a backup instead of empty. Only honoured at creation.', {
+  restoreFrom: obj('Create the catalog from a backup instead of empty. Only honoured at creation. The backup is looked for where this catalog\'s backups go (backupPolicy.target, or beside the data).', {
     backup: str('The backup\'s name, or "latest".', { pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', minLength: 1 }),
+    catalog: objectName('Restore a backup of another catalog (its name: its backups are under <backup location>/<catalog>/). Default: this catalog.'),
   }, { required: ['backup'] }),
 }, {
   required: ['objectStore'],
@@ -194,7 +220,8 @@ const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where 
       message: 'storageClass is immutable', fieldPath: '.storageClass',
     },
     {
-      rule: '!has(self.restoreFrom) || (has(oldSelf.restoreFrom) && self.restoreFrom.backup == oldSelf.restoreFrom.backup)',
+      rule: '!has(self.restoreFrom) || (has(oldSelf.restoreFrom) && self.restoreFrom.backup == oldSelf.restoreFrom.backup'
+        + " && (has(self.restoreFrom.catalog) ? self.restoreFrom.catalog : '') == (has(oldSelf.restoreFrom.catalog) ? oldSelf.restoreFrom.catalog : ''))",
       message: 'restoreFrom can only be set when the catalog is created', fieldPath: '.restoreFrom',
     },
   ],
@@ -209,6 +236,32 @@ const catalogStatus = statusBase({
   lastBackupTime: time('When the last successful backup finished.'),
   lastBackupName: str('The last successful backup\'s name.'),
   lastMaintenanceTime: time('When the last successful maintenance run finished.'),
+  lastBackup: obj('The newest backup of this catalog (scheduled or a DuckLakeBackup). After a failure, outcome and message describe it and the other fields still describe the last good one.', {
+    name: str('The backup\'s name.'),
+    time: time('When it finished.'),
+    bytes: int64('Data bytes of the backed-up snapshot.', { minimum: 0 }),
+    durationSeconds: { type: 'number', description: 'How long it took.', minimum: 0 },
+    snapshotId: int64('The snapshot it holds.'),
+    includeData: bool('Whether it copied the data files.'),
+    outcome: str('Succeeded or Failed.', { enum: ['Succeeded', 'Failed'] }),
+    message: str('The runner\'s error when it failed.', { maxLength: 1024 }),
+    attemptTime: time('When the failed attempt finished (time stays the last good backup\'s).'),
+  }),
+  lastMaintenance: obj('The newest maintenance run. After a failure, outcome and message describe it and the figures are the last good run\'s.', {
+    time: time('When it finished.'),
+    durationSeconds: { type: 'number', description: 'How long it took.', minimum: 0 },
+    outcome: str('Succeeded or Failed.', { enum: ['Succeeded', 'Failed'] }),
+    message: str('The runner\'s error when it failed, or what it kept back for backups.', { maxLength: 1024 }),
+    snapshotsExpired: int64('Snapshots expired.', { minimum: 0 }),
+    snapshotsKeptBack: int64('Snapshots old enough to expire, kept for retained backups.', { minimum: 0 }),
+    filesMerged: int64('Small files merged into larger ones.', { minimum: 0 }),
+    filesRewritten: int64('Files rewritten to drop deleted rows.', { minimum: 0 }),
+    filesDeleted: int64('Unreferenced files deleted.', { minimum: 0 }),
+    bytesReclaimed: int64('Bytes those deletions freed.', { minimum: 0 }),
+    filesKeptBack: int64('Files that could have been deleted, kept for retained backups.', { minimum: 0 }),
+    orphansDeleted: int64('Orphan files deleted.', { minimum: 0 }),
+    attemptTime: time('When the failed run finished (time stays the last good run\'s).'),
+  }),
 });
 
 // ---- DuckLakeTable ------------------------------------------------------------------------------
@@ -312,6 +365,9 @@ const poolSpec: Schema = obj('A pool of warm DuckDB workers serving queries agai
   queue: obj('Queries waiting for a free worker.', {
     maxLength: int32('Most queries waiting; more are refused with HTTP 429.', { minimum: 0, maximum: 100000, default: 100 }),
     maxWaitTime: duration('Longest a query waits for a worker before it is refused.', '30s'),
+    maxRunningPerPrincipal: int32('Most queries one principal (user or ServiceAccount) runs at once in this pool, per service replica; more wait their turn. Unset: no limit beyond the pool\'s size.', { minimum: 1, maximum: 100000 }),
+    // No schema default (the service applies 50), so existing pools are not patched on admission.
+    maxQueuedPerPrincipal: int32('Most queries one principal has waiting in this pool, per service replica (default 50); more are refused with HTTP 429. The queue serves principals in turn.', { minimum: 0, maximum: 100000 }),
   }, { default: {} }),
   credentialsSecret: credentialsSecret('A Secret in the same namespace with the S3 key pair the workers use instead of the catalog\'s: give them read-only keys for the data prefix.'),
   catalogRef: obj('The DuckLakeCatalog (same namespace) the workers attach.', {
@@ -345,6 +401,36 @@ const poolStatus = statusBase({
       createdAt: time('When it started.'),
     }),
   },
+});
+
+// ---- DuckLakeBackup -----------------------------------------------------------------------------
+
+const backupSpec: Schema = obj('An on-demand backup of a catalog: one run of `featherman backup`, kept until deleted (never pruned by the catalog\'s retention). The whole spec is immutable.', {
+  catalogRef: objectName('The DuckLakeCatalog (same namespace) to back up.'),
+  includeData: bool('Also copy the data files of the snapshot (default: the catalog\'s backupPolicy.includeData, else false).'),
+  deletionPolicy: str('Retain keeps the backup in the bucket when this object is deleted; Delete deletes it.', {
+    enum: ['Retain', 'Delete'], default: 'Retain',
+  }),
+}, {
+  required: ['catalogRef'],
+  'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec is immutable: create a new DuckLakeBackup instead' }],
+});
+backupSpec.properties!.catalogRef!['x-kubernetes-validations'] = immutable('catalogRef');
+
+const backupStatus = statusBase({
+  catalog: str('The catalog backed up.'),
+  backupName: str('The backup\'s name in the backup location: the creation time and a hash of this object\'s uid.', { maxLength: 64 }),
+  location: str('Where the backup is, e.g. s3://bucket/prefix/backups/<catalog>/<name>/.', { maxLength: 1024 }),
+  includeData: bool('Whether the data files were copied.'),
+  snapshotId: int64('The snapshot the backup holds.'),
+  bytes: int64('Data bytes of that snapshot.', { minimum: 0 }),
+  files: int64('Data files of that snapshot.', { minimum: 0 }),
+  metadataBytes: int64('Bytes of the metadata copy.', { minimum: 0 }),
+  dataBytesCopied: int64('Data bytes copied by this backup (includeData; files copied before are not copied again).', { minimum: 0 }),
+  durationSeconds: { type: 'number', description: 'How long the backup took.', minimum: 0 },
+  verified: bool('The backup was read back and matched its manifest.'),
+  startedAt: time('When the backup Job started.'),
+  completionTime: time('When the backup finished.'),
 });
 
 // ---- the kinds ----------------------------------------------------------------------------------
@@ -394,6 +480,18 @@ export const KIND_INFO: Record<Kind, KindInfo> = {
       { name: 'Idle', type: 'integer', jsonPath: '.status.idlePods' },
       { name: 'Busy', type: 'integer', jsonPath: '.status.busyPods' },
       phase, ready, age,
+    ],
+  },
+  DuckLakeBackup: {
+    kind: 'DuckLakeBackup', plural: 'ducklakebackups', singular: 'ducklakebackup', shortName: 'dlb',
+    spec: backupSpec, status: backupStatus,
+    printerColumns: [
+      { name: 'Catalog', type: 'string', jsonPath: '.spec.catalogRef' },
+      phase,
+      { name: 'Backup', type: 'string', jsonPath: '.status.backupName' },
+      { name: 'Snapshot', type: 'integer', jsonPath: '.status.snapshotId' },
+      { name: 'Bytes', type: 'integer', jsonPath: '.status.bytes' },
+      age,
     ],
   },
 };

@@ -37,9 +37,11 @@ export function validateSpec(kind: Kind, spec: unknown, oldSpec?: unknown): Verd
     if (kind === 'DuckLakeCatalog') catalogRules(spec, v);
     if (kind === 'DuckLakeTable') tableRules(spec, v);
     if (kind === 'DuckLakePool') poolRules(spec, v);
+    if (kind === 'DuckLakeBackup') backupRules(spec, v);
     if (isObj(oldSpec)) {
       if (kind === 'DuckLakeCatalog') catalogUpdateRules(oldSpec, spec, v);
       if (kind === 'DuckLakeTable') tableUpdateRules(oldSpec, spec, v);
+      if (kind === 'DuckLakeBackup') backupUpdateRules(oldSpec, spec, v);
     }
   }
   // One report per field: when the schema already refused a field, its message stands alone.
@@ -71,24 +73,38 @@ function catalogRules(spec: Obj, v: Verdict): void {
   const bytes = parseQuantity(size);
   if (size !== undefined && bytes !== undefined && bytes < GIBIBYTE) add('size', `must be at least 1Gi, got ${q(size)}`);
 
-  const store = spec.objectStore;
-  if (isObj(store)) {
-    if (store.endpoint !== undefined) {
-      const p = endpointProblem(store.endpoint);
-      if (p) add('objectStore.endpoint', p);
+  // The object store and the backup target follow the same rules for endpoint, bucket and prefix.
+  const location = (at: string, where: unknown) => {
+    if (!isObj(where)) return;
+    if (where.endpoint !== undefined) {
+      const p = endpointProblem(where.endpoint);
+      if (p) add(`${at}.endpoint`, p);
     }
-    const bucket = str(store.bucket);
+    const bucket = str(where.bucket);
     if (bucket) {
-      if (bucket.includes('..') || /\.-|-\./.test(bucket)) add('objectStore.bucket', `${q(bucket)}: dots may not be next to each other or to a hyphen`);
-      if (/^\d+\.\d+\.\d+\.\d+$/.test(bucket)) add('objectStore.bucket', `${q(bucket)}: must not be formatted as an IP address`);
-      if (bucket.startsWith('xn--') || bucket.endsWith('-s3alias') || bucket.endsWith('--ol-s3')) add('objectStore.bucket', `${q(bucket)}: uses a prefix or suffix S3 reserves`);
+      if (bucket.includes('..') || /\.-|-\./.test(bucket)) add(`${at}.bucket`, `${q(bucket)}: dots may not be next to each other or to a hyphen`);
+      if (/^\d+\.\d+\.\d+\.\d+$/.test(bucket)) add(`${at}.bucket`, `${q(bucket)}: must not be formatted as an IP address`);
+      if (bucket.startsWith('xn--') || bucket.endsWith('-s3alias') || bucket.endsWith('--ol-s3')) add(`${at}.bucket`, `${q(bucket)}: uses a prefix or suffix S3 reserves`);
     }
-    const prefix = str(store.prefix);
+    const prefix = str(where.prefix);
     if (prefix) {
-      if (prefix.startsWith('/')) add('objectStore.prefix', `${q(prefix)}: must not start with "/"`);
-      if (prefix.includes('//')) add('objectStore.prefix', `${q(prefix)}: must not contain empty segments ("//")`);
-      if (prefix.split('/').some((s) => s === '.' || s === '..')) add('objectStore.prefix', `${q(prefix)}: must not contain "." or ".." segments`);
+      if (prefix.startsWith('/')) add(`${at}.prefix`, `${q(prefix)}: must not start with "/"`);
+      if (prefix.includes('//')) add(`${at}.prefix`, `${q(prefix)}: must not contain empty segments ("//")`);
+      if (prefix.split('/').some((s) => s === '.' || s === '..')) add(`${at}.prefix`, `${q(prefix)}: must not contain "." or ".." segments`);
     }
+  };
+  const store = spec.objectStore;
+  location('objectStore', store);
+  const target = get(spec, 'backupPolicy', 'target');
+  location('backupPolicy.target', target);
+  // Backups inside the data path would be deleted by orphan cleanup and counted as lake files.
+  const dataPrefix = str(get(store, 'prefix'));
+  const targetPrefix = str(get(target, 'prefix'));
+  if (isObj(target) && dataPrefix !== undefined && targetPrefix !== undefined && target.bucket === get(store, 'bucket')) {
+    const trim = (p: string) => p.replace(/^\/+|\/+$/g, '');
+    const data = `${trim(dataPrefix) ? `${trim(dataPrefix)}/` : ''}data`;
+    const t = trim(targetPrefix);
+    if (t === data || t.startsWith(`${data}/`)) add('backupPolicy.target.prefix', `${q(targetPrefix)} is inside the data path (${data}/): maintenance would delete the backups there; use a prefix beside it`);
   }
 
   const metadataType = str(get(spec, 'metadata', 'type')) ?? 'duckdb';
@@ -108,6 +124,13 @@ function catalogRules(spec: Obj, v: Verdict): void {
   const orphans = parseDuration(str(get(spec, 'maintenance', 'orphansOlderThan')) ?? '');
   if (orphans !== undefined && orphans < 3600) {
     add('maintenance.orphansOlderThan', 'must be at least 1h: younger unreferenced files may belong to a write still in flight');
+  }
+  const threshold = num(get(spec, 'maintenance', 'rewriteDeleteThreshold'));
+  if (threshold !== undefined && threshold < 0.000001) add('maintenance.rewriteDeleteThreshold', `must be above 0 (a file with no deleted rows is never rewritten), got ${threshold}`);
+  const fileSize = get(spec, 'maintenance', 'targetFileSize');
+  const fileBytes = parseQuantity(fileSize);
+  if (fileSize !== undefined && fileBytes !== undefined && (fileBytes < 2 ** 20 || !Number.isInteger(fileBytes))) {
+    add('maintenance.targetFileSize', `must be a whole number of bytes of at least 1Mi, got ${q(fileSize)}`);
   }
 }
 
@@ -129,9 +152,9 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   if (before !== undefined && after !== undefined && after < before) {
     v.problems.push({ field: 'spec.size', message: `cannot shrink from ${old.size} to ${spec.size}: volumes only grow` });
   }
-  const restoreBefore = get(old, 'restoreFrom', 'backup');
-  const restoreAfter = get(spec, 'restoreFrom', 'backup');
-  if (restoreAfter !== undefined && restoreAfter !== restoreBefore) {
+  const restoreBefore = q([get(old, 'restoreFrom', 'backup'), get(old, 'restoreFrom', 'catalog')]);
+  const restoreAfter = q([get(spec, 'restoreFrom', 'backup'), get(spec, 'restoreFrom', 'catalog')]);
+  if (get(spec, 'restoreFrom') !== undefined && restoreAfter !== restoreBefore) {
     v.problems.push({ field: 'spec.restoreFrom', message: 'can only be set when the catalog is created; restore into a new catalog instead' });
   }
 }
@@ -173,6 +196,24 @@ function tableUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
     ? partitioning.flatMap((k) => (typeof k === 'string' ? [parsePartitionKey(k)?.column ?? ''] : [])).filter(Boolean)
     : [];
   v.problems.push(...columnChangeProblems(existing, after, partitionColumns, { allowDrop: true, path: 'spec' }));
+}
+
+// ---- DuckLakeBackup -----------------------------------------------------------------------------
+
+function backupRules(spec: Obj, v: Verdict): void {
+  if (spec.deletionPolicy === 'Delete') v.warnings.push('deletionPolicy Delete: deleting this object deletes the backup from the bucket');
+}
+
+function backupUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
+  // The object records one backup run: another catalog or policy would be another backup.
+  for (const field of ['catalogRef', 'includeData', 'deletionPolicy'] as const) {
+    const dflt = field === 'deletionPolicy' ? 'Retain' : undefined;
+    const before = old[field] ?? dflt;
+    const after = spec[field] ?? dflt;
+    if (JSON.stringify(before) !== JSON.stringify(after)) {
+      v.problems.push({ field: `spec.${field}`, message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}); create a new DuckLakeBackup instead` });
+    }
+  }
 }
 
 // ---- DuckLakePool -------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 // secretKeyRef) and, for a DuckDB metadata file, the catalog volume. Table Jobs, backup and
 // maintenance CronJobs and warm workers all start from here.
 import type { V1EnvVar, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { backupPrefix } from '../api/defaults.js';
+import { parseQuantity } from '../api/quantity.js';
 import type { KubeObject } from './metacontroller.js';
 import { CATALOG_MOUNT, secretEnv } from './workloads.js';
 
@@ -21,7 +23,7 @@ export interface CatalogSpec {
   };
   metadata?: { type?: 'duckdb' | 'postgres'; connectionSecret?: { name: string }; schema?: string };
   encryption?: { enabled?: boolean };
-  backupPolicy?: { schedule: string; retentionDays?: number };
+  backupPolicy?: { schedule: string; retentionDays?: number; includeData?: boolean; target?: BackupTarget };
   maintenance?: {
     schedule: string;
     expireSnapshotsOlderThan?: string;
@@ -29,8 +31,23 @@ export interface CatalogSpec {
     mergeAdjacentFiles?: boolean;
     deleteOrphans?: boolean;
     orphansOlderThan?: string;
+    maxCompactedFiles?: number;
+    targetFileSize?: string;
+    rewriteDataFiles?: boolean;
+    rewriteDeleteThreshold?: number;
+    flushInlinedData?: boolean;
   };
-  restoreFrom?: { backup: string };
+  restoreFrom?: { backup: string; catalog?: string };
+}
+
+/** backupPolicy.target: where backups go instead of beside the data. */
+export interface BackupTarget {
+  bucket: string;
+  prefix?: string;
+  endpoint?: string;
+  region?: string;
+  urlStyle?: 'path' | 'vhost';
+  credentialsSecret?: CredentialsSecret;
 }
 
 export type CatalogObject = KubeObject & { spec: CatalogSpec; status?: Record<string, unknown> };
@@ -38,10 +55,60 @@ export type CatalogObject = KubeObject & { spec: CatalogSpec; status?: Record<st
 export const metadataType = (c: CatalogObject) => c.spec.metadata?.type ?? 'duckdb';
 export const catalogVolumeName = (c: CatalogObject) => `${c.metadata.name}-catalog`;
 
+const dataPrefix = (c: CatalogObject) => (c.spec.objectStore.prefix ?? `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`).replace(/^\/+|\/+$/g, '');
+
 /** s3://bucket/<prefix>/data/: the prefix defaults to <namespace>/<name>, so catalogs can share a bucket. */
 export function dataPath(c: CatalogObject): string {
-  const prefix = (c.spec.objectStore.prefix ?? `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`).replace(/^\/+|\/+$/g, '');
+  const prefix = dataPrefix(c);
   return `s3://${c.spec.objectStore.bucket}/${prefix ? `${prefix}/` : ''}data/`;
+}
+
+/** The catalog's identity in the data path's ownership marker: <namespace>/<name>. */
+export const catalogId = (c: CatalogObject) => `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`;
+
+/**
+ * The root of the catalog's backups (each one under <root>/<catalog>/<name>/): beside the data,
+ * s3://bucket/<prefix>/backups/, or in backupPolicy.target (its prefix defaults to the same layout).
+ */
+export function backupPath(c: CatalogObject): string {
+  const target = c.spec.backupPolicy?.target;
+  const bucket = target?.bucket ?? c.spec.objectStore.bucket;
+  const prefix = (target?.prefix ?? backupPrefix(dataPrefix(c))).replace(/^\/+|\/+$/g, '');
+  return `s3://${bucket}/${prefix ? `${prefix}/` : ''}`;
+}
+
+/** The environment that reaches the backups: their root and, for a target, its own connection. */
+export function backupEnv(c: CatalogObject): V1EnvVar[] {
+  const env: V1EnvVar[] = [{ name: 'FEATHERMAN_BACKUP_PATH', value: backupPath(c) }];
+  const t = c.spec.backupPolicy?.target;
+  if (!t) return env;
+  if (t.endpoint) env.push({ name: 'FEATHERMAN_BACKUP_ENDPOINT', value: t.endpoint });
+  if (t.region) env.push({ name: 'FEATHERMAN_BACKUP_REGION', value: t.region });
+  // The runner defaults a target's style from its endpoint; unset here means the objectStore's.
+  const urlStyle = t.urlStyle ?? c.spec.objectStore.urlStyle;
+  if (urlStyle) env.push({ name: 'FEATHERMAN_BACKUP_URL_STYLE', value: urlStyle });
+  if (t.credentialsSecret) {
+    const s = t.credentialsSecret;
+    env.push(secretEnv('FEATHERMAN_BACKUP_ACCESS_KEY_ID', s.name, s.accessKeyField ?? 'access-key'));
+    env.push(secretEnv('FEATHERMAN_BACKUP_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? 'secret-key'));
+  }
+  return env;
+}
+
+/** `featherman maintain` flags for spec.maintenance; unset fields keep the runner's defaults. */
+export function maintainArgs(m: NonNullable<CatalogSpec['maintenance']>): string[] {
+  const args = ['maintain', '--cleanup-older-than', m.cleanupOlderThan ?? '1h'];
+  if (m.expireSnapshotsOlderThan) args.push('--expire-older-than', m.expireSnapshotsOlderThan);
+  if (m.mergeAdjacentFiles === false) args.push('--no-merge');
+  if (m.deleteOrphans) args.push('--delete-orphans', '--orphans-older-than', m.orphansOlderThan ?? '7d');
+  if (m.maxCompactedFiles !== undefined) args.push('--max-compacted-files', String(m.maxCompactedFiles));
+  // In bytes: the runner's sizes are DuckDB's (512MB), Kubernetes' are quantities (512Mi).
+  const size = parseQuantity(m.targetFileSize);
+  if (size !== undefined) args.push('--target-file-size', String(Math.round(size)));
+  if (m.rewriteDataFiles === false) args.push('--no-rewrite');
+  else if (m.rewriteDeleteThreshold !== undefined) args.push('--rewrite-delete-threshold', m.rewriteDeleteThreshold.toFixed(6).replace(/0+$/, '').replace(/\.$/, ''));
+  if (m.flushInlinedData === false) args.push('--no-flush');
+  return args;
 }
 
 export interface RunnerAccess {
@@ -50,8 +117,14 @@ export interface RunnerAccess {
   mounts: V1VolumeMount[];
 }
 
-/** `credentials` replaces the catalog's key pair: a pool's own keys (its spec.credentialsSecret). */
-export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean; credentials?: CredentialsSecret } = {}): RunnerAccess {
+/**
+ * `credentials` replaces the catalog's key pair: a pool's own keys (its spec.credentialsSecret).
+ * `catalogJob` is for the Jobs that claim the data path and reach the backups (init, restore,
+ * backup, maintenance, DuckLakeBackup): the catalog's identity for the data path's ownership
+ * marker, the backup location and a backup target's credentials. Warm workers, which run users'
+ * SQL, and table Jobs get none of it.
+ */
+export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean; credentials?: CredentialsSecret; catalogJob?: boolean } = {}): RunnerAccess {
   const store = c.spec.objectStore;
   const env: V1EnvVar[] = [
     { name: 'FEATHERMAN_CATALOG', value: c.metadata.name },
@@ -67,6 +140,7 @@ export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean
     env.push(secretEnv('AWS_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? 'secret-key'));
   }
   if (c.spec.encryption?.enabled) env.push({ name: 'FEATHERMAN_ENCRYPTED', value: 'true' });
+  if (opts.catalogJob) env.push({ name: 'FEATHERMAN_CATALOG_ID', value: catalogId(c) }, ...backupEnv(c));
 
   if (metadataType(c) === 'postgres') {
     // libpq reads PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD itself, so the connection

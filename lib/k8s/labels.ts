@@ -4,7 +4,9 @@ import { createHash } from 'node:crypto';
 export const GROUP = 'ducklake.featherman.dev';
 export const API_VERSION = `${GROUP}/v1alpha1`;
 
-export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'table-apply' | 'table-drop' | 'worker' | 'query';
+// A DuckLakeBackup's backup Job is a catalog-backup too: the catalog's status reports the newest
+// backup whichever way it was started.
+export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'backup-delete' | 'table-apply' | 'table-drop' | 'worker' | 'query';
 
 export function shortHash(value: unknown, length = 10): string {
   return createHash('sha256').update(typeof value === 'string' ? value : stableJson(value)).digest('hex').slice(0, length);
@@ -32,7 +34,7 @@ export function childName(base: string, suffix: string, max = 63): string {
   return `${head}-${suffix}`;
 }
 
-export function labelsFor(opts: { component: Component; catalog: string; table?: string; pool?: string; instance: string }): Record<string, string> {
+export function labelsFor(opts: { component: Component; catalog: string; table?: string; pool?: string; backup?: string; instance: string }): Record<string, string> {
   const labels: Record<string, string> = {
     'app.kubernetes.io/name': 'featherman',
     'app.kubernetes.io/instance': labelValue(opts.instance),
@@ -42,5 +44,6 @@ export function labelsFor(opts: { component: Component; catalog: string; table?:
   };
   if (opts.table) labels[`${GROUP}/table`] = labelValue(opts.table);
   if (opts.pool) labels[`${GROUP}/pool`] = labelValue(opts.pool);
+  if (opts.backup) labels[`${GROUP}/backup`] = labelValue(opts.backup);
   return labels;
 }

@@ -22,11 +22,15 @@ export interface S3Settings {
 
 export interface LakeConfig {
   catalogName: string;
+  /** Who owns the data path (written into its marker): <namespace>/<name> in a cluster, else the catalog name. */
+  catalogId: string;
   metadata: Metadata;
   /** For postgres: the schema holding the ducklake_* tables (default: public). */
   metadataSchema?: string;
   dataPath: string; // local absolute directory with trailing slash, or s3://bucket/prefix/
   backupPath: string; // where backups go: <backupPath>/<catalogName>/<timestamp>/
+  /** The backup target's S3 connection: its own (FEATHERMAN_BACKUP_*) or the data's. */
+  backupS3: S3Settings;
   encrypted: boolean;
   s3: S3Settings;
   extensionDirectory: string;
@@ -91,10 +95,10 @@ export function defaultBackupPath(dataPath: string): string {
 }
 
 /** Accepts host, host:port or an http(s) URL, as the catalog's objectStore.endpoint does. */
-export function parseEndpoint(value: string | undefined): { endpoint?: string; useSsl: boolean } {
+export function parseEndpoint(value: string | undefined, field = 'AWS_ENDPOINT_URL_S3'): { endpoint?: string; useSsl: boolean } {
   if (!value) return { useSsl: true };
   const m = /^(?:(https?):\/\/)?([^/\s]+?)\/?$/i.exec(value.trim());
-  if (!m) throw new BadInputError(`AWS_ENDPOINT_URL_S3: ${JSON.stringify(value)} is not a host, host:port or http(s) URL`);
+  if (!m) throw new BadInputError(`${field}: ${JSON.stringify(value)} is not a host, host:port or http(s) URL`);
   return { endpoint: m[2]!, useSsl: (m[1] ?? 'https').toLowerCase() === 'https' };
 }
 
@@ -110,6 +114,27 @@ export function memoryLimit(value: string | undefined): string | undefined {
   if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.5) / 1024 / 1024))}MiB`;
   if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value)) throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
   return value;
+}
+
+/** The backup target's own connection when any FEATHERMAN_BACKUP_* setting is given; otherwise the data's. */
+function backupConnection(env: NodeJS.ProcessEnv, data: S3Settings): S3Settings {
+  const own = ['FEATHERMAN_BACKUP_ENDPOINT', 'FEATHERMAN_BACKUP_REGION', 'FEATHERMAN_BACKUP_URL_STYLE', 'FEATHERMAN_BACKUP_ACCESS_KEY_ID', 'FEATHERMAN_BACKUP_SECRET_ACCESS_KEY'];
+  if (!own.some((k) => env[k])) return data;
+  const { endpoint, useSsl } = env.FEATHERMAN_BACKUP_ENDPOINT
+    ? parseEndpoint(env.FEATHERMAN_BACKUP_ENDPOINT, 'FEATHERMAN_BACKUP_ENDPOINT')
+    : { endpoint: data.endpoint, useSsl: data.useSsl };
+  const urlStyle = (env.FEATHERMAN_BACKUP_URL_STYLE ?? (endpoint ? 'path' : 'vhost')).toLowerCase();
+  if (urlStyle !== 'path' && urlStyle !== 'vhost') throw new BadInputError('FEATHERMAN_BACKUP_URL_STYLE: must be path or vhost');
+  const ownKeys = Boolean(env.FEATHERMAN_BACKUP_ACCESS_KEY_ID || env.FEATHERMAN_BACKUP_SECRET_ACCESS_KEY);
+  return {
+    endpoint,
+    useSsl,
+    urlStyle,
+    region: env.FEATHERMAN_BACKUP_REGION ?? data.region,
+    accessKeyId: ownKeys ? env.FEATHERMAN_BACKUP_ACCESS_KEY_ID || undefined : data.accessKeyId,
+    secretAccessKey: ownKeys ? env.FEATHERMAN_BACKUP_SECRET_ACCESS_KEY || undefined : data.secretAccessKey,
+    sessionToken: ownKeys ? undefined : data.sessionToken,
+  };
 }
 
 function parseBool(name: string, value: string | undefined): boolean {
@@ -137,22 +162,27 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
   if (metadataSchema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(metadataSchema)) {
     throw new BadInputError('FEATHERMAN_METADATA_SCHEMA: must be letters, digits and underscores, not starting with a digit');
   }
+  const s3: S3Settings = {
+    endpoint,
+    useSsl,
+    urlStyle,
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    accessKeyId: env.AWS_ACCESS_KEY_ID || undefined,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY || undefined,
+    sessionToken: env.AWS_SESSION_TOKEN || undefined,
+  };
+  const catalogId = env.FEATHERMAN_CATALOG_ID || catalogName;
+  if (!/^[a-z0-9]([a-z0-9./-]{0,300}[a-z0-9])?$/.test(catalogId)) throw new BadInputError('FEATHERMAN_CATALOG_ID: must be <namespace>/<name> or a catalog name');
   return {
     catalogName,
+    catalogId,
     metadata,
     metadataSchema,
     dataPath,
     backupPath: env.FEATHERMAN_BACKUP_PATH ? normalizeDataPath(env.FEATHERMAN_BACKUP_PATH) : defaultBackupPath(dataPath),
     encrypted: parseBool('FEATHERMAN_ENCRYPTED', env.FEATHERMAN_ENCRYPTED),
-    s3: {
-      endpoint,
-      useSsl,
-      urlStyle,
-      region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      accessKeyId: env.AWS_ACCESS_KEY_ID || undefined,
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || undefined,
-      sessionToken: env.AWS_SESSION_TOKEN || undefined,
-    },
+    s3,
+    backupS3: backupConnection(env, s3),
     extensionDirectory: env.FEATHERMAN_EXTENSION_DIR ?? join(packageRoot(), '.cache', 'duckdb-extensions'),
     lockTimeoutMs: lockTimeout * 1000,
     memoryLimit: memoryLimit(env.FEATHERMAN_MEMORY_LIMIT),

@@ -56,6 +56,32 @@ const OPAQUE_ERRORS = /^(io|invalid input|conversion|http|permission|serializati
 
 type Json = Record<string, unknown>;
 
+/** A lake table a query reads or writes, as the bound plan names it (lower case). */
+export interface TableRef {
+  schema: string;
+  table: string;
+}
+
+/**
+ * What a query touches, from its bound plan: the lake tables it scans (table_changes() and the
+ * like are scans too), the tables it writes, and whether it reads the catalog's own metadata
+ * (snapshots(), table_info()). The query API authorises each (lib/auth/).
+ */
+export interface QueryTables {
+  kind: 'select' | 'insert' | 'update' | 'delete' | 'merge';
+  read: TableRef[];
+  write: TableRef[];
+  /** snapshots() or table_info(): metadata of every table of the catalog. */
+  catalog: boolean;
+}
+
+const WRITE_KINDS: Record<string, QueryTables['kind']> = { LOGICAL_INSERT: 'insert', LOGICAL_UPDATE: 'update', LOGICAL_DELETE: 'delete', LOGICAL_MERGE_INTO: 'merge' };
+
+function addTable(list: TableRef[], schema: unknown, table: unknown): void {
+  const ref = { schema: lower(schema) || 'main', table: lower(table) };
+  if (!list.some((t) => t.schema === ref.schema && t.table === ref.table)) list.push(ref);
+}
+
 /** Every object in a JSON tree, without recursion (a plan may be thousands of levels deep). */
 function* objects(root: unknown): Generator<Json> {
   const stack: unknown[] = [root];
@@ -132,8 +158,8 @@ async function checkParseTree(connection: DuckDBConnection, sql: string): Promis
   // stage 2 lets only DuckLake scans of the lake through.
 }
 
-/** Stage 2: the bound logical plan, for reads and writes. */
-async function checkPlan(connection: DuckDBConnection, sql: string, write: boolean): Promise<void> {
+/** Stage 2: the bound logical plan, for reads and writes; what it reads and writes. */
+async function checkPlan(connection: DuckDBConnection, sql: string, write: boolean): Promise<QueryTables> {
   const plan = JSON.parse(await serialize(connection, 'json_serialize_plan', sql)) as { error: boolean; error_type?: string; error_message?: string; plans?: unknown[] };
   if (plan.error) {
     const kind = plan.error_type ?? 'error';
@@ -143,6 +169,7 @@ async function checkPlan(connection: DuckDBConnection, sql: string, write: boole
   }
   let operators = 0;
   let nodes = 0;
+  const tables: QueryTables = { kind: 'select', read: [], write: [], catalog: false };
   for (const n of objects(plan.plans)) {
     if (++nodes > MAX_PLAN_NODES * 10) throw new BadInputError(`sql: the query's plan is too large; simplify it`);
     const type = n.type;
@@ -157,26 +184,32 @@ async function checkPlan(connection: DuckDBConnection, sql: string, write: boole
       if (!READ_OPERATORS.has(type) && !(write && WRITE_OPERATORS.has(type))) {
         throw new SandboxError(`sql: ${type.slice(8).toLowerCase().replace(/_/g, ' ')} is not allowed${write ? '' : ' on a read-only pool'}`);
       }
-      if (type === 'LOGICAL_GET') checkScan(n);
+      if (type === 'LOGICAL_GET') checkScan(n, tables);
       if (WRITE_OPERATORS.has(type)) {
         const info = n.table_info as Json | undefined;
         if (lower(info?.catalog) !== LAKE) throw new SandboxError(`sql: writes go to lake tables only, not ${String(info?.catalog ?? 'that table')}`);
+        addTable(tables.write, info?.schema, info?.table);
+        tables.kind = WRITE_KINDS[type]!;
       }
     }
   }
+  return tables;
 }
 
-function checkScan(get: Json): void {
+function checkScan(get: Json, tables: QueryTables): void {
   const name = lower(get.name);
   if (name === 'ducklake_scan') {
     const data = get.function_data as Json | undefined;
     if (lower(data?.catalog_name) !== LAKE) throw new SandboxError('sql: only lake tables may be read');
+    addTable(tables.read, data?.schema_name, data?.table_name);
     return;
   }
   if (!TABLE_FUNCTIONS.has(name)) throw new SandboxError(`sql: reading through ${name}() is not allowed; queries read lake tables`);
   if (LAKE_TABLE_FUNCTIONS.test(name)) {
     const first = (get.parameters as { value?: unknown }[] | undefined)?.[0]?.value;
     if (lower(first) !== LAKE) throw new SandboxError(`sql: ${name}() may only look at the lake`);
+    // snapshots() and table_info() describe every table; table_changes() and the like plan to ducklake_scans.
+    tables.catalog = true;
   }
 }
 
@@ -187,33 +220,47 @@ function checkScan(get: Json): void {
  * name resolve elsewhere. Only allowed texts are kept, at most `max` of them (oldest out first).
  */
 export class AllowedQueries {
-  private readonly texts = new Set<string>();
+  private readonly texts = new Map<string, QueryTables>();
   constructor(private readonly max = 1000) {}
   has(sql: string): boolean { return this.texts.has(sql); }
-  add(sql: string): void {
-    if (this.texts.size >= this.max) this.texts.delete(this.texts.values().next().value!);
-    this.texts.add(sql);
+  /** The tables an allowed text reads and writes (the same on this engine every time). */
+  get(sql: string): QueryTables | undefined { return this.texts.get(sql); }
+  add(sql: string, tables: QueryTables): void {
+    if (this.texts.size >= this.max) this.texts.delete(this.texts.keys().next().value!);
+    this.texts.set(sql, tables);
   }
 }
 
 /** Refuses anything but a single read-only query over the lake: SandboxError with the reason, or BadInputError for SQL that does not parse or bind. */
 export async function checkReadOnlyQuery(connection: DuckDBConnection, sql: string, allowed?: AllowedQueries): Promise<void> {
-  if (allowed?.has(sql)) return;
-  await checkParseTree(connection, sql);
-  await checkPlan(connection, sql, false);
-  allowed?.add(sql);
+  await planReadOnlyQuery(connection, sql, allowed);
 }
 
 /** For pools that may write: one INSERT, UPDATE, DELETE, MERGE or SELECT over the lake. */
 export async function checkWriteQuery(connection: DuckDBConnection, sql: string): Promise<void> {
+  await planWriteQuery(connection, sql);
+}
+
+/** checkReadOnlyQuery, saying what the allowed query reads. */
+export async function planReadOnlyQuery(connection: DuckDBConnection, sql: string, allowed?: AllowedQueries): Promise<QueryTables> {
+  const known = allowed?.get(sql);
+  if (known) return known;
+  await checkParseTree(connection, sql);
+  const tables = await checkPlan(connection, sql, false);
+  allowed?.add(sql, tables);
+  return tables;
+}
+
+/** checkWriteQuery, saying what the allowed query reads and writes. */
+export async function planWriteQuery(connection: DuckDBConnection, sql: string): Promise<QueryTables> {
   const extracted = await connection.extractStatements(sql);
   if (extracted.count !== 1) throw new SandboxError('sql: send exactly one statement');
   // A SELECT gets both stages. Other statements have no parse tree to look at (DuckDB serialises
   // only SELECTs), so they are checked on their plan alone, where errors that could quote what a
   // read saw are opaque, and anything but INSERT, UPDATE, DELETE and MERGE is refused.
   const isSelect = !(JSON.parse(await serialize(connection, 'json_serialize_sql', sql)) as { error: boolean }).error;
-  if (isSelect) return checkReadOnlyQuery(connection, sql);
-  await checkPlan(connection, sql, true);
+  if (isSelect) return planReadOnlyQuery(connection, sql);
+  return checkPlan(connection, sql, true);
 }
 
 /** DuckDB's own sandbox: only the lake's data files are reachable, and nothing can be re-configured. */

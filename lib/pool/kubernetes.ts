@@ -16,6 +16,7 @@ import { csvLine } from '../lake/format.js';
 import { DEMAND_STALE_SECONDS, demandKey, encodeDemand, staleDemandKeys } from './demand.js';
 import { fallbackLimitsFromEnv, type FallbackLimits } from './limits.js';
 import { metrics } from './metrics.js';
+import type { Grant } from '../auth/tables.js';
 import type { DemandListener, PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
 
 const WORKER_PORT = 8080;
@@ -23,7 +24,10 @@ const VERSION = API_VERSION.split('/')[1]!;
 
 interface PoolObject {
   metadata: { name: string; namespace: string };
-  spec: { catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; queue?: { maxLength?: number; maxWaitTime?: string }; credentialsSecret?: CredentialsSecret };
+  spec: {
+    catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; credentialsSecret?: CredentialsSecret;
+    queue?: { maxLength?: number; maxWaitTime?: string; maxRunningPerPrincipal?: number; maxQueuedPerPrincipal?: number };
+  };
 }
 
 export function kubeConfig(): KubeConfig {
@@ -45,6 +49,9 @@ function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string,
   };
 }
 
+/** As the CRD's default: a principal may fill half the default queue, so another always finds room. */
+export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 50;
+
 export function poolSettings(p: PoolObject): PoolSettings {
   const seconds = (d: string | undefined, fallback: number) => (d ? parseDuration(d) ?? fallback : fallback);
   return {
@@ -56,6 +63,8 @@ export function poolSettings(p: PoolObject): PoolSettings {
     queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, 30) * 1000,
     maxQueryMs: seconds(p.spec.maxQueryDuration, 60) * 1000,
     workerConcurrency: 1,
+    ...(p.spec.queue?.maxRunningPerPrincipal !== undefined ? { maxRunningPerPrincipal: p.spec.queue.maxRunningPerPrincipal } : {}),
+    maxQueuedPerPrincipal: p.spec.queue?.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL,
     ...(p.spec.credentialsSecret ? { credentialsSecret: p.spec.credentialsSecret } : {}),
   };
 }
@@ -218,7 +227,7 @@ export class JobFallback implements QueryFallback {
     this.limits = { ...fallbackLimitsFromEnv(process.env), ...limits };
   }
 
-  async run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
+  async run(pool: PoolSettings, query: QueryRequest, grant?: Grant): Promise<RoutedResponse> {
     const { maxRows, maxBytes, killGraceMs } = this.limits;
     const deadlineMs = Math.min(query.timeoutMs ?? pool.maxQueryMs, pool.maxQueryMs);
     const catalog = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: pool.namespace, plural: 'ducklakecatalogs', name: pool.catalog })) as CatalogObject;
@@ -227,7 +236,8 @@ export class JobFallback implements QueryFallback {
     const labels = labelsFor({ component: 'query', catalog: pool.catalog, pool: pool.pool, instance: pool.pool });
     const args = ['query', '--sandbox', '--sql-env', '--format', 'json', '--timeout-ms', String(deadlineMs), '--max-rows', String(maxRows), '--max-bytes', String(maxBytes), ...(pool.readOnly ? [] : ['--write'])];
     const spec = runnerPodSpec({ settings: this.settings, args, ...access });
-    spec.containers[0]!.env = [...(spec.containers[0]!.env ?? []), { name: 'FEATHERMAN_QUERY_SQL', value: query.sql }];
+    spec.containers[0]!.env = [...(spec.containers[0]!.env ?? []), { name: 'FEATHERMAN_QUERY_SQL', value: query.sql },
+      ...(grant ? [{ name: 'FEATHERMAN_QUERY_GRANT', value: JSON.stringify(grant) }] : [])];
     // Pod start-up (scheduling, image, DuckDB) comes on top of the query's own deadline and grace.
     const startupSeconds = 60;
     const body = job(name, labels, spec, { backoffLimit: 0, activeDeadlineSeconds: Math.ceil((deadlineMs + killGraceMs) / 1000) + startupSeconds });
@@ -246,7 +256,12 @@ export class JobFallback implements QueryFallback {
         await remove();
         return error(504, `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${killGraceMs} ms; its Job ${name} was deleted`);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      // Woken at once by a cancel: deleting the Job (its pod follows through the garbage collector) is what stops the query.
+      await new Promise<void>((r) => {
+        const done = () => { clearTimeout(timer); query.signal?.removeEventListener('abort', done); r(); };
+        const timer = setTimeout(done, 500);
+        query.signal?.addEventListener('abort', done, { once: true });
+      });
     }
     const pods = await this.core.listNamespacedPod({ namespace: pool.namespace, labelSelector: `job-name=${name}` });
     const pod = pods.items[0];

@@ -13,6 +13,7 @@ import { EXIT_BAD_INPUT, EXIT_DEADLINE, EXIT_REFUSED, EXIT_TEMPORARY } from '../
 import { packageRoot } from '../lake/config.js';
 import { fallbackLimitsFromEnv, type FallbackLimits } from './limits.js';
 import { workerOptionsFromEnv } from './worker.js';
+import type { Grant } from '../auth/tables.js';
 import type { PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';
 
 // The built CLI, also when this module runs from TypeScript source (tests).
@@ -44,7 +45,9 @@ export function memoryShare(processes: number, total = availableMemory()): { mem
 
 /** The environment with the share's memory_limit, unless one was configured. */
 function withMemoryShare(env: NodeJS.ProcessEnv, share: { memoryLimit: string }): NodeJS.ProcessEnv {
-  return env.FEATHERMAN_MEMORY_LIMIT ? env : { ...env, FEATHERMAN_MEMORY_LIMIT: share.memoryLimit };
+  // The query API's tokens are the service's alone: processes that run user SQL never get them.
+  const { FEATHERMAN_API_TOKENS: _tokens, FEATHERMAN_API_TOKENS_FILE: _file, ...rest } = env;
+  return env.FEATHERMAN_MEMORY_LIMIT ? rest : { ...rest, FEATHERMAN_MEMORY_LIMIT: share.memoryLimit };
 }
 
 export interface LocalWorker extends WorkerEndpoint {
@@ -216,7 +219,7 @@ export class LocalFallback implements QueryFallback {
     this.limits = { ...fallbackLimitsFromEnv(env), ...limits };
   }
 
-  async run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse> {
+  async run(pool: PoolSettings, query: QueryRequest, grant?: Grant): Promise<RoutedResponse> {
     const { maxRows, maxBytes, killGraceMs: graceMs } = this.limits;
     const deadlineMs = Math.min(query.timeoutMs ?? pool.maxQueryMs, pool.maxQueryMs);
     if (query.signal?.aborted) return answer(499, 'the client went away');
@@ -226,7 +229,8 @@ export class LocalFallback implements QueryFallback {
       '--timeout-ms', String(deadlineMs), '--max-rows', String(maxRows), '--max-bytes', String(maxBytes),
       ...(pool.readOnly ? [] : ['--write']),
     ];
-    const child = spawn(process.execPath, args, { env: withMemoryShare(this.env, share), stdio: ['pipe', 'pipe', 'pipe'] });
+    const env = { ...withMemoryShare(this.env, share), ...(grant ? { FEATHERMAN_QUERY_GRANT: JSON.stringify(grant) } : {}) };
+    const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin!.on('error', () => undefined); // a process that exits before reading it all
     child.stdin!.end(query.sql);
 

@@ -1,5 +1,8 @@
-// The query router: picks the least-loaded ready worker of a pool, queues FIFO when all are busy
-// (bounded length and wait), sends a query to another worker only when the first refused the
+// The query router: picks the least-loaded ready worker of a pool, queues when all are busy
+// (bounded length and wait; principals served in turn, each within its own running and queued
+// limits, so one user's burst cannot starve another's query), asks the worker what the query
+// would read and write and has the caller authorise that before it runs (the worker then holds
+// the query's plan to that grant), sends a query to another worker only when the first refused the
 // connection (never after a worker took it: a query that crashed or outran one worker would take
 // the next one down too), streams the worker's answer through, and falls back to a one-off query
 // run (bounded and queued the same way) when the pool has no ready worker at all. A worker whose
@@ -7,6 +10,7 @@
 // fallback runs (a Job, a local process) are interfaces, so the same router serves both.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Grant, QueryTables } from '../auth/tables.js';
 import { checkSqlSize, fallbackLimitsFromEnv, maxSqlBytes } from './limits.js';
 import { metrics } from './metrics.js';
 import { isWorkerStats } from './stats.js';
@@ -28,6 +32,17 @@ export interface PoolSettings {
   workerConcurrency: number;
   /** A cluster pool's own S3 keys (its credentialsSecret): its fallback Jobs use them, as its workers do. */
   credentialsSecret?: { name: string; accessKeyField?: string; secretKeyField?: string };
+  /** Queries one principal may have running in the pool (in this replica); more wait their turn. */
+  maxRunningPerPrincipal?: number;
+  /** Queries one principal may have waiting in the pool (in this replica); more are refused (429). */
+  maxQueuedPerPrincipal?: number;
+}
+
+/** What the router learnt about a query on its way, for the query log. */
+export interface QueryTrace {
+  worker?: string;
+  queueWaitMs?: number;
+  tables?: QueryTables;
 }
 
 export interface QueryRequest {
@@ -36,6 +51,17 @@ export interface QueryRequest {
   timeoutMs?: number;
   /** Aborted when the client goes away: the query leaves the queue, or its worker or process is stopped. */
   signal?: AbortSignal;
+  /** Who asks: queues serve principals in turn, and the per-principal limits count by it. */
+  principal?: string;
+  /**
+   * Decides on the tables the worker reports (from the bound plan) before the query runs: a
+   * Grant the worker then holds the plan to, undefined for no limit, or a RouterError (403).
+   */
+  authorize?: (tables: QueryTables) => Promise<Grant | undefined>;
+  /** The same for the cold path, from the SQL alone; the process holds its plan to the grant. */
+  authorizeCold?: (sql: string) => Promise<Grant | undefined>;
+  /** Filled in on the way (worker, queue wait, tables). */
+  trace?: QueryTrace;
 }
 
 export interface RoutedResponse {
@@ -54,7 +80,8 @@ export interface WorkerDirectory {
 
 /** Runs one query without the pool, as a fresh `featherman query` (a Job in a cluster). */
 export interface QueryFallback {
-  run(pool: PoolSettings, query: QueryRequest): Promise<RoutedResponse>;
+  /** `grant`: the tables the query was authorised for; the process refuses a plan outside them. */
+  run(pool: PoolSettings, query: QueryRequest, grant?: Grant): Promise<RoutedResponse>;
 }
 
 /** Told the demand a pool's sync hook scales on (in a cluster: lib/pool/demand.ts). */
@@ -66,13 +93,15 @@ export interface DemandListener {
 }
 
 export class RouterError extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  /** `details`: extra fields of the JSON answer (a 403's table and verb). */
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}, readonly details: Record<string, unknown> = {}) {
     super(message);
   }
 }
 
 /** A query waiting in a queue for `T`: a free worker, or a fallback slot. */
 interface Queued<T> {
+  principal: string;
   resolve: (value: T) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -86,7 +115,7 @@ type Gate = Queued<void>;
  * Wait in `queue` until whoever serves it calls resolve (clearing the timer), `waitMs` passes
  * (rejected with `timedOut()`), or `signal` aborts because the client went away.
  */
-function waitInQueue<T>(queue: Queued<T>[], waitMs: number, timedOut: () => RouterError, signal: AbortSignal | undefined,
+function waitInQueue<T>(queue: Queued<T>[], principal: string, waitMs: number, timedOut: () => RouterError, signal: AbortSignal | undefined,
   changed: () => void, exclude?: Set<string>): Promise<T> {
   return new Promise((resolve, reject) => {
     const leave = (err: Error) => {
@@ -100,6 +129,7 @@ function waitInQueue<T>(queue: Queued<T>[], waitMs: number, timedOut: () => Rout
     };
     const onAbort = () => leave(new RouterError(499, 'the client went away'));
     const entry: Queued<T> = {
+      principal,
       resolve: (value) => { signal?.removeEventListener('abort', onAbort); resolve(value); },
       reject,
       exclude,
@@ -121,7 +151,37 @@ class PoolState {
   /** Fallback processes (or Jobs) running, and queries waiting for one. */
   fallbackRunning = 0;
   readonly fallbackWaiters: Gate[] = [];
+  /** Queries each principal has running here (on a worker or the cold path). */
+  readonly running = new Map<string, number>();
+  /** When each principal was last handed a worker (a counter): the longest unserved goes next. */
+  private readonly lastServed = new Map<string, number>();
+  private turns = 0;
   constructor(public settings: PoolSettings, private readonly onChange: (state: PoolState) => void) {}
+
+  /** Whether the principal may start one more query now (its running limit). */
+  mayRun(principal: string): boolean {
+    return (this.running.get(principal) ?? 0) < (this.settings.maxRunningPerPrincipal ?? Infinity);
+  }
+
+  /** Queries of the principal waiting here, for a worker or a cold-path slot. */
+  queuedOf(principal: string): number {
+    let n = 0;
+    for (const w of this.waiters) if (w.principal === principal) n++;
+    for (const w of this.fallbackWaiters) if (w.principal === principal) n++;
+    return n;
+  }
+
+  start(principal: string): void {
+    this.running.set(principal, (this.running.get(principal) ?? 0) + 1);
+    this.lastServed.set(principal, ++this.turns);
+  }
+
+  /** A query of the principal stopped running: the next one of its (or anyone's) may start. */
+  finish(principal: string): void {
+    const n = (this.running.get(principal) ?? 1) - 1;
+    if (n <= 0) { this.running.delete(principal); if (!this.waiters.some((w) => w.principal === principal)) this.lastServed.delete(principal); } else this.running.set(principal, n);
+    this.wake();
+  }
 
   /** Queries waiting here for this pool: for a free worker, or on the fallback. */
   get queued(): number { return this.waiters.length + this.fallbacks; }
@@ -147,17 +207,33 @@ class PoolState {
     this.wake();
   }
 
-  /** Hand free workers to waiting queries, first come first served among those a worker suits. */
+  /**
+   * Hand free workers to waiting queries, principals in turn: the next worker goes to the waiting
+   * principal served longest ago (within its running limit), to that principal's oldest query a
+   * worker suits. One principal's burst thus waits behind everyone else's next query.
+   */
   wake(): void {
-    for (let i = 0; i < this.waiters.length;) {
+    for (;;) {
       if (!this.free()) return;
-      const waiter = this.waiters[i]!;
-      const w = this.free(waiter.exclude);
-      if (!w) { i++; continue; }
-      this.waiters.splice(i, 1);
+      let best = -1;
+      let bestTurn = Infinity;
+      let bestWorker: WorkerEndpoint | undefined;
+      const seen = new Set<string>();
+      for (let i = 0; i < this.waiters.length; i++) {
+        const waiter = this.waiters[i]!;
+        if (seen.has(waiter.principal) || !this.mayRun(waiter.principal)) continue;
+        const w = this.free(waiter.exclude);
+        if (!w) continue;
+        seen.add(waiter.principal);
+        const turn = this.lastServed.get(waiter.principal) ?? 0;
+        if (turn < bestTurn) { best = i; bestTurn = turn; bestWorker = w; }
+      }
+      if (best < 0) return;
+      const waiter = this.waiters.splice(best, 1)[0]!;
       clearTimeout(waiter.timer);
-      this.take(w);
-      waiter.resolve(w);
+      this.take(bestWorker!);
+      this.start(waiter.principal);
+      waiter.resolve(bestWorker!);
       this.changed();
     }
   }
@@ -229,22 +305,34 @@ export class Router {
     });
   }
 
-  private busyError(state: PoolState, waiting: number): RouterError {
-    const retryAfter = Math.max(1, Math.ceil(state.settings.queueMaxWaitMs / 1000 / 2));
-    return new RouterError(429, `pool ${state.settings.pool} is busy: ${waiting} queries already wait`, { 'retry-after': String(retryAfter) });
+  /** 429 naming the limit hit: the pool's queue, or the principal's share of it. */
+  private busyError(state: PoolState, waiting: number, principal: string): RouterError {
+    const retryAfter = String(Math.max(1, Math.ceil(state.settings.queueMaxWaitMs / 1000 / 2)));
+    const perPrincipal = state.settings.maxQueuedPerPrincipal;
+    if (perPrincipal !== undefined && state.queuedOf(principal) >= perPrincipal) {
+      return new RouterError(429, `limit queue.maxQueuedPerPrincipal (${perPrincipal}) of pool ${state.settings.pool} reached: you already have ${state.queuedOf(principal)} queries waiting`, { 'retry-after': retryAfter });
+    }
+    return new RouterError(429, `pool ${state.settings.pool} is busy: ${waiting} queries already wait (limit queue.maxLength: ${state.settings.queueMaxLength})`, { 'retry-after': retryAfter });
+  }
+
+  private full(state: PoolState, waiting: number, principal: string): boolean {
+    return waiting >= state.settings.queueMaxLength || state.queuedOf(principal) >= (state.settings.maxQueuedPerPrincipal ?? Infinity);
   }
 
   /** A free worker now, or after waiting in the pool's queue until `waitUntil` (epoch ms). */
-  private acquire(state: PoolState, waitUntil: number, signal?: AbortSignal, exclude?: Set<string>): Promise<WorkerEndpoint> {
-    const w = state.free(exclude);
-    if (w) { state.take(w); return Promise.resolve(w); }
-    if (state.waiters.length >= state.settings.queueMaxLength) return Promise.reject(this.busyError(state, state.waiters.length));
+  private acquire(state: PoolState, principal: string, waitUntil: number, signal?: AbortSignal, exclude?: Set<string>): Promise<WorkerEndpoint> {
+    // Nobody else waiting for a turn: a free worker is taken at once.
+    const w = state.mayRun(principal) && state.waiters.length === 0 ? state.free(exclude) : undefined;
+    if (w) { state.take(w); state.start(principal); return Promise.resolve(w); }
+    if (this.full(state, state.waiters.length, principal)) return Promise.reject(this.busyError(state, state.waiters.length, principal));
     const timedOut = () => new RouterError(503, `no worker of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, { 'retry-after': '1' });
-    return waitInQueue(state.waiters, waitUntil - Date.now(), timedOut, signal, () => state.changed(), exclude);
+    const waiting = waitInQueue(state.waiters, principal, waitUntil - Date.now(), timedOut, signal, () => state.changed(), exclude);
+    state.wake(); // it may be this principal's turn on a free worker right away
+    return waiting;
   }
 
   /** A fallback slot of the pool (its processes or Jobs are bounded too), queued like a worker. */
-  private fallbackSlot(state: PoolState, signal?: AbortSignal): Promise<() => void> {
+  private fallbackSlot(state: PoolState, principal: string, signal?: AbortSignal): Promise<() => void> {
     const release = () => {
       state.fallbackRunning--;
       const next = state.fallbackWaiters.shift();
@@ -252,9 +340,9 @@ export class Router {
     };
     const once = () => { let done = false; return () => { if (!done) { done = true; release(); } }; };
     if (state.fallbackRunning < this.fallbackConcurrency) { state.fallbackRunning++; return Promise.resolve(once()); }
-    if (state.fallbackWaiters.length >= state.settings.queueMaxLength) return Promise.reject(this.busyError(state, state.fallbackWaiters.length));
+    if (this.full(state, state.fallbackWaiters.length, principal)) return Promise.reject(this.busyError(state, state.fallbackWaiters.length, principal));
     const timedOut = () => new RouterError(503, `no query process of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, { 'retry-after': '1' });
-    return waitInQueue(state.fallbackWaiters, state.settings.queueMaxWaitMs, timedOut, signal, () => undefined).then(once);
+    return waitInQueue(state.fallbackWaiters, principal, state.settings.queueMaxWaitMs, timedOut, signal, () => undefined).then(once);
   }
 
   /**
@@ -283,22 +371,34 @@ export class Router {
 
   private async runFallback(state: PoolState, settings: PoolSettings, query: QueryRequest, arrived: number): Promise<RoutedResponse> {
     const labels = { pool: settings.pool, namespace: settings.namespace };
+    const principal = query.principal ?? '';
+    let grant: Grant | undefined;
+    try {
+      grant = await query.authorizeCold?.(query.sql);
+    } catch (err) {
+      if (err instanceof RouterError && err.status === 403) metrics.queries.inc({ ...labels, outcome: 'forbidden' });
+      throw err;
+    }
     metrics.queries.inc({ ...labels, outcome: 'fallback' });
     this.demand?.fellBack(settings);
     state.fallbacks++;
     state.changed();
     let r: RoutedResponse;
     try {
-      const release = await this.fallbackSlot(state, query.signal);
+      const release = await this.fallbackSlot(state, principal, query.signal);
+      if (query.trace) query.trace.queueWaitMs = performance.now() - arrived;
+      state.start(principal);
       try {
-        r = await this.fallback.run(settings, query);
+        r = await this.fallback.run(settings, query, grant);
       } finally {
         release();
+        state.finish(principal);
       }
     } finally {
       state.fallbacks--;
       state.changed();
     }
+    if (query.trace) query.trace.worker = r.headers['x-featherman-pod'] ?? 'fallback';
     r.headers['x-featherman-pod'] ??= 'fallback';
     r.headers['x-featherman-duration'] = (performance.now() - arrived).toFixed(1);
     return r;
@@ -317,17 +417,65 @@ export class Router {
     if (state.workers.length === 0) return this.runFallback(state, settings, query, arrived);
     const timeoutMs = Math.min(query.timeoutMs ?? settings.maxQueryMs, settings.maxQueryMs);
     const tried = new Set<string>();
+    const principal = query.principal ?? '';
+    let grant: Grant | undefined;
+    let authorized = !query.authorize;
 
     for (let attempt = 1; ; attempt++) {
       let worker: WorkerEndpoint;
       try {
-        worker = await this.acquire(state, waitUntil, query.signal, tried.size ? tried : undefined);
+        worker = await this.acquire(state, principal, waitUntil, query.signal, tried.size ? tried : undefined);
       } catch (err) {
         const status = err instanceof RouterError ? err.status : 0;
         metrics.queries.inc({ ...labels, outcome: status === 429 ? 'rejected' : status === 499 ? 'cancelled' : 'timeout' });
         throw err;
       }
+      // This attempt's turn ends with the query (settled below) or when it goes back to the queue.
+      let turnOver = false;
+      const endTurn = () => { if (!turnOver) { turnOver = true; state.finish(principal); } };
       if (attempt === 1) metrics.waitDuration.observe(labels, (performance.now() - arrived) / 1000);
+      if (query.trace) { query.trace.worker = worker.name; query.trace.queueWaitMs ??= performance.now() - arrived; }
+      if (!authorized) {
+        // Ask the worker what the query would read and write (its sandbox binds it; nothing runs),
+        // and have the caller authorise exactly that before the query is sent.
+        let planned: Response;
+        try {
+          planned = await fetch(`${worker.url}/plan`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: query.sql }), signal: query.signal });
+        } catch (err) {
+          state.give(worker);
+          endTurn();
+          if (notSent(err) && attempt < ATTEMPTS && !query.signal?.aborted) { tried.add(worker.name); continue; }
+          const gone = query.signal?.aborted;
+          metrics.queries.inc({ ...labels, outcome: gone ? 'cancelled' : 'worker_failed' });
+          if (gone) throw new RouterError(499, 'the client went away');
+          throw new RouterError(502, `worker ${worker.name} failed before answering: ${(err as Error).message}`);
+        }
+        if (planned.status === 503) {
+          await planned.body?.cancel().catch(() => undefined);
+          state.give(worker);
+          endTurn();
+          continue;
+        }
+        if (!planned.ok) {
+          // Refused by the sandbox, or SQL that does not bind: the worker's own answer.
+          state.give(worker);
+          endTurn();
+          metrics.queries.inc({ ...labels, outcome: 'error' });
+          const text = await planned.text();
+          return { status: planned.status, headers: { 'content-type': 'application/json', 'x-featherman-pod': worker.name, 'x-featherman-duration': (performance.now() - arrived).toFixed(1) }, body: Readable.from([text]) };
+        }
+        const tables = (await planned.json()) as QueryTables;
+        if (query.trace) query.trace.tables = tables;
+        try {
+          grant = await query.authorize!(tables);
+        } catch (err) {
+          state.give(worker);
+          endTurn();
+          metrics.queries.inc({ ...labels, outcome: err instanceof RouterError && err.status === 403 ? 'forbidden' : 'error' });
+          throw err;
+        }
+        authorized = true;
+      }
       // How long the worker may take before it has stopped the query (or died) for sure.
       const stopBy = Date.now() + timeoutMs + this.killGraceMs + 5000;
       // One controller held here (AbortSignal.any's composite can be collected while undici waits).
@@ -341,7 +489,7 @@ export class Router {
         res = await fetch(`${worker.url}/query`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ sql: query.sql, format: query.format, timeoutMs }),
+          body: JSON.stringify({ sql: query.sql, format: query.format, timeoutMs, ...(grant ? { grant } : {}) }),
           signal: controller.signal,
         });
       } catch (err) {
@@ -351,9 +499,11 @@ export class Router {
           // send elsewhere. Anything later (a reset, a timeout) may be the query's own doing,
           // and running it again would let one query take down worker after worker.
           state.give(worker);
+          endTurn();
           tried.add(worker.name);
           if (attempt < ATTEMPTS && !query.signal?.aborted) continue;
         } else {
+          endTurn();
           void this.holdUntilIdle(state, worker, stopBy);
         }
         const gone = query.signal?.aborted;
@@ -366,6 +516,7 @@ export class Router {
         // Busy (another replica's query) or draining: the query never started there. Back into
         // the queue, and the worker counts as busy until it says otherwise.
         await res.body?.cancel().catch(() => undefined);
+        endTurn();
         void this.holdUntilIdle(state, worker, stopBy);
         continue;
       }
@@ -376,6 +527,10 @@ export class Router {
       };
       const snapshot = res.headers.get('x-featherman-snapshot');
       if (snapshot) headers['x-featherman-snapshot'] = snapshot;
+      const planned = res.headers.get('x-featherman-tables');
+      if (planned && query.trace && !query.trace.tables) {
+        try { query.trace.tables = JSON.parse(decodeURIComponent(planned)) as QueryTables; } catch { /* the log goes without */ }
+      }
       const retryAfter = res.headers.get('retry-after');
       if (retryAfter) headers['retry-after'] = retryAfter;
       const body = res.body ? Readable.fromWeb(res.body as unknown as WebReadableStream) : Readable.from([]);
@@ -384,6 +539,7 @@ export class Router {
         if (settled) return;
         settled = true;
         detach();
+        endTurn();
         // A complete answer means the worker has finished the query; a cut one may not have.
         if (complete) state.give(worker);
         else void this.holdUntilIdle(state, worker, stopBy);

@@ -14,9 +14,11 @@ import { loadConfig, type LakeConfig } from '../lake/config.js';
 import { isStatementError } from '../lake/failures.js';
 import { csvLine, resultChunks, type RowChunk } from '../lake/format.js';
 import { redact, takeSecrets } from '../redact.js';
-import { EngineHolder } from './engine.js';
+import { EngineHolder, type Engine } from './engine.js';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from './limits.js';
-import { checkReadOnlyQuery, checkWriteQuery, SandboxError } from '../lake/sandbox.js';
+import { planReadOnlyQuery, planWriteQuery, SandboxError, type QueryTables } from '../lake/sandbox.js';
+import { checkGrant, GRANT_SCHEMA, type Grant } from '../auth/tables.js';
 import { keepInterrupting } from '../lake/session.js';
 import type { WorkerStats } from './stats.js';
 
@@ -140,7 +142,47 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     ...(holder.current ? { snapshotId: holder.current.snapshotId } : {}),
   }));
 
-  app.post<{ Body: { sql: string; format?: QueryFormat; timeoutMs?: number; maxRows?: number } }>('/query', {
+  const sandbox = (connection: DuckDBConnection, sql: string, engine: Engine): Promise<QueryTables> =>
+    opts.readOnly ? planReadOnlyQuery(connection, sql, engine.allowed) : planWriteQuery(connection, sql);
+
+  // What a query would read and write, from its bound plan (the sandbox's checks included), so the
+  // router can authorise them before the query runs; nothing is executed.
+  app.post<{ Body: { sql: string } }>('/plan', {
+    schema: { body: { type: 'object', required: ['sql'], additionalProperties: false, properties: { sql: { type: 'string', minLength: 1, maxLength: 1_000_000 } } } },
+  }, async (request, reply) => {
+    const engine = holder.current;
+    if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
+    try {
+      checkSqlSize(request.body.sql, opts.maxSqlBytes);
+    } catch (err) {
+      return reply.code(400).send({ error: (err as Error).message });
+    }
+    const release = engine.acquire();
+    const connection = await engine.connect();
+    // Binding is bounded like the query itself: interrupted at the deadline, or when the router goes away.
+    let stopInterrupting: (() => void) | undefined;
+    let timedOut = false;
+    const interrupt = () => { stopInterrupting ??= keepInterrupting(connection); };
+    const timer = setTimeout(() => { timedOut = true; interrupt(); }, opts.maxQueryMs);
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) interrupt(); });
+    try {
+      return await sandbox(connection, request.body.sql, engine);
+    } catch (err) {
+      const message = (err as Error).message.split('\n')[0] ?? 'query failed';
+      if (timedOut) return reply.code(504).send({ error: `binding the query exceeded its deadline of ${opts.maxQueryMs} ms and was interrupted` });
+      if (err instanceof SandboxError) return reply.code(403).send({ error: message });
+      if (err instanceof BadInputError) return reply.code(400).send({ error: message });
+      if (isStatementError(message)) return reply.code(400).send({ error: `sql: ${message}` });
+      return reply.code(502).send({ error: redact(`the lake could not answer: ${message}`) });
+    } finally {
+      clearTimeout(timer);
+      stopInterrupting?.();
+      connection.closeSync();
+      release();
+    }
+  });
+
+  app.post<{ Body: { sql: string; format?: QueryFormat; timeoutMs?: number; maxRows?: number; grant?: Grant } }>('/query', {
     schema: {
       body: {
         type: 'object',
@@ -151,6 +193,8 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
           format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
           timeoutMs: { type: 'integer', minimum: 1 },
           maxRows: { type: 'integer', minimum: 1 },
+          // The tables the router authorised: the bound plan must stay within them.
+          grant: GRANT_SCHEMA,
         },
       },
     },
@@ -253,9 +297,10 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     let chunks: AsyncIterator<RowChunk>;
     let first: IteratorResult<RowChunk>;
     let firstText = '';
+    let tables: QueryTables;
     try {
-      if (opts.readOnly) await checkReadOnlyQuery(connection, sql, engine.allowed);
-      else await checkWriteQuery(connection, sql);
+      tables = await sandbox(connection, sql, engine);
+      checkGrant(tables, request.body.grant);
       const result = await connection.stream(sql);
       columns = result.columnNames();
       chunks = resultChunks(result)[Symbol.asyncIterator]();
@@ -288,6 +333,8 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       'content-type': CONTENT_TYPES[format],
       'x-featherman-pod': opts.pod,
       'x-featherman-snapshot': String(engine.snapshotId),
+      // What the plan read and wrote, for the query log (a router that authorised the query already knows).
+      ...tablesHeader(tables),
       trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration',
     });
     // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one
@@ -362,4 +409,10 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   process.once('SIGTERM', () => { void stop(); });
   process.once('SIGINT', () => { void stop(); });
   await new Promise(() => undefined);
+}
+
+/** The tables a query touched, as a header (URI-encoded JSON), left out when too long for one. */
+function tablesHeader(tables: QueryTables): Record<string, string> {
+  const value = encodeURIComponent(JSON.stringify(tables));
+  return value.length <= 4096 ? { 'x-featherman-tables': value } : {};
 }

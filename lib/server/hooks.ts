@@ -4,6 +4,7 @@
 // kind is one module in hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
 import { isIP } from 'node:net';
 import type { FastifyPluginAsync } from 'fastify';
+import * as backup from '../../hooks/backup.js';
 import * as catalog from '../../hooks/catalog.js';
 import type { HookContext } from '../../hooks/context.js';
 import * as pool from '../../hooks/pool.js';
@@ -36,6 +37,7 @@ export const HOOKS: Record<string, KindHooks> = {
   ducklakecatalogs: kind('DuckLakeCatalog', catalog),
   ducklaketables: kind('DuckLakeTable', table),
   ducklakepools: kind('DuckLakePool', pool),
+  ducklakebackups: kind('DuckLakeBackup', backup),
 };
 
 /** Kinds whose hooks read their worker pods' GET /stats (through HookContext.workerStats). */

@@ -97,7 +97,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     logger: { level: opts.logLevel },
     plugins: [...LISTENERS.http],
     readiness,
-    ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster } : {}),
+    ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {}),
   });
   const hooksApp = await buildServer({ loggerInstance: app.log, plugins: [...LISTENERS.hooks], readiness });
   listeners.hooks = hooksApp;
@@ -159,17 +159,27 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
   }
   const settings = {
     namespace: 'local', pool: 'default', catalog: 'default', readOnly: true,
-    queueMaxLength: 100, queueMaxWaitMs: 30_000, maxQueryMs: 60_000, workerConcurrency: 1,
+    queueMaxLength: 100, queueMaxWaitMs: 30_000, maxQueryMs: 60_000, workerConcurrency: 1, maxQueuedPerPrincipal: 50,
   };
   const pool = new LocalPool(settings, env);
   await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
   return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile, relocatedFrom };
 }
 
-/** In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the fallback, queue demand told to the pools. */
+/**
+ * In a cluster (or with KUBECONFIG): pools and worker pods from the API server, Jobs as the
+ * fallback, queue demand told to the pools; tokens checked by TokenReview (audience
+ * FEATHERMAN_TOKEN_AUDIENCES, default featherman) and tables by SubjectAccessReview.
+ */
 async function clusterRouter() {
   const { DemandAnnotations, JobFallback, KubernetesDirectory, kubeConfig } = await import('../pool/kubernetes.js');
   const { Router } = await import('../pool/router.js');
+  const { kubernetesTokenReviewer, DEFAULT_AUDIENCE } = await import('../auth/authenticate.js');
+  const { kubernetesAccessReviewer, kubernetesTableObjects } = await import('../auth/authorize.js');
   const kc = kubeConfig();
-  return new Router(new KubernetesDirectory(kc), new JobFallback(kc), new DemandAnnotations(kc));
+  const audiences = (process.env.FEATHERMAN_TOKEN_AUDIENCES ?? DEFAULT_AUDIENCE).split(',').map((a) => a.trim()).filter(Boolean);
+  return {
+    router: new Router(new KubernetesDirectory(kc), new JobFallback(kc), new DemandAnnotations(kc)),
+    auth: { tokenReviewer: kubernetesTokenReviewer(kc), accessReviewer: kubernetesAccessReviewer(kc), tableObjects: kubernetesTableObjects(kc), audiences },
+  };
 }

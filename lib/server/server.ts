@@ -7,6 +7,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { useSafeJsonParser } from './body.js';
 import type { ReadinessCheck } from './health.js';
 import type { Router } from '../pool/router.js';
+import type { KubernetesAuth } from './query.js';
+import type { QueryLogger } from '../auth/query-log.js';
 
 export interface ServerOptions {
   /** Fastify's logger: false (tests), true, or pino options. Request bodies are never logged. */
@@ -21,8 +23,12 @@ export interface ServerOptions {
   serverFactory?: FastifyServerOptions['serverFactory'];
   /** The query router behind POST /v1/query (local workers, or the cluster's pools). */
   router?: Router;
-  /** Bearer tokens for POST /v1/query; FEATHERMAN_API_TOKENS when unset. */
+  /** Static bearer tokens for POST /v1/query (`token` or `token=user;group...`); FEATHERMAN_API_TOKENS when unset. */
   apiTokens?: string[];
+  /** Kubernetes tokens and RBAC for the query API (TokenReview, SubjectAccessReview): in a cluster. */
+  kubernetesAuth?: KubernetesAuth;
+  /** Where the query log goes (default: one JSON line per query on stdout). */
+  queryLog?: QueryLogger;
 }
 
 type PluginEntry = (opts: ServerOptions) => Promise<{ plugin: FastifyPluginAsync<never>; options?: unknown }>;
@@ -32,7 +38,7 @@ export const PLUGINS: Record<string, PluginEntry> = {
   health: async (o) => ({ plugin: (await import('./health.js')).healthPlugin as FastifyPluginAsync<never>, options: { checks: o.readiness ?? {} } }),
   admission: async () => ({ plugin: (await import('./admission.js')).admissionPlugin as FastifyPluginAsync<never> }),
   hooks: async () => ({ plugin: (await import('./hooks.js')).hooksPlugin as FastifyPluginAsync<never> }),
-  query: async (o) => ({ plugin: (await import('./query.js')).queryPlugin as FastifyPluginAsync<never>, options: { router: o.router, tokens: o.apiTokens } }),
+  query: async (o) => ({ plugin: (await import('./query.js')).queryPlugin as FastifyPluginAsync<never>, options: { router: o.router, tokens: o.apiTokens, kubernetesAuth: o.kubernetesAuth, queryLog: o.queryLog } }),
   metrics: async (o) => ({ plugin: (await import('./query.js')).metricsPlugin as FastifyPluginAsync<never>, options: { router: o.router } }),
 };
 

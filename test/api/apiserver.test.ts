@@ -31,6 +31,7 @@ if (process.env.FEATHERMAN_SKIP_APISERVER_CHECK === '1' || !hasGo) {
   const postgres = yamlObjects(join(ROOT, 'examples', 'catalog-postgres.yaml'))[0]!;
   const table = yamlObjects(join(ROOT, 'examples', 'users-table.yaml'))[0]!;
   const pool = readmeFixture('pool');
+  const backup = yamlObjects(join(ROOT, 'examples', 'backup.yaml'))[0]!;
   const objects = [...exampleFiles().flatMap((f) => yamlObjects(f)), catalog, readmeFixture('table'), pool].filter((o) => KINDS.includes(o.kind));
   const cases: Case[] = [
     ...objects.map((o) => ({ name: `${o.kind} ${o.metadata.name} is valid`, kind: o.kind, object: o, expect: 'valid' as const })),
@@ -54,6 +55,21 @@ if (process.env.FEATHERMAN_SKIP_APISERVER_CHECK === '1' || !hasGo) {
     { name: 'pool unknown field', kind: 'DuckLakePool', object: edit(pool, (o) => { o.spec.lifecyclePolicies = {}; }), expect: /unknown field/ },
     { name: 'bad bucket', kind: 'DuckLakeCatalog', object: edit(catalog, (o) => { o.spec.objectStore.bucket = 'Bad_Bucket'; }), expect: /spec.objectStore.bucket/ },
     { name: 'bad deletionPolicy', kind: 'DuckLakeTable', object: edit(table, (o) => { o.spec.deletionPolicy = 'Destroy'; }), expect: /Unsupported value: "Destroy"/ },
+    { name: 'backup includeData changed', kind: 'DuckLakeBackup', oldObject: backup, object: edit(backup, (o) => { o.spec.includeData = false; }), expect: /spec is immutable: create a new DuckLakeBackup instead/ },
+    { name: 'backup deletionPolicy changed', kind: 'DuckLakeBackup', oldObject: backup, object: edit(backup, (o) => { o.spec.deletionPolicy = 'Delete'; }), expect: /spec is immutable/ },
+    { name: 'backup catalogRef changed', kind: 'DuckLakeBackup', oldObject: backup, object: edit(backup, (o) => { o.spec.catalogRef = 'other'; }), expect: /catalogRef is immutable/ },
+    { name: 'backup re-applied unchanged', kind: 'DuckLakeBackup', oldObject: backup, object: clone(backup), expect: 'valid' },
+    { name: 'restoreFrom.catalog added', kind: 'DuckLakeCatalog', oldObject: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest' }; }), object: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest', catalog: 'old' }; }), expect: /restoreFrom can only be set when the catalog is created/ },
+    {
+      name: 'a backup target and the maintenance fields', kind: 'DuckLakeCatalog',
+      object: edit(catalog, (o) => {
+        o.spec.backupPolicy.includeData = true;
+        o.spec.backupPolicy.target = { bucket: 'lake-backups', prefix: 'x', endpoint: 'minio:9000', region: 'eu-west-1', urlStyle: 'path', credentialsSecret: { name: 'k' } };
+        o.spec.maintenance = { schedule: '@weekly', maxCompactedFiles: 10, targetFileSize: '512Mi', rewriteDeleteThreshold: 0.5, rewriteDataFiles: true, flushInlinedData: false };
+      }),
+      expect: 'valid',
+    },
+    { name: 'rewriteDeleteThreshold above 1', kind: 'DuckLakeCatalog', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', rewriteDeleteThreshold: 2 }; }), expect: /rewriteDeleteThreshold/ },
   ];
   const input = {
     crds: Object.fromEntries(KINDS.map((k) => [k, join(ROOT, 'crds', crdFileName(k))])),
@@ -64,7 +80,7 @@ if (process.env.FEATHERMAN_SKIP_APISERVER_CHECK === '1' || !hasGo) {
     results: { name: string; errors: string[]; defaulted?: Obj }[];
   };
 
-  t.same(output.crdErrors, { DuckLakeCatalog: [], DuckLakeTable: [], DuckLakePool: [] }, 'the API server accepts the three CRDs (structural, CEL cost within budget)');
+  t.same(output.crdErrors, { DuckLakeCatalog: [], DuckLakeTable: [], DuckLakePool: [], DuckLakeBackup: [] }, 'the API server accepts the four CRDs (structural, CEL cost within budget)');
   cases.forEach((c, i) => {
     const result = output.results[i]!;
     if (c.expect === 'valid') t.same(result.errors, [], c.name);

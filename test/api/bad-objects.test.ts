@@ -9,6 +9,8 @@ const catalog = () => clone(readmeFixture('catalog'));
 const pool = () => clone(readmeFixture('pool'));
 const table = () => clone(yamlObjects(join(ROOT, 'examples', 'users-table.yaml'))[0]!);
 const postgresCatalog = () => clone(yamlObjects(join(ROOT, 'examples', 'catalog-postgres.yaml'))[0]!);
+const backup = () => clone(yamlObjects(join(ROOT, 'examples', 'backup.yaml'))[0]!);
+const withTarget = (o: Obj, target: Obj) => { o.spec.backupPolicy.target = target; };
 
 interface Case {
   name: string;
@@ -57,6 +59,39 @@ const creates: Case[] = [
   { name: 'misspelt field', object: edit(catalog, (o) => { o.spec.objectstore = o.spec.objectStore; }), field: 'spec.objectstore', message: /not a field of this kind/ },
   { name: 'storageClass with spaces', object: edit(catalog, (o) => { o.spec.storageClass = 'Fast SSD'; }), field: 'spec.storageClass', message: /Kubernetes object name/ },
   { name: 'encryption.enabled a string', object: edit(catalog, (o) => { o.spec.encryption = { enabled: 'yes' }; }), field: 'spec.encryption.enabled', message: /true or false/ },
+  // DuckLakeCatalog: backups and maintenance (issue 10)
+  { name: 'includeData a string', object: edit(catalog, (o) => { o.spec.backupPolicy.includeData = 'yes'; }), field: 'spec.backupPolicy.includeData', message: /true or false/ },
+  { name: 'backup target without a bucket', object: edit(catalog, (o) => withTarget(o, { prefix: 'x' })), field: 'spec.backupPolicy.target.bucket', message: /is required/ },
+  { name: 'backup target bucket with capitals', object: edit(catalog, (o) => withTarget(o, { bucket: 'Backups' })), field: 'spec.backupPolicy.target.bucket', message: /S3 bucket name/ },
+  { name: 'backup target bucket shaped like an IP address', object: edit(catalog, (o) => withTarget(o, { bucket: '10.0.0.1' })), field: 'spec.backupPolicy.target.bucket', message: /IP address/ },
+  { name: 'backup target endpoint with another scheme', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', endpoint: 'ftp://minio:9000' })), field: 'spec.backupPolicy.target.endpoint', message: /host, host:port or http\(s\) URL/ },
+  { name: 'backup target endpoint port out of range', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', endpoint: 'minio:70000' })), field: 'spec.backupPolicy.target.endpoint', message: /port 70000/ },
+  { name: 'backup target endpoint with credentials', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', endpoint: 'http://key:secret@minio:9000' })), field: 'spec.backupPolicy.target.endpoint', message: /host, host:port or http\(s\) URL|credentials/ },
+  { name: 'backup target prefix with ..', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', prefix: 'a/../b' })), field: 'spec.backupPolicy.target.prefix', message: /"\.\." segments/ },
+  { name: 'backups inside the data path', object: edit(postgresCatalog, (o) => { o.spec.backupPolicy.target = { bucket: 'analytics-lake', prefix: 'shared/data/backups' }; }), field: 'spec.backupPolicy.target.prefix', message: /inside the data path \(shared\/data\/\)/ },
+  { name: 'backups as the data path', object: edit(postgresCatalog, (o) => { o.spec.backupPolicy.target = { bucket: 'analytics-lake', prefix: 'shared/data/' }; }), field: 'spec.backupPolicy.target.prefix', message: /inside the data path/ },
+  { name: 'backup target urlStyle', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', urlStyle: 'virtual' })), field: 'spec.backupPolicy.target.urlStyle', message: /one of "path", "vhost"/ },
+  { name: 'backup target credentials without a name', object: edit(catalog, (o) => withTarget(o, { bucket: 'backups', credentialsSecret: {} })), field: 'spec.backupPolicy.target.credentialsSecret.name', message: /is required/ },
+  { name: 'targetFileSize not a quantity', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', targetFileSize: '512 MB' }; }), field: 'spec.maintenance.targetFileSize', message: /quantity such as 10Gi/ },
+  { name: 'targetFileSize below 1Mi', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', targetFileSize: '100Ki' }; }), field: 'spec.maintenance.targetFileSize', message: /at least 1Mi, got "100Ki"/ },
+  { name: 'targetFileSize in millibytes', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', targetFileSize: '5000000500m' }; }), field: 'spec.maintenance.targetFileSize', message: /whole number of bytes/ },
+  { name: 'rewriteDeleteThreshold above 1', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', rewriteDeleteThreshold: 1.5 }; }), field: 'spec.maintenance.rewriteDeleteThreshold', message: /at most 1, got 1.5/ },
+  { name: 'rewriteDeleteThreshold negative', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', rewriteDeleteThreshold: -0.1 }; }), field: 'spec.maintenance.rewriteDeleteThreshold', message: /at least 0/ },
+  { name: 'maxCompactedFiles 1', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', maxCompactedFiles: 1 }; }), field: 'spec.maintenance.maxCompactedFiles', message: /at least 2, got 1/ },
+  { name: 'rewriteDeleteThreshold 0', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', rewriteDeleteThreshold: 0 }; }), field: 'spec.maintenance.rewriteDeleteThreshold', message: /must be above 0/ },
+  { name: 'flushInlinedData a string', object: edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', flushInlinedData: 'no' }; }), field: 'spec.maintenance.flushInlinedData', message: /true or false/ },
+  { name: 'restoreFrom.catalog not a Kubernetes name', object: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest', catalog: 'Old_Lake' }; }), field: 'spec.restoreFrom.catalog', message: /Kubernetes object name/ },
+  // DuckLakeBackup
+  { name: 'no catalogRef', object: edit(backup, (o) => { delete o.spec.catalogRef; }), field: 'spec.catalogRef', message: /is required/ },
+  { name: 'catalogRef not a Kubernetes name', object: edit(backup, (o) => { o.spec.catalogRef = 'My Catalog'; }), field: 'spec.catalogRef', message: /Kubernetes object name/ },
+  { name: 'catalogRef as an object', object: edit(backup, (o) => { o.spec.catalogRef = { name: 'example' }; }), field: 'spec.catalogRef', message: /must be a string/ },
+  { name: 'includeData a string', object: edit(backup, (o) => { o.spec.includeData = 'true'; }), field: 'spec.includeData', message: /true or false/ },
+  { name: 'unknown deletionPolicy', object: edit(backup, (o) => { o.spec.deletionPolicy = 'Archive'; }), field: 'spec.deletionPolicy', message: /one of "Retain", "Delete"/ },
+  { name: 'a name of its own', object: edit(backup, (o) => { o.spec.name = '20261124T020000Z'; }), field: 'spec.name', message: /not a field of this kind/ },
+  { name: 'a schedule (that is the catalog\'s backupPolicy)', object: edit(backup, (o) => { o.spec.schedule = '@daily'; }), field: 'spec.schedule', message: /not a field of this kind/ },
+  { name: 'a retention (backups made this way are never pruned)', object: edit(backup, (o) => { o.spec.retentionDays = 3; }), field: 'spec.retentionDays', message: /not a field of this kind/ },
+  { name: 'spec missing', object: edit(backup, (o) => { delete o.spec; }), field: 'spec', message: /is required|must be an object/ },
+  { name: 'catalogRef empty', object: edit(backup, (o) => { o.spec.catalogRef = ''; }), field: 'spec.catalogRef', message: /must not be empty|Kubernetes object name/ },
   // DuckLakeTable
   { name: 'no columns', object: edit(table, (o) => { o.spec.columns = []; o.spec.format.partitioning = []; }), field: 'spec.columns', message: /at least 1 item/ },
   { name: 'misspelt type', object: edit(table, (o) => { o.spec.columns[1].type = 'STRNG'; }), field: 'spec.columns[1].type', message: /invalid DuckDB type "STRNG": unknown type/ },
@@ -99,8 +134,8 @@ const creates: Case[] = [
   { name: 'lifecycle fields nested as in the Go operator', object: edit(pool, (o) => { o.spec.lifecyclePolicies = { maxIdleTime: '5m' }; }), field: 'spec.lifecyclePolicies', message: /not a field of this kind/ },
 ];
 
-t.ok(creates.length >= 40, `${creates.length} bad objects across the three kinds`);
-for (const kind of ['DuckLakeCatalog', 'DuckLakeTable', 'DuckLakePool']) {
+t.ok(creates.length >= 40, `${creates.length} bad objects across the four kinds`);
+for (const kind of ['DuckLakeCatalog', 'DuckLakeTable', 'DuckLakePool', 'DuckLakeBackup']) {
   t.ok(creates.filter((c) => c.object.kind === kind).length >= 10, `at least 10 bad ${kind} objects`);
 }
 
@@ -147,6 +182,11 @@ const updates: Case[] = [
   { name: 'storageClass', old: catalog(), object: edit(catalog, (o) => { o.spec.storageClass = 'fast'; }), field: 'spec.storageClass', message: /is immutable/ },
   { name: 'size shrunk', old: catalog(), object: edit(catalog, (o) => { o.spec.size = '5Gi'; }), field: 'spec.size', message: /cannot shrink from 10Gi to 5Gi/ },
   { name: 'restoreFrom added later', old: catalog(), object: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest' }; }), field: 'spec.restoreFrom', message: /only be set when the catalog is created/ },
+  { name: 'restoreFrom.catalog added later', old: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest' }; }), object: edit(catalog, (o) => { o.spec.restoreFrom = { backup: 'latest', catalog: 'old-lake' }; }), field: 'spec.restoreFrom', message: /only be set when the catalog is created/ },
+  { name: 'backup catalogRef', old: backup(), object: edit(backup, (o) => { o.spec.catalogRef = 'other'; }), field: 'spec.catalogRef', message: /is immutable \(was "example", now "other"\); create a new DuckLakeBackup/ },
+  { name: 'backup includeData', old: backup(), object: edit(backup, (o) => { o.spec.includeData = false; }), field: 'spec.includeData', message: /is immutable \(was true, now false\)/ },
+  { name: 'backup deletionPolicy', old: backup(), object: edit(backup, (o) => { o.spec.deletionPolicy = 'Delete'; }), field: 'spec.deletionPolicy', message: /is immutable \(was "Retain", now "Delete"\)/ },
+  { name: 'backup includeData set later', old: edit(backup, (o) => { delete o.spec.includeData; }), object: backup(), field: 'spec.includeData', message: /is immutable \(was null, now true\)/ },
   { name: 'table name', old: table(), object: edit(table, (o) => { o.spec.name = 'people'; }), field: 'spec.name', message: /is immutable \(was "users", now "people"\)/ },
   { name: 'table schema', old: table(), object: edit(table, (o) => { o.spec.schema = 'crm'; }), field: 'spec.schema', message: /is immutable \(was "main", now "crm"\)/ },
   { name: 'table catalogRef', old: table(), object: edit(table, (o) => { o.spec.catalogRef = 'other'; }), field: 'spec.catalogRef', message: /is immutable/ },
@@ -173,6 +213,11 @@ t.test('UPDATEs that are allowed', async (t) => {
   allowed('change the partitioning of new data', table(), edit(table, (o) => { o.spec.format.partitioning = ['month(created_at)']; }));
   allowed('grow the catalog volume', catalog(), edit(catalog, (o) => { o.spec.size = '20Gi'; }));
   allowed('change the backup schedule', catalog(), edit(catalog, (o) => { o.spec.backupPolicy.schedule = '@hourly'; }));
+  allowed('include the data and move backups to another bucket later', catalog(), edit(catalog, (o) => { o.spec.backupPolicy.includeData = true; withTarget(o, { bucket: 'lake-backups', prefix: 'example', credentialsSecret: { name: 'backup-keys' } }); }));
+  allowed('backups beside the data, in the same bucket', postgresCatalog(), edit(postgresCatalog, (o) => { o.spec.backupPolicy.target = { bucket: 'analytics-lake', prefix: 'shared/backups' }; }));
+  allowed('tune maintenance', catalog(), edit(catalog, (o) => { o.spec.maintenance = { schedule: '@weekly', maxCompactedFiles: 50, targetFileSize: '256Mi', rewriteDeleteThreshold: 0.5, rewriteDataFiles: false, flushInlinedData: false }; }));
+  allowed('re-apply a backup with its default deletionPolicy spelled out', edit(backup, (o) => { delete o.spec.deletionPolicy; }), backup());
+  allowed('remove the finalizer of a backup being deleted', edit(backup, (o) => { o.metadata.deletionTimestamp = '2026-01-01T00:00:00Z'; o.metadata.finalizers = ['x']; }), edit(backup, (o) => { o.metadata.deletionTimestamp = '2026-01-01T00:00:00Z'; o.metadata.finalizers = []; }));
   allowed('rotate the credentials Secret', catalog(), edit(catalog, (o) => { o.spec.objectStore.credentialsSecret.name = 's3-credentials-v2'; }));
   allowed('resize the pool', pool(), edit(pool, (o) => { o.spec.maxSize = 20; o.spec.catalogRef.name = 'other-catalog'; }));
   const broken = edit(table, (o) => { o.spec.columns[1].type = 'STRNG'; });

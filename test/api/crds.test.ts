@@ -31,6 +31,7 @@ const expected = {
   DuckLakeCatalog: { plural: 'ducklakecatalogs', short: 'dlc', columns: ['Phase', 'Ready', 'Bucket', 'Metadata', 'Age'] },
   DuckLakeTable: { plural: 'ducklaketables', short: 'dlt', columns: ['Catalog', 'Table', 'Snapshot', 'Phase', 'Ready', 'Age'] },
   DuckLakePool: { plural: 'ducklakepools', short: 'dlp', columns: ['Min', 'Max', 'Current', 'Idle', 'Busy', 'Phase', 'Ready', 'Age'] },
+  DuckLakeBackup: { plural: 'ducklakebackups', short: 'dlb', columns: ['Catalog', 'Phase', 'Backup', 'Snapshot', 'Bytes', 'Age'] },
 };
 
 function walk(schema: Schema, path: string, visit: (s: Schema, path: string) => void): void {
@@ -54,7 +55,8 @@ for (const kind of KINDS) {
     const v = crd.spec.versions[0];
     t.match(v, { name: 'v1alpha1', served: true, storage: true, subresources: { status: {} } });
     t.same(v.additionalPrinterColumns.map((c: Obj) => c.name), e.columns);
-    t.equal(v.additionalPrinterColumns.find((c: Obj) => c.name === 'Ready').jsonPath, '.status.conditions[?(@.type=="Ready")].status');
+    const readyColumn = v.additionalPrinterColumns.find((c: Obj) => c.name === 'Ready');
+    if (readyColumn) t.equal(readyColumn.jsonPath, '.status.conditions[?(@.type=="Ready")].status');
     const schema = v.schema.openAPIV3Schema as Schema;
     t.same(schema.required, ['spec']);
     walk(schema, '', (s, path) => {
@@ -75,6 +77,23 @@ t.test('immutability is also enforced by CEL transition rules', async (t) => {
   t.match(rules('DuckLakeCatalog'), /message: encryption.enabled is immutable/);
   for (const field of ['catalogRef', 'name', 'schema']) t.match(rules('DuckLakeTable'), new RegExp(`message: ${field} is immutable`));
   t.match(rules('DuckLakePool'), /self.minSize <= self.maxSize/);
+  t.match(rules('DuckLakeBackup'), /message: "spec is immutable: create a new DuckLakeBackup instead"/);
+  t.match(rules('DuckLakeBackup'), /message: catalogRef is immutable/);
+  t.match(rules('DuckLakeCatalog'), /has\(self.restoreFrom.catalog\)/, 'restoreFrom.catalog is only honoured at creation too');
+});
+
+t.test('the catalog status declares lastBackup and lastMaintenance, field by field', async (t) => {
+  const crd = parse(readFileSync(join(ROOT, 'crds', crdFileName('DuckLakeCatalog')), 'utf8')) as Obj;
+  const status = crd.spec.versions[0].schema.openAPIV3Schema.properties.status.properties;
+  t.same(Object.keys(status.lastBackup.properties), ['name', 'time', 'bytes', 'durationSeconds', 'snapshotId', 'includeData', 'outcome', 'message', 'attemptTime']);
+  t.same(Object.keys(status.lastMaintenance.properties), ['time', 'durationSeconds', 'outcome', 'message', 'snapshotsExpired', 'snapshotsKeptBack', 'filesMerged',
+    'filesRewritten', 'filesDeleted', 'bytesReclaimed', 'filesKeptBack', 'orphansDeleted', 'attemptTime']);
+  t.same(status.lastBackup.properties.outcome.enum, ['Succeeded', 'Failed']);
+  t.ok(status.lastBackupTime && status.lastBackupName && status.lastMaintenanceTime, 'the older fields stay');
+  const spec = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties;
+  t.same(Object.keys(spec.backupPolicy.properties.target.properties), ['bucket', 'prefix', 'endpoint', 'region', 'urlStyle', 'credentialsSecret']);
+  t.match(spec.maintenance.properties, { maxCompactedFiles: { default: 1000 }, rewriteDeleteThreshold: { default: 0.95, minimum: 0, maximum: 1 }, rewriteDataFiles: { default: true }, flushInlinedData: { default: true } });
+  t.equal(spec.backupPolicy.properties.includeData.default, false);
 });
 
 t.test('webhook configurations', async (t) => {
@@ -90,7 +109,7 @@ t.test('webhook configurations', async (t) => {
     t.ok(hook.timeoutSeconds >= 1 && hook.timeoutSeconds <= 30);
     t.same(hook.rules, [{
       apiGroups: ['ducklake.featherman.dev'], apiVersions: ['v1alpha1'],
-      resources: ['ducklakecatalogs', 'ducklaketables', 'ducklakepools'], operations: ['CREATE', 'UPDATE'], scope: 'Namespaced',
+      resources: ['ducklakecatalogs', 'ducklaketables', 'ducklakepools', 'ducklakebackups'], operations: ['CREATE', 'UPDATE'], scope: 'Namespaced',
     }]);
     const path = hook.clientConfig.service.path;
     t.equal(path, doc.kind === 'MutatingWebhookConfiguration' ? WEBHOOK_PATHS.mutate : WEBHOOK_PATHS.validate);

@@ -51,12 +51,28 @@ t.test('object store endpoints', async (t) => {
 
 t.test('defaults follow the API server: absent or null fields, then nested defaults inside them', async (t) => {
   const spec = withDefaults(KIND_INFO.DuckLakePool.spec, { catalogRef: { name: 'c' }, queue: null, minSize: 0 }) as Record<string, any>;
-  t.same(spec.queue, { maxLength: 100, maxWaitTime: '30s' }, 'null replaced, then nested defaults applied');
+  t.match(spec.queue, { maxLength: 100, maxWaitTime: '30s' }, 'null replaced, then nested defaults applied');
   t.equal(spec.minSize, 0, 'a given 0 is kept');
   t.equal(spec.catalogRef.readOnly, true);
   const table = withDefaults(KIND_INFO.DuckLakeTable.spec, { columns: [{ name: 'a', type: 'INT' }, { name: 'b', type: 'INT', nullable: false }] }) as Record<string, any>;
   t.same(table.columns.map((c: { nullable: boolean }) => c.nullable), [true, false], 'list items are defaulted one by one');
   t.same(table.format, { compression: 'ZSTD' });
+});
+
+t.test('a backup target without a prefix gets the layout backups have beside the data', async (t) => {
+  const object = { apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeCatalog', metadata: { name: 'example', namespace: 'analytics' },
+    spec: { objectStore: { bucket: 'lake' }, backupPolicy: { schedule: '@daily', target: { bucket: 'lake-backups' } } } };
+  const { patch } = defaultsPatch('DuckLakeCatalog', object, { operation: 'CREATE', name: 'example', namespace: 'analytics' });
+  const stored = applyPatch(object, patch) as any;
+  t.equal(stored.spec.objectStore.prefix, 'analytics/example');
+  t.same(stored.spec.backupPolicy, { schedule: '@daily', retentionDays: 7, includeData: false, target: { bucket: 'lake-backups', prefix: 'analytics/example/backups' } });
+  const withPrefix = { ...object, spec: { objectStore: { bucket: 'lake', prefix: 'p' }, backupPolicy: { schedule: '@daily', target: { bucket: 'b', prefix: '' } } } };
+  const given = applyPatch(withPrefix, defaultsPatch('DuckLakeCatalog', withPrefix, { operation: 'UPDATE' }).patch) as any;
+  t.equal(given.spec.backupPolicy.target.prefix, '', 'a prefix given (even empty) is kept');
+  const maintenance = withDefaults(KIND_INFO.DuckLakeCatalog.spec, { objectStore: { bucket: 'lake' }, maintenance: { schedule: '@weekly' } }) as Record<string, any>;
+  t.match(maintenance.maintenance, { maxCompactedFiles: 1000, rewriteDeleteThreshold: 0.95, rewriteDataFiles: true, flushInlinedData: true });
+  t.notOk('targetFileSize' in maintenance.maintenance, 'targetFileSize has no default: DuckLake\'s own applies');
+  t.same(withDefaults(KIND_INFO.DuckLakeBackup.spec, { catalogRef: 'example' }), { catalogRef: 'example', deletionPolicy: 'Retain' }, 'a backup\'s includeData stays unset: the catalog decides');
 });
 
 t.test('diff produces a patch that reproduces the change', async (t) => {

@@ -74,7 +74,7 @@ if (missing) {
     t.match(applied, /ducklakecatalogs\.ducklake\.featherman\.dev (created|unchanged|configured)/);
     ok(await kubectl(['apply', '-k', join(root, 'crds')]), 'kubectl apply -k crds/');
     ok(await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ducklakecatalogs.ducklake.featherman.dev',
-      'crd/ducklaketables.ducklake.featherman.dev', 'crd/ducklakepools.ducklake.featherman.dev']), 'CRDs Established');
+      'crd/ducklaketables.ducklake.featherman.dev', 'crd/ducklakepools.ducklake.featherman.dev', 'crd/ducklakebackups.ducklake.featherman.dev']), 'CRDs Established');
 
     // The original README's table partitions by a column it does not have: the webhook refuses it.
     // (Webhook configurations take effect asynchronously, so retry until the webhook answers.)
@@ -87,14 +87,16 @@ if (missing) {
     t.comment(`refused: ${refused.stderr.trim()}`);
     t.match(refused.stderr, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/);
 
-    for (const f of ['catalog.yaml', 'users-table.yaml', 'pool.yaml', 's3-credentials.yaml']) {
+    for (const f of ['catalog.yaml', 'users-table.yaml', 'pool.yaml', 's3-credentials.yaml', 'backup.yaml']) {
       const res = await kubectl(['apply', '--dry-run=server', '-f', join(root, 'examples', f)]);
       t.equal(res.code, 0, `examples/${f} is accepted: ${res.stderr}`);
     }
 
     // An UPDATE changing an immutable field is refused (CEL rule and webhook).
-    ok(await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: immutable-check')), 'create a throwaway catalog');
-    const upd = await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: immutable-check').replace('bucket: my-data-lake', 'bucket: another-bucket'));
+    // (its own prefix: its init Job may run and claim its data path before it is deleted)
+    const throwaway = catalogYaml.replace('name: example', 'name: immutable-check').replace('prefix: lakes/example', 'prefix: lakes/immutable-check');
+    ok(await kubectl(['apply', '-f', '-'], throwaway), 'create a throwaway catalog');
+    const upd = await kubectl(['apply', '-f', '-'], throwaway.replace('bucket: my-data-lake', 'bucket: another-bucket'));
     t.not(upd.code, 0, 'changing objectStore.bucket is refused');
     t.match(upd.stderr, /objectStore\.bucket/);
     t.match(upd.stderr, /immutable/);
@@ -390,6 +392,173 @@ spec:
     t.pass('Ready once MinIO is back');
     const count = await featherman(['query', '--format', 'csv', '--sql', 'SELECT count(*) AS n FROM users'], lakeEnv());
     t.match(count.stdout, /n\s*\n20\b/, `nothing was lost: users still has its 20 rows (${count.stdout.trim()} ${count.stderr.trim().slice(0, 200)})`);
+  });
+
+  // ---- issue 10: backups as objects, maintenance on demand, one catalog per data path ----------
+
+  /** The README's commands for backups and maintenance in a cluster, each run as written below. */
+  const readmeCommands = (() => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const at = readme.indexOf('\n### Backups and maintenance in a cluster\n');
+    const block = at < 0 ? undefined : /```bash\n([\s\S]*?)```/.exec(readme.slice(at))?.[1];
+    if (!block) throw new Error('README: no bash block under "### Backups and maintenance in a cluster"');
+    return block.split('\n').map((l) => l.trim()).filter(Boolean);
+  })();
+  const ranReadme = new Set<string>();
+  /** A README line as kubectl arguments: words, with '...' quoting as the shell reads it; examples/ paths from the checkout. */
+  const readmeArgs = (line: string): string[] => {
+    const words: string[] = [];
+    let word = '';
+    let quoted = false;
+    for (const ch of line) {
+      if (ch === "'") { quoted = !quoted; continue; }
+      if (ch === ' ' && !quoted) { if (word) words.push(word); word = ''; continue; }
+      word += ch;
+    }
+    if (word) words.push(word);
+    if (words[0] !== 'kubectl') throw new Error(`README command is not kubectl: ${line}`);
+    return words.slice(1).map((w) => (w.startsWith('examples/') ? join(root, w) : w));
+  };
+  const runReadme = async (start: string) => {
+    const line = readmeCommands.find((l) => l.startsWith(start));
+    if (!line) throw new Error(`README has no command starting with ${JSON.stringify(start)}: ${readmeCommands.join(' | ')}`);
+    ranReadme.add(line);
+    return { line, out: ok(await kubectl(readmeArgs(line), undefined, 120_000), `README: ${line}`) };
+  };
+  type BackupStatus = { phase?: string; message?: string; backupName?: string; snapshotId?: number; bytes?: number; files?: number; verified?: boolean; includeData?: boolean; location?: string; durationSeconds?: number; catalog?: string };
+  const backupDone = (name: string) => wait(`DuckLakeBackup ${name} Completed`, 300_000, async () => {
+    const b = await get<KubeObj & { status?: BackupStatus }>(['dlb', name]);
+    if (b?.status?.phase === 'Failed') throw new Error(`backup ${name} failed: ${JSON.stringify(b.status)}`);
+    return b?.status?.phase === 'Completed' ? b : undefined;
+  });
+  const backupObjects = async (prefix: string) => {
+    const s3 = minio.client();
+    try {
+      const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));
+      return (listed.Contents ?? []).map((o) => o.Key!);
+    } finally { s3.destroy(); }
+  };
+
+  await t.test('(k) a DuckLakeBackup reaches Completed with its figures; the catalog reports it as its last backup', async (t) => {
+    const { out: applied } = await runReadme('kubectl apply -f examples/backup.yaml');
+    t.match(applied, /ducklakebackup\.ducklake\.featherman\.dev\/before-migration created/);
+    const b = await backupDone('before-migration');
+    await runReadme('kubectl wait --for=jsonpath=');
+    const s = b.status!;
+    t.comment(`before-migration: ${JSON.stringify(s)}`);
+    t.match(s, { catalog: 'example', backupName: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/, verified: true, includeData: true, snapshotId: Number, bytes: Number, files: Number }, 'Completed with its name, snapshot, bytes and verification');
+    t.ok(s.bytes! > 0 && s.files! >= 1, `the snapshot's data: ${s.files} files, ${s.bytes} bytes`);
+    const created = Date.parse(String((b.metadata as { creationTimestamp?: string }).creationTimestamp));
+    t.equal(s.backupName!.slice(0, 16), new Date(created).toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, ''), 'named after the object\'s creation time');
+    const keys = await backupObjects(`lakes/example/backups/example/${s.backupName}/`);
+    t.ok(keys.some((k) => k.endsWith('manifest.json')), `the backup is in MinIO with its manifest (${keys.length} objects)`);
+    // Copied data files are shared by the catalog's backups (<catalog>/data/), each copied once.
+    const copied = (await backupObjects('lakes/example/backups/example/data/')).filter((k) => k.endsWith('.parquet'));
+    t.ok(copied.length >= s.files!, `and, with includeData, the data files (${copied.length} Parquet files under example/data/)`);
+    const listed = await featherman(['backup', 'list'], lakeEnv());
+    t.equal(listed.code, 0, listed.stderr);
+    t.match((listed.json.backups as { name: string }[]).find((x) => x.name === s.backupName), { owner: 'DuckLakeBackup/default/before-migration', includeData: true }, 'the runner knows it as owned by the object (never pruned)');
+    const { out: table } = await runReadme('kubectl get dlb');
+    t.comment(table.trim());
+    t.match(table, new RegExp(`before-migration\\s+example\\s+Completed\\s+${s.backupName}\\s+${s.snapshotId}\\s+${s.bytes}\\s`), 'printer columns: catalog, phase, backup, snapshot, bytes');
+    const catalog = await wait('the catalog to report the backup as its lastBackup', 60_000, async () => {
+      const c = await get(['dlc', 'example']);
+      return (c?.status?.lastBackup as { name?: string } | undefined)?.name === s.backupName ? c : undefined;
+    });
+    t.match(catalog.status?.lastBackup, { name: s.backupName, outcome: 'Succeeded', snapshotId: s.snapshotId, bytes: s.bytes, includeData: true, time: /^\d{4}-/ });
+    t.equal(catalog.status?.lastBackupName, s.backupName);
+
+    // deletionPolicy Delete: deleting the object deletes the backup (through a `backup delete` Job).
+    ok(await kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeBackup', metadata: { name: 'scratch' }, spec: { catalogRef: 'example', includeData: false, deletionPolicy: 'Delete' },
+    })), 'apply a DuckLakeBackup with deletionPolicy Delete');
+    const scratch = (await backupDone('scratch')).status!;
+    t.equal(scratch.includeData, false, 'its own includeData: false');
+    const prefix = `lakes/example/backups/example/${scratch.backupName}/`;
+    t.ok((await backupObjects(prefix)).length > 0, `backup ${scratch.backupName} is in MinIO`);
+    const changed = await kubectl(['patch', 'dlb', 'scratch', '--type=merge', '-p', '{"spec":{"deletionPolicy":"Retain"}}']);
+    t.not(changed.code, 0, 'the spec is immutable');
+    t.match(changed.stderr, /spec\.deletionPolicy: is immutable|spec is immutable/);
+    let deleteJobSeen = false;
+    const uid = (await get(['dlb', 'scratch']))!.metadata.uid;
+    ok(await kubectl(['delete', 'dlb', 'scratch', '--wait=false']), 'delete it');
+    await wait('the scratch backup object to be gone', 180_000, async () => {
+      const x = await get<KubeObj & { status?: BackupStatus }>(['dlb', 'scratch']);
+      if (!x) return true;
+      if (x.status?.phase === 'Failed') throw new Error(`deleting the backup failed: ${x.status.message}`);
+      const jobs = (await get<{ items: KubeObj[] }>(['jobs', '-l', `controller-uid=${uid}`]))?.items ?? [];
+      if (jobs.some((j) => j.metadata.name === 'scratch-delete')) deleteJobSeen = true;
+      return undefined;
+    });
+    t.ok(deleteJobSeen, 'a delete Job ran while the finalizer held the object');
+    t.same(await backupObjects(prefix), [], 'the backup is gone from MinIO');
+    t.ok((await backupObjects(`lakes/example/backups/example/${s.backupName}/`)).length > 0, 'the other backup is untouched');
+  });
+
+  await t.test('(l) the maintenance CronJob run on demand completes; the catalog status shows its figures', async (t) => {
+    // More small files in each day partition of users, for maintenance to merge.
+    for (const batch of [1, 2, 3]) {
+      const values = Array.from({ length: 12 }, (_, i) => `(${100 + batch * 12 + i}, 'more${batch}_${i}', TIMESTAMP '2026-11-${String(10 + (i % 3)).padStart(2, '0')} 10:00:00')`).join(', ');
+      const ins = await featherman(['query', '--write', '--sql', `INSERT INTO users (id, name, created_at) VALUES ${values}`], lakeEnv());
+      t.equal(ins.code, 0, `insert batch ${batch}: ${ins.stderr}`);
+    }
+    const sums = async () => (await featherman(['query', '--format', 'csv', '--sql', 'SELECT count(*) AS n, sum(id) AS s FROM users'], lakeEnv())).stdout.trim();
+    const before = await sums();
+    const { out: created } = await runReadme('kubectl create job --from=cronjob/example-maintain');
+    t.match(created, /job\.batch\/example-maintain-now created/);
+    t.teardown(async () => { await kubectl(['delete', 'job', 'example-maintain-now', '--cascade=foreground', '--wait=true', '--timeout=60s']); });
+    await wait('job example-maintain-now to complete', 300_000, async () => {
+      const j = await get<KubeObj & { status?: { succeeded?: number; conditions?: { type: string; status: string }[] } }>(['job', 'example-maintain-now']);
+      if (j?.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True')) throw new Error(`maintenance failed: ${JSON.stringify(j.status)}`);
+      return (j?.status?.succeeded ?? 0) >= 1 ? true : undefined;
+    });
+    await runReadme('kubectl wait --for=condition=complete job/example-maintain-now');
+    const pods = (await get<{ items: (KubeObj & { status?: { containerStatuses?: { state?: { terminated?: { exitCode: number; message?: string; finishedAt?: string } } }[] } })[] }>(['pods', '-l', 'batch.kubernetes.io/job-name=example-maintain-now']))?.items ?? [];
+    const term = pods.map((p) => p.status?.containerStatuses?.[0]?.state?.terminated).find((x) => x?.exitCode === 0);
+    const summary = JSON.parse(term?.message?.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+    t.comment(`maintenance summary: ${JSON.stringify(summary)}`);
+    t.match(summary, { ok: true, command: 'maintain' });
+    t.ok(Number(summary.filesMerged) > 0, `it merged the small files (${String(summary.filesMerged)})`);
+    await wait('the catalog status to show this run', 60_000, async () => {
+      const c = await get(['dlc', 'example']);
+      return (c?.status?.lastMaintenance as { time?: string } | undefined)?.time === term?.finishedAt ? c : undefined;
+    });
+    const { out: shown } = await runReadme('kubectl get dlc example -o jsonpath=');
+    const last = JSON.parse(shown) as Record<string, unknown>;
+    t.match(last, { outcome: 'Succeeded', time: term?.finishedAt, durationSeconds: summary.durationSeconds });
+    for (const key of ['snapshotsExpired', 'snapshotsKeptBack', 'filesMerged', 'filesRewritten', 'filesDeleted', 'bytesReclaimed', 'filesKeptBack', 'orphansDeleted']) {
+      t.equal(last[key], summary[key], `status.lastMaintenance.${key} is the run's (${String(summary[key])})`);
+    }
+    t.equal((await get(['dlc', 'example']))?.status?.lastMaintenanceTime, term?.finishedAt);
+    t.equal(await sums(), before, `the rows are unchanged (${before})`);
+
+    // The backup of (k) still restores after maintenance: verified against its files.
+    const name = (await get<KubeObj & { status?: BackupStatus }>(['dlb', 'before-migration']))!.status!.backupName!;
+    const verified = await featherman(['backup', 'verify', name], lakeEnv());
+    t.equal(verified.code, 0, `backup verify ${name}: ${verified.stderr}`);
+    t.match(verified.json, { verified: true });
+
+    // Retain: deleting the object leaves the backup in place.
+    ok(await kubectl(['delete', 'dlb', 'before-migration', '--wait=true', '--timeout=120s']), 'delete the Retain backup object');
+    t.ok((await backupObjects(`lakes/example/backups/example/${name}/`)).some((k) => k.endsWith('manifest.json')), 'the backup stays in MinIO');
+    t.same(readmeCommands.filter((l) => !ranReadme.has(l)), [], 'every command of the README block was run');
+  });
+
+  await t.test('(m) a second catalog on the first one\'s bucket and prefix fails, naming the owner', async (t) => {
+    ok(await kubectl(['apply', '-f', '-'], catalogYaml.replace('name: example', 'name: squatter')), 'apply a catalog with the example\'s bucket and prefix');
+    const failed = await wait('catalog squatter Failed', 180_000, async () => {
+      const c = await get(['dlc', 'squatter']);
+      if (c?.status?.phase === 'Ready') throw new Error(`the second catalog became Ready on the first one's data path: ${JSON.stringify(c.status)}`);
+      return c?.status?.phase === 'Failed' ? c : undefined;
+    });
+    t.comment(`squatter: ${String(failed.status?.message)}`);
+    t.match(failed.status?.message, /belongs to catalog default\/example/, 'the status message names the owner');
+    t.match((failed.status?.conditions as { type: string; message?: string }[]).find((c) => c.type === 'Ready')?.message, /belongs to catalog default\/example/);
+    const cronjobs = (await get<{ items: KubeObj[] }>(['cronjobs', '-l', `controller-uid=${failed.metadata.uid}`]))?.items ?? [];
+    t.equal(cronjobs.length, 0, 'and it schedules no backups or maintenance there');
+    ok(await kubectl(['delete', 'dlc', 'squatter', '--wait=true', '--timeout=120s']), 'delete it');
+    t.equal((await get(['dlc', 'example']))?.status?.phase, 'Ready', 'the first catalog is still Ready');
+    t.ok((await tablesInLake()).includes('users'), 'and its lake is untouched');
   });
 
   await t.test('(i) deleting a catalog while a table Job runs: the Job goes, the finalizer lets go, the table says its catalog is gone', async (t) => {

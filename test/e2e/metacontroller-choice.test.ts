@@ -37,7 +37,7 @@ t.test('with the folder: the real controller, as .ci/setup test checked and copi
 
 t.test('the CompositeControllers, with every hook on the service under test', async (t) => {
   const docs = localControllers(join(packageRoot(), 'metacontroller', 'controllers.yaml'), 'http://127.0.0.1:45678/');
-  t.same(docs.map((d) => d.metadata.name).sort(), ['ducklakecatalogs.featherman', 'ducklakepools.featherman', 'ducklaketables.featherman']);
+  t.same(docs.map((d) => d.metadata.name).sort(), ['ducklakebackups.featherman', 'ducklakecatalogs.featherman', 'ducklakepools.featherman', 'ducklaketables.featherman']);
   for (const d of docs) {
     const plural = d.metadata.name.split('.')[0];
     for (const hook of ['sync', 'finalize', 'customize']) {

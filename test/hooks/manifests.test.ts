@@ -15,6 +15,7 @@ import { HOOKS } from '../../lib/server/hooks.js';
 import * as catalogHooks from '../../hooks/catalog.js';
 import * as tableHooks from '../../hooks/table.js';
 import * as poolHooks from '../../hooks/pool.js';
+import * as backupHooks from '../../hooks/backup.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { catalogObject, ctx, observed, syncRequest, tableObject } from '../helpers/hook-fixtures.js';
 
@@ -33,7 +34,7 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
   const kinds = [...new Set(objects.map((o) => o.kind))].sort();
   t.same(kinds, ['Certificate', 'ClusterRole', 'ClusterRoleBinding', 'CompositeController', 'CustomResourceDefinition', 'Deployment', 'Issuer',
     'MutatingWebhookConfiguration', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration']);
-  t.equal(byKind('CustomResourceDefinition').length, 3);
+  t.equal(byKind('CustomResourceDefinition').length, 4);
   t.doesNotThrow(() => new Deployment(byKind('Deployment')[0]).validate(), 'the Deployment is valid');
   t.doesNotThrow(() => new Service(byKind('Service')[0]).validate(), 'the Service is valid');
   t.doesNotThrow(() => new PodDisruptionBudget(byKind('PodDisruptionBudget')[0]).validate(), 'the PDB is valid');
@@ -54,16 +55,22 @@ t.test('kubectl kustomize renders the whole installation', async (t) => {
 
 t.test('each CompositeController declares the child types its hooks return, and routes the service serves', async (t) => {
   const controllers = byKind('CompositeController');
-  t.equal(controllers.length, 3);
+  t.equal(controllers.length, 4);
   const readyCatalog = { ...observed(catalogObject()), status: { phase: 'Ready' } };
+  const backupObject: backupHooks.BackupObject = {
+    apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeBackup', metadata: { name: 'b', namespace: 'analytics', uid: 'u', generation: 1, creationTimestamp: '2026-11-24T12:00:00Z' }, spec: { catalogRef: 'example' },
+  };
   const produced: Record<string, { apiVersion: string; kind: string }[]> = {
-    ducklakecatalogs: catalogHooks.sync(syncRequest(catalogObject()), ctx).children,
+    ducklakecatalogs: catalogHooks.desiredChildren(catalogObject(), ctx),
     ducklaketables: [...tableHooks.sync(syncRequest(tableObject(), [], [readyCatalog]), ctx).children,
       ...tableHooks.finalize(syncRequest(tableObject({ deletionPolicy: 'Delete' }, { deletionTimestamp: '2026-11-24T12:10:00Z' }), [], [readyCatalog], [], true), ctx).children],
     ducklakepools: poolHooks.sync(syncRequest({
       apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'default-pool', namespace: 'analytics', generation: 1 }, spec: { catalogRef: { name: 'example' } },
     }, [], [readyCatalog]), ctx).children,
+    ducklakebackups: [...backupHooks.sync(syncRequest(backupObject, [], [readyCatalog]), ctx).children,
+      ...backupHooks.finalize(syncRequest({ ...backupObject, spec: { ...backupObject.spec, deletionPolicy: 'Delete' as const }, metadata: { ...backupObject.metadata, deletionTimestamp: '2026-11-24T12:10:00Z' } }, [], [readyCatalog], [], true), ctx).children],
   };
+  t.same(produced.ducklakebackups!.map((c) => c.kind), ['Job', 'Job'], 'a backup produces its backup Job, and on delete its delete Job');
   t.same([...new Set(produced.ducklakepools!.map((c) => c.kind))].sort(), ['NetworkPolicy', 'Pod', 'PodDisruptionBudget', 'Service'], 'the pool produces pods, a Service, a PodDisruptionBudget and a NetworkPolicy');
   const plural: Record<string, string> = {
     Job: 'jobs', CronJob: 'cronjobs', PersistentVolumeClaim: 'persistentvolumeclaims', Pod: 'pods', Service: 'services', PodDisruptionBudget: 'poddisruptionbudgets', NetworkPolicy: 'networkpolicies',

@@ -61,6 +61,25 @@ t.test('backup and restore a Postgres catalog into an empty database', async (t)
   t.equal(again.code, 2, 'restore refuses a database that already holds a catalog');
 });
 
+t.test('maintenance on a Postgres catalog keeps what a retained backup reads', async (t) => {
+  const backup = await featherman(['backup'], env);
+  t.equal(backup.code, 0, backup.stderr);
+  const maintained = await featherman(['maintain', '--expire-older-than', '0s', '--cleanup-older-than', '0s'], env);
+  t.equal(maintained.code, 0, maintained.stderr);
+  t.ok(Number(maintained.json.filesMerged) >= 2, `the small files are merged (${maintained.json.filesMerged})`);
+  t.equal(maintained.json.filesDeleted, 0, 'none of the backup\'s files is deleted');
+  t.equal(maintained.json.filesKeptBack, maintained.json.filesMerged);
+  const verify = await featherman(['backup', 'verify', String(backup.json.backup)], env);
+  t.equal(verify.code, 0, verify.stderr);
+  t.same(verify.json.tables, [{ schema: 'main', name: 'events', rows: 10000 }]);
+  // Every backup of the catalog (the test above took one too) is deleted: nothing holds the files.
+  for (const b of (await featherman(['backup', 'list'], env)).json.backups as { name: string }[]) {
+    t.equal((await featherman(['backup', 'delete', b.name], env)).code, 0);
+  }
+  const released = await featherman(['maintain', '--cleanup-older-than', '0s'], env);
+  t.equal(released.json.filesDeleted, maintained.json.filesKeptBack, 'once the backup is deleted its files go');
+});
+
 t.test('a password in FEATHERMAN_METADATA is refused: it belongs in PGPASSWORD', async (t) => {
   const r = await featherman(['catalog', 'info'], { ...env, FEATHERMAN_METADATA: `postgres:${pg.connection('catalog')} password=hunter22` });
   t.equal(r.code, 2);

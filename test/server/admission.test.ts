@@ -52,6 +52,7 @@ t.test('mutate CREATE: nested blocks get their defaults, computed defaults inclu
     { op: 'add', path: '/spec/objectStore/credentialsSecret/accessKeyField', value: 'access-key' },
     { op: 'add', path: '/spec/objectStore/credentialsSecret/secretKeyField', value: 'secret-key' },
     { op: 'add', path: '/spec/objectStore/prefix', value: 'analytics/example' },
+    { op: 'add', path: '/spec/backupPolicy/includeData', value: false },
     { op: 'add', path: '/spec/metadata', value: { type: 'duckdb' } },
     { op: 'add', path: '/spec/encryption', value: { enabled: false } },
   ]);

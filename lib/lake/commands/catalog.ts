@@ -3,6 +3,7 @@ import { BadInputError } from '../../errors.js';
 import { loadConfig } from '../config.js';
 import { summarizeLake } from '../inspect.js';
 import { openLake } from '../session.js';
+import { claimDataPath } from '../ownership.js';
 import { checkStorage } from '../storage.js';
 import { parse } from './args.js';
 
@@ -13,13 +14,14 @@ export async function catalogCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
   const config = loadConfig(env);
   if (action === 'init') {
     await checkStorage(config);
+    const { claimed } = await claimDataPath(config);
     const session = await openLake(config, { create: true });
     try {
       const summary = await summarizeLake(session);
       if (summary.encrypted !== config.encrypted) {
         throw new BadInputError(`FEATHERMAN_ENCRYPTED: the lake already exists with encryption ${summary.encrypted ? 'on' : 'off'}; it cannot be changed`);
       }
-      return { command: 'catalog init', catalog: config.catalogName, metadataType: config.metadata.type, ...summary };
+      return { command: 'catalog init', catalog: config.catalogName, owner: config.catalogId, dataPathClaimed: claimed, metadataType: config.metadata.type, ...summary };
     } finally {
       session.close();
     }

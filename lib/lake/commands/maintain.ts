@@ -1,14 +1,27 @@
-// `featherman maintain [--expire-older-than D] [--cleanup-older-than D] [--delete-orphans --orphans-older-than D] [--no-merge]`
-// Order matters: merge small files, expire old snapshots, then delete the files that are no
-// longer referenced. Orphan deletion (files DuckLake never recorded) only when asked, since it
-// LISTs the whole data path and can race in-flight writers.
+// `featherman maintain [--expire-older-than D] [--cleanup-older-than D] [--delete-orphans --orphans-older-than D]
+//                      [--no-flush] [--no-merge] [--max-compacted-files N] [--target-file-size SIZE]
+//                      [--no-rewrite] [--rewrite-delete-threshold F]`
+//
+// DuckLake's maintenance chain, in CHECKPOINT's order: flush inlined rows to Parquet, expire old
+// snapshots, merge small adjacent files, rewrite files with many deleted rows, delete the files no
+// snapshot needs any more, and (only when asked, since it lists the whole data path and can race
+// writers in flight) delete files DuckLake never recorded.
+//
+// Retained backups hold what they read: a snapshot a backup points at is never expired, and a
+// file a backup's manifest lists is never deleted, whatever the ages given. Such files stay
+// scheduled for deletion in the catalog and go in the first run after their last backup is pruned.
 import { parseDuration } from '../../api/duration.js';
-import { BadInputError } from '../../errors.js';
+import { parseQuantity } from '../../api/quantity.js';
+import { BadInputError, TemporaryError } from '../../errors.js';
+import { BackupSet, retainedHolds, type Holds } from '../backups.js';
 import { loadConfig } from '../config.js';
 import { listTables } from '../inspect.js';
+import { markerLocation } from '../ownership.js';
+import type { LakeSession } from '../session.js';
 import { openLake } from '../session.js';
-import { LAKE, literal } from '../sql.js';
-import { parse } from './args.js';
+import { LAKE, literal, metaTable } from '../sql.js';
+import { blobStore, type BlobStore } from '../storage.js';
+import { parse, positiveInt } from './args.js';
 
 function interval(flag: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
@@ -17,34 +30,156 @@ function interval(flag: string, value: string | undefined): string | undefined {
   return `now() - INTERVAL ${literal(`${seconds} seconds`)}`;
 }
 
+const sum = (rows: Record<string, unknown>[], column: string) => rows.reduce((n, r) => n + Number(r[column] ?? 0), 0);
+
+interface Deletion {
+  deleted: number;
+  bytes: number;
+  keptBack: number;
+  keptBackFor: Set<string>;
+}
+
+/**
+ * Split files DuckLake would delete into those a retained backup holds and the rest; delete the
+ * rest from the data path. Sizes come from one listing of the data path.
+ */
+async function deleteUnheld(store: BlobStore, dataPath: string, urls: string[], holds: Holds): Promise<Deletion & { deletedUrls: string[] }> {
+  const held = urls.filter((u) => holds.files.has(u));
+  const free = urls.filter((u) => !holds.files.has(u) && u.startsWith(dataPath));
+  const sizes = free.length ? new Map((await store.listObjects('')).map((o) => [o.key, o.size])) : new Map<string, number>();
+  const keys = free.map((u) => u.slice(dataPath.length));
+  await store.deleteKeys(keys);
+  const keptBackFor = new Set(held.flatMap((u) => holds.files.get(u) ?? []));
+  return { deleted: free.length, bytes: keys.reduce((n, k) => n + (sizes.get(k) ?? 0), 0), keptBack: held.length, keptBackFor, deletedUrls: free };
+}
+
+/** Files scheduled for deletion and past `olderThan`: DuckLake's own cleanup when nothing is held, ours otherwise. */
+async function cleanUp(session: LakeSession, store: BlobStore, olderThan: string, holds: Holds): Promise<Deletion> {
+  const dataPath = session.config.dataPath;
+  const due = (await session.rows(`SELECT path FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan}, dry_run => true)`)).map((r) => String(r.path));
+  if (!due.some((u) => holds.files.has(u))) {
+    const sizes = due.length ? new Map((await store.listObjects('')).map((o) => [o.key, o.size])) : new Map<string, number>();
+    await session.rows(`SELECT * FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan})`);
+    return { deleted: due.length, bytes: due.reduce((n, u) => n + (sizes.get(u.slice(dataPath.length)) ?? 0), 0), keptBack: 0, keptBackFor: new Set() };
+  }
+  // Take the rows of the files about to go out of the catalog first: if we stop half-way, what is
+  // left is orphan files (collected later), never a catalog naming files that are gone.
+  const table = metaTable(session.config.metadataSchema, 'ducklake_files_scheduled_for_deletion');
+  const scheduled = await session.rows(`SELECT data_file_id, path, path_is_relative FROM ${table}`);
+  const urlOf = (r: Record<string, unknown>) => (r.path_is_relative ? dataPath + String(r.path) : String(r.path));
+  const deletable = new Set(due.filter((u) => !holds.files.has(u)));
+  const ids = scheduled.filter((r) => deletable.has(urlOf(r))).map((r) => Number(r.data_file_id));
+  if (ids.length) await session.run(`DELETE FROM ${table} WHERE data_file_id IN (${ids.join(', ')})`);
+  return deleteUnheld(store, dataPath, due, holds);
+}
+
 export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
   const { values } = parse(argv, {
     'expire-older-than': { type: 'string' },
     'cleanup-older-than': { type: 'string', default: '1h' },
     'delete-orphans': { type: 'boolean', default: false },
     'orphans-older-than': { type: 'string', default: '7d' },
+    'no-flush': { type: 'boolean', default: false },
     'no-merge': { type: 'boolean', default: false },
+    'max-compacted-files': { type: 'string', default: '1000' },
+    'target-file-size': { type: 'string' },
+    'no-rewrite': { type: 'boolean', default: false },
+    'rewrite-delete-threshold': { type: 'string', default: '0.95' },
   });
+  const started = new Date();
   const expire = interval('--expire-older-than', values['expire-older-than']);
   const cleanup = interval('--cleanup-older-than', values['cleanup-older-than'])!;
   const orphans = interval('--orphans-older-than', values['orphans-older-than'])!;
-  const session = await openLake(loadConfig(env));
+  const maxCompacted = positiveInt('--max-compacted-files', values['max-compacted-files'])!;
+  if (maxCompacted < 2) throw new BadInputError('--max-compacted-files: must be at least 2');
+  const targetSize = values['target-file-size'] === undefined ? undefined : parseQuantity(values['target-file-size'].replace(/B$/i, ''));
+  if (values['target-file-size'] !== undefined && !(targetSize && targetSize >= 1024 * 1024)) {
+    throw new BadInputError(`--target-file-size: ${JSON.stringify(values['target-file-size'])} must be a size of at least 1Mi, like 128Mi or 512M`);
+  }
+  const threshold = Number(values['rewrite-delete-threshold']);
+  if (!/^\d*\.?\d+$/.test(values['rewrite-delete-threshold']) || !(threshold > 0 && threshold <= 1)) {
+    throw new BadInputError('--rewrite-delete-threshold: must be a fraction above 0 and at most 1, like 0.95');
+  }
+  const config = loadConfig(env);
+  // Without the list of retained backups nothing may be deleted: fail (and retry) instead.
+  const holds = await retainedHolds(config).catch((err: Error) => {
+    throw new TemporaryError(`maintenance needs the list of retained backups and could not read it: ${err.message.split('\n')[0]}`);
+  });
+  const store = blobStore(config.s3, config.dataPath);
+  const session = await openLake(config);
   try {
     const before = await listTables(session);
-    const count = async (sql: string) => (await session.rows(sql)).length;
-    if (!values['no-merge']) await session.run(`CALL ducklake_merge_adjacent_files(${literal(LAKE)})`);
-    const expired = expire ? await count(`SELECT * FROM ducklake_expire_snapshots(${literal(LAKE)}, older_than => ${expire})`) : 0;
-    const cleaned = await count(`SELECT * FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${cleanup})`);
-    const orphaned = values['delete-orphans'] ? await count(`SELECT * FROM ducklake_delete_orphaned_files(${literal(LAKE)}, older_than => ${orphans})`) : 0;
+    const call = (fn: string, args: string[] = []) => session.rows(`SELECT * FROM ${fn}(${[literal(LAKE), ...args].join(', ')})`);
+
+    const rowsFlushed = values['no-flush'] ? 0 : sum(await call('ducklake_flush_inlined_data'), 'rows_flushed');
+
+    let snapshotsExpired = 0;
+    let keptSnapshots: number[] = [];
+    if (expire) {
+      const candidates = (await call('ducklake_expire_snapshots', [`older_than => ${expire}`, 'dry_run => true'])).map((r) => Number(r.snapshot_id));
+      keptSnapshots = candidates.filter((id) => holds.snapshots.has(id));
+      const expiring = candidates.filter((id) => !holds.snapshots.has(id));
+      if (expiring.length) snapshotsExpired = (await call('ducklake_expire_snapshots', [`versions => [${expiring.join(', ')}]`])).length;
+    }
+
+    let filesMerged = 0;
+    let filesCreated = 0;
+    if (!values['no-merge']) {
+      const merged = await call('ducklake_merge_adjacent_files', [`max_compacted_files => ${maxCompacted}`, ...(targetSize ? [`max_file_size => ${targetSize}`] : [])]);
+      filesMerged = sum(merged, 'files_processed');
+      filesCreated += sum(merged, 'files_created');
+    }
+    let filesRewritten = 0;
+    if (!values['no-rewrite']) {
+      const rewritten = await call('ducklake_rewrite_data_files', [`delete_threshold => ${threshold}`]);
+      filesRewritten = sum(rewritten, 'files_processed');
+      filesCreated += sum(rewritten, 'files_created');
+    }
+
+    // Deletion decides on the backups as they are now: one finished since the start holds its
+    // files, and while one is being taken (its files not yet held) nothing is deleted.
+    const backups = new BackupSet(config);
+    const busy = await backups.inProgress();
+    const current = await retainedHolds(config);
+    const nothing: Deletion = { deleted: 0, bytes: 0, keptBack: 0, keptBackFor: new Set() };
+    const cleaned = busy.length ? nothing : await cleanUp(session, store, cleanup, current);
+
+    let orphansDeleted = 0;
+    let orphanBytes = 0;
+    const orphanKeptFor = new Set<string>();
+    let orphansKept = 0;
+    if (values['delete-orphans'] && !busy.length) {
+      const { root, key } = markerLocation(config.dataPath);
+      const marker = root + key;
+      const found = (await call('ducklake_delete_orphaned_files', [`older_than => ${orphans}`, 'dry_run => true'])).map((r) => String(r.path)).filter((u) => u !== marker);
+      const out = await deleteUnheld(store, config.dataPath, found, current);
+      orphansDeleted = out.deleted;
+      orphanBytes = out.bytes;
+      orphansKept = out.keptBack;
+      for (const n of out.keptBackFor) orphanKeptFor.add(n);
+    }
     const after = await listTables(session);
+    const keptBackFor = [...new Set([...cleaned.keptBackFor, ...orphanKeptFor, ...keptSnapshots.flatMap((id) => holds.snapshots.get(id) ?? [])])].sort();
     return {
       command: 'maintain',
+      durationSeconds: (Date.now() - started.getTime()) / 1000,
+      snapshotId: await session.currentSnapshot(),
       filesBefore: before.reduce((a, t) => a + t.files, 0),
       filesAfter: after.reduce((a, t) => a + t.files, 0),
-      snapshotsExpired: expired,
-      filesDeleted: cleaned,
-      orphansDeleted: orphaned,
-      snapshotId: await session.currentSnapshot(),
+      rowsFlushed,
+      snapshotsExpired,
+      snapshotsKeptBack: keptSnapshots.length,
+      filesMerged,
+      filesRewritten,
+      filesCreated,
+      filesDeleted: cleaned.deleted,
+      bytesReclaimed: cleaned.bytes + orphanBytes,
+      filesKeptBack: cleaned.keptBack + orphansKept,
+      keptBackFor,
+      orphansDeleted,
+      ...(busy.length ? { deletionSkipped: `backup ${busy.join(', ')} is being taken; files are deleted in a later run` } : {}),
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
     };
   } finally {
     session.close();

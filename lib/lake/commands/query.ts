@@ -73,6 +73,8 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const timeoutMs = positiveInt('--timeout-ms', values['timeout-ms']);
 
   const config = loadConfig(env);
+  // The tables the query API authorised for this query (the router's cold path): the bound plan must stay within them.
+  const grant = values.sandbox ? (await import('../../auth/tables.js')).grantFromEnv(env) : undefined;
   // A process running user SQL keeps its keys only in DuckDB secrets (lib/redact.ts).
   if (values.sandbox) takeSecrets(env);
   const opts = { readOnly: !values.write, snapshotVersion, snapshotTime };
@@ -120,10 +122,10 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   try {
     // --sandbox: the same limits as a warm worker (the router's cold path runs user SQL this way).
     if (values.sandbox) {
-      const { checkReadOnlyQuery, checkWriteQuery, lockDown, SandboxError } = await import('../sandbox.js');
+      const { planReadOnlyQuery, planWriteQuery, lockDown, SandboxError } = await import('../sandbox.js');
+      const { checkGrant } = await import('../../auth/tables.js');
       try {
-        if (values.write) await checkWriteQuery(session.connection, sql);
-        else await checkReadOnlyQuery(session.connection, sql);
+        checkGrant(values.write ? await planWriteQuery(session.connection, sql) : await planReadOnlyQuery(session.connection, sql), grant);
       } catch (err) {
         if (err instanceof SandboxError) throw new RefusedError(err.message);
         throw err;
