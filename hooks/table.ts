@@ -7,7 +7,7 @@ import { tableSpecProblems, type TableSpec } from '../lib/api/table.js';
 import { validateSpec } from '../lib/api/validate.js';
 import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
-import { condition, type Condition } from '../lib/k8s/conditions.js';
+import { condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, retryNote, type RunnerResult } from '../lib/k8s/job-status.js';
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
@@ -56,7 +56,7 @@ export function dropJob(t: TableObject, catalog: CatalogObject, ctx: HookContext
 type Phase = 'Pending' | 'Applying' | 'Ready' | 'Failed' | 'Deleting';
 
 function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, message: string, result?: RunnerResult) {
-  const previous = (t.status?.conditions as Condition[] | undefined) ?? [];
+  const previous = t.status?.conditions;
   const prev = t.status ?? {};
   const g = t.metadata.generation;
   const ready = condition(previous, 'Ready', phase === 'Ready' ? 'True' : 'False', reason, message, ctx.now, g);

@@ -8,8 +8,9 @@ export interface Condition {
   observedGeneration?: number;
 }
 
+/** `previous`: the parent's status.conditions as it came in, whatever its shape (a malformed status is no status). */
 export function condition(
-  previous: Condition[] | undefined,
+  previous: unknown,
   type: string,
   status: Condition['status'],
   reason: string,
@@ -17,7 +18,9 @@ export function condition(
   now: Date,
   observedGeneration?: number,
 ): Condition {
-  const before = previous?.find((c) => c.type === type);
-  const lastTransitionTime = before && before.status === status && before.lastTransitionTime ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const list: unknown[] = Array.isArray(previous) ? previous : [];
+  const before = list.find((c): c is Partial<Condition> => typeof c === 'object' && c !== null && (c as Condition).type === type);
+  const kept = before && before.status === status && typeof before.lastTransitionTime === 'string' ? before.lastTransitionTime : undefined;
+  const lastTransitionTime = kept ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   return { type, status, reason, message, lastTransitionTime, ...(observedGeneration !== undefined ? { observedGeneration } : {}) };
 }

@@ -14,8 +14,8 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { parseAllDocuments } from 'yaml';
 import { packageRoot } from '../../lib/lake/config.js';
 import { featherman } from '../helpers/cli.js';
-import { clusterBinariesMissing, type KubectlResult } from '../helpers/cluster.js';
-import { BUCKET, E2E_TOKEN, eventually, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
+import { clusterBinariesMissing } from '../helpers/cluster.js';
+import { BUCKET, E2E_TOKEN, eventually, kubectlTools, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
 import type { KubeObj } from '../helpers/metacontroller-standin.js';
 
 const missing = clusterBinariesMissing();
@@ -29,15 +29,7 @@ if (missing) {
   t.comment(`hooks driven by ${env.metacontroller.description}`);
   t.comment(`environment up in ${((Date.now() - started) / 1000).toFixed(1)} s (API server ${env.cluster.server}, hooks ${env.hooksUrl}, queries ${env.queryUrl}, admission ${env.admissionUrl})`);
   const { kubectl, minio } = env;
-  const ok = (r: KubectlResult, what: string) => {
-    if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}\n${env.diagnostics()}`);
-    return r.stdout;
-  };
-  const get = async <T = KubeObj>(args: string[]): Promise<T | undefined> => {
-    const r = await kubectl(['get', ...args, '-o', 'json']);
-    return r.code === 0 ? JSON.parse(r.stdout) as T : undefined;
-  };
-  const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) => eventually(what, ms, check, () => env.diagnostics());
+  const { ok, get, wait } = kubectlTools(env);
   const example = (file: string) => readFileSync(join(root, 'examples', file), 'utf8');
   const catalogYaml = example('catalog.yaml').replace('http://minio.storage.svc:9000', minio.url);
   const tableYaml = example('users-table.yaml');
@@ -150,7 +142,8 @@ if (missing) {
       return ready.length >= 2 && p.status?.currentSize !== undefined ? { p, ready } : undefined;
     });
     t.equal(pool.ready.length, 2, 'minSize ready pods');
-    t.ok(pool.ready.every((x) => /^127\.0\.0\.\d+$/.test(String(x.status?.podIP))), 'each worker has its own loopback pod IP');
+    const ips = pool.ready.map((x) => String(x.status?.podIP));
+    t.ok(ips.every((ip) => /^127\.\d+\.\d+\.\d+$/.test(ip)) && new Set(ips).size === ips.length, `each worker has its own loopback pod IP (${ips.join(', ')})`);
     // The API server accepted the workers' NetworkPolicy (this test network enforces none).
     const policy = await get<KubeObj & { spec?: { podSelector?: { matchLabels?: Record<string, string> } } }>(['networkpolicy', 'default-pool-workers']);
     t.match(policy?.spec?.podSelector?.matchLabels, { 'ducklake.featherman.dev/pool': 'default-pool' }, 'a NetworkPolicy guards the workers');

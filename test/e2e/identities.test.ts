@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/lake/config.js';
 import { featherman } from '../helpers/cli.js';
-import { clusterBinariesMissing, type KubectlResult } from '../helpers/cluster.js';
-import { BUCKET, eventually, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
+import { clusterBinariesMissing } from '../helpers/cluster.js';
+import { BUCKET, kubectlTools, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
 import type { KubeObj } from '../helpers/metacontroller-standin.js';
 import { Postgres } from '../helpers/postgres.js';
 import { kubeconfigFor, signServiceAccountToken, startQueryService, type QueryService } from '../helpers/query-service.js';
@@ -27,15 +27,7 @@ if (missing) {
   const { kubectl, minio } = env;
   const dir = mkdtempSync(join(tmpdir(), 'fm-identities-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const ok = (r: KubectlResult, what: string) => {
-    if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}\n${env.diagnostics()}`);
-    return r.stdout;
-  };
-  const get = async <T = KubeObj>(args: string[]): Promise<T | undefined> => {
-    const r = await kubectl(['get', ...args, '-o', 'json']);
-    return r.code === 0 ? JSON.parse(r.stdout) as T : undefined;
-  };
-  const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) => eventually(what, ms, check, () => env.diagnostics());
+  const { ok, get, wait } = kubectlTools(env);
   const example = (file: string) => readFileSync(join(root, 'examples', file), 'utf8');
   const lakeEnv = () => ({
     FEATHERMAN_METADATA: `duckdb:${env.kubelet.pvcDir('default', 'example-catalog')}/metadata.ducklake`,

@@ -50,7 +50,7 @@ if (missing) {
     kc.loadFromFile(cluster.kubeconfig);
     const directory = new KubernetesDirectory(kc);
     const pools = await directory.pools();
-    t.same(pools, [{ namespace: 'analytics', pool: 'default-pool', catalog: 'example', readOnly: true, queueMaxLength: 7, queueMaxWaitMs: 12_000, maxQueryMs: 45_000, workerConcurrency: 1 }]);
+    t.same(pools, [{ namespace: 'analytics', pool: 'default-pool', catalog: 'example', readOnly: true, queueMaxLength: 7, queueMaxWaitMs: 12_000, maxQueryMs: 45_000, workerConcurrency: 1, maxQueuedPerPrincipal: 50 }]);
     t.same(await directory.workers(pools[0]!), [{ name: 'default-pool-aaaaaa', url: 'http://127.0.0.2:8080' }], 'only the Ready pod with an IP');
   });
 

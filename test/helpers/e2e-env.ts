@@ -15,7 +15,7 @@ import { CLI, featherman } from './cli.js';
 import { chooseMetacontroller, DEFAULT_CONTROLLERS, startCluster, type Cluster, type KubectlResult } from './cluster.js';
 import { ProcessKubelet } from './kubelet.js';
 import { RealMetacontroller, StandinDriver, type HookDriver } from './metacontroller.js';
-import { KubeApi } from './metacontroller-standin.js';
+import { KubeApi, type KubeObj } from './metacontroller-standin.js';
 import { Minio } from './minio.js';
 
 export const BUCKET = 'my-data-lake';
@@ -152,6 +152,20 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
     await stop();
     throw e;
   }
+}
+
+/** The kubectl helpers every scenario uses: a command that must succeed, an object as JSON, a wait for a value. */
+export function kubectlTools(env: Pick<E2eEnv, 'kubectl' | 'diagnostics'>) {
+  const ok = (r: KubectlResult, what: string) => {
+    if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}\n${env.diagnostics()}`);
+    return r.stdout;
+  };
+  const get = async <T = KubeObj>(args: string[]): Promise<T | undefined> => {
+    const r = await env.kubectl(['get', ...args, '-o', 'json']);
+    return r.code === 0 ? JSON.parse(r.stdout) as T : undefined;
+  };
+  const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) => eventually(what, ms, check, () => env.diagnostics());
+  return { ok, get, wait };
 }
 
 /** Polls `check` until it returns a value (not undefined), up to `ms`; the error names `what`. */

@@ -10,7 +10,7 @@
 //     host directory, and terminationMessagePath to a per-pod file;
 //   - writes status Running (podIP), then Succeeded/Failed with containerStatuses[].state.terminated
 //     {exitCode, message, finishedAt}, so the real Job controller completes Jobs;
-//   - long-running pods (restartPolicy Always) get their own loopback IP 127.0.0.N (N >= 2) as podIP
+//   - long-running pods (restartPolicy Always) get their own loopback IP 127.A.B.N (N >= 2) as podIP
 //     and the Ready condition once GET http://podIP:<port>/readyz answers 200; a process that exits
 //     is restarted (restartCount);
 //   - a pod being deleted gets its process killed and is then removed (grace period 0);
@@ -203,9 +203,15 @@ export class ProcessKubelet {
     }, 'application/merge-patch+json');
   }
 
+  /**
+   * Pod IPs come from a loopback /24 of this process's own (127.A.B.0, A >= 1, from the pid): two
+   * e2e files running at once (tap's jobs) each have a cluster whose workers listen on port 8080.
+   */
+  private readonly ipPrefix = `127.${1 + (process.pid % 250)}.${Math.floor(process.pid / 250) % 250}`;
+
   private allocateIp(): string {
     for (let n = 2; n < 250; n++) {
-      const ip = `127.0.0.${n}`;
+      const ip = `${this.ipPrefix}.${n}`;
       if (!this.ips.has(ip)) { this.ips.add(ip); return ip; }
     }
     throw new Error('no loopback address left');
@@ -301,7 +307,7 @@ export class ProcessKubelet {
         // restartPolicy Always: start it again after a short pause
         run.ready = false;
         run.restarts++;
-        this.logLine(`${run.ns}/${run.name} exited (${exitCode}); restarting`);
+        this.logLine(`${run.ns}/${run.name} exited (${exitCode}); restarting. Its last output: ${run.output.trim().split('\n').pop()?.slice(0, 400) ?? ''}`);
         setTimeout(() => {
           if (run.done || this.stopped) return;
           this.spawn(run, pod, c, env);

@@ -29,10 +29,17 @@ const cases: [string, Record<string, unknown>][] = [
     parent: catalog({ phase: 'Ready' }),
     related: { 'Pod.v1': { 'default/p': { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', labels: { 'ducklake.featherman.dev/catalog': 'example', 'app.kubernetes.io/component': 'catalog-backup' } }, status: { containerStatuses: [{ name: 'featherman', state: { terminated: { exitCode: 0, message: '[1,2]', finishedAt: 7 } } }] } } } },
   }],
+  ['a table whose status conditions are an object', {
+    parent: {
+      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeTable', metadata: { name: 't', namespace: 'default' },
+      spec: { catalogRef: 'example', name: 't', columns: [{ name: 'id', type: 'INTEGER' }] }, status: { conditions: { type: 'Ready' } },
+    },
+  }],
 ];
 
+const PLURALS: Record<string, string> = { DuckLakeCatalog: 'ducklakecatalogs', DuckLakeBackup: 'ducklakebackups', DuckLakeTable: 'ducklaketables' };
 for (const [name, body] of cases) {
-  const plural = (body.parent as { kind: string }).kind === 'DuckLakeCatalog' ? 'ducklakecatalogs' : 'ducklakebackups';
+  const plural = PLURALS[(body.parent as { kind: string }).kind]!;
   for (const hook of ['sync', 'finalize', 'customize']) {
     const res = await app.inject({ method: 'POST', url: `/hooks/${plural}/${hook}`, payload: body });
     t.equal(res.statusCode, 200, `${name}: ${hook} answers (${res.body.slice(0, 160)})`);
