@@ -14,7 +14,7 @@ import type { LakeConfig } from './config.js';
 import type { LakeSummary, TableSummary } from './inspect.js';
 import type { LakeSession } from './session.js';
 import { literal, tableRef } from './sql.js';
-import { blobStore, type BlobStore, type ObjectInfo } from './storage.js';
+import { blobStore, objectsByKey, type BlobStore, type ObjectInfo } from './storage.js';
 
 export const METADATA_FILE = 'metadata.duckdb';
 export const MANIFEST_FILE = 'manifest.json';
@@ -63,8 +63,11 @@ export function nameTime(name: string): Date {
   return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, +(m[7] ?? 0)));
 }
 
+/** A file registered from outside the data path (ducklake_add_data_files): its path is a full URL or absolute. */
+export const isExternal = (f: BackedUpFile) => /^[a-z0-9]+:\/\/|^\//i.test(f.path);
+
 /** The full URL of a manifest's file. */
-export const fileUrl = (m: { dataPath: string }, f: BackedUpFile) => (/^[a-z0-9]+:\/\/|^\//i.test(f.path) ? f.path : m.dataPath + f.path);
+export const fileUrl = (m: { dataPath: string }, f: BackedUpFile) => (isExternal(f) ? f.path : m.dataPath + f.path);
 
 /** The backups of one catalog in its backup root. */
 export class BackupSet {
@@ -127,9 +130,9 @@ export class BackupSet {
     return `${this.catalog}/${name}/${METADATA_FILE}`;
   }
 
-  /** Where an includeData backup keeps a file (a key in `store`). */
+  /** Where an includeData backup keeps a file of the data path (a key in `store`; external files are not copied). */
   dataKey(f: BackedUpFile): string {
-    return `${this.catalog}/data/${f.path.replace(/^[a-z0-9]+:\/\//i, 'external/').replace(/^\/+/, 'external/')}`;
+    return `${this.catalog}/data/${f.path}`;
   }
 
   get dataUrl(): string {
@@ -137,7 +140,7 @@ export class BackupSet {
   }
 
   async copiesOfData(): Promise<Map<string, ObjectInfo>> {
-    return new Map((await this.store.listObjects(`${this.catalog}/data/`)).map((o) => [o.key, o]));
+    return objectsByKey(this.store, `${this.catalog}/data/`);
   }
 
   /**
@@ -152,10 +155,11 @@ export class BackupSet {
       await this.store.deletePrefix(`${this.catalog}/${name}/`);
     }
     const stillNeeded = new Set<string>();
-    for (const m of await this.manifests()) if (m.includeData) for (const f of m.files ?? []) stillNeeded.add(this.dataKey(f));
+    const copied = (m: BackupManifest) => (m.includeData ? (m.files ?? []).filter((f) => !isExternal(f)) : []);
+    for (const m of await this.manifests()) for (const f of copied(m)) stillNeeded.add(this.dataKey(f));
     const copies = removed.some((m) => m.includeData) ? await this.copiesOfData() : new Map<string, ObjectInfo>();
     const release = new Set<string>();
-    for (const m of removed) if (m.includeData) for (const f of m.files ?? []) if (!stillNeeded.has(this.dataKey(f)) && copies.has(this.dataKey(f))) release.add(this.dataKey(f));
+    for (const m of removed) for (const f of copied(m)) if (!stillNeeded.has(this.dataKey(f)) && copies.has(this.dataKey(f))) release.add(this.dataKey(f));
     await this.store.deleteKeys([...release]);
     return { filesDeleted: release.size, bytesReleased: [...release].reduce((n, k) => n + (copies.get(k)?.size ?? 0), 0) };
   }

@@ -41,6 +41,9 @@ export interface LakeConfig {
   pgPassword?: string;
 }
 
+/** A catalog's name: a Kubernetes object name. */
+export const CATALOG_NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
 export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
@@ -151,7 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
   const urlStyle = (env.FEATHERMAN_S3_URL_STYLE ?? (endpoint ? 'path' : 'vhost')).toLowerCase();
   if (urlStyle !== 'path' && urlStyle !== 'vhost') throw new BadInputError('FEATHERMAN_S3_URL_STYLE: must be path or vhost');
   const catalogName = env.FEATHERMAN_CATALOG ?? 'default';
-  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(catalogName)) {
+  if (!CATALOG_NAME.test(catalogName)) {
     throw new BadInputError('FEATHERMAN_CATALOG: must be a Kubernetes object name (lowercase letters, digits, dots, hyphens)');
   }
   const lockTimeout = Number(env.FEATHERMAN_LOCK_TIMEOUT_SECONDS ?? '60');

@@ -183,6 +183,11 @@ class LocalStore implements BlobStore {
   }
 }
 
+/** The objects under `prefix`, by key. */
+export async function objectsByKey(store: BlobStore, prefix = ''): Promise<Map<string, ObjectInfo>> {
+  return new Map((await store.listObjects(prefix)).map((o) => [o.key, o]));
+}
+
 /** The store at `url`: S3 through `s3` (the data's or the backup target's connection), or a local directory. */
 export function blobStore(s3: S3Settings, url: string): BlobStore {
   return url.startsWith('s3://') ? new S3Store(url, s3Client(s3), s3) : new LocalStore(url);

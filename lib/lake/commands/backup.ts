@@ -12,15 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadInputError } from '../../errors.js';
 import {
-  BACKUP_NAME, BackupSet, MANIFEST_FORMAT, backupName, contentMismatches, describeFileProblems, fileProblems, nameTime, snapshotFiles, tableContents,
+  BACKUP_NAME, BackupSet, MANIFEST_FORMAT, backupName, contentMismatches, describeFileProblems, fileProblems, isExternal, nameTime, snapshotFiles, tableContents,
   type BackedUpFile, type BackupManifest,
 } from '../backups.js';
-import { loadConfig, type LakeConfig } from '../config.js';
+import { CATALOG_NAME, loadConfig, type LakeConfig } from '../config.js';
 import { summarizeLake, type LakeSummary } from '../inspect.js';
 import { claimDataPath } from '../ownership.js';
 import { attachLake, attachWithLockWait, catalogDatabaseSql, openDuckDB, type LakeSession } from '../session.js';
 import { ident, literal } from '../sql.js';
-import { blobStore, type BlobStore, type ObjectInfo } from '../storage.js';
+import { blobStore, objectsByKey, type BlobStore, type ObjectInfo } from '../storage.js';
 import { parse, positiveInt } from './args.js';
 
 const COPY_CONCURRENCY = 8;
@@ -136,10 +136,10 @@ async function takeBackup(config: LakeConfig, set: BackupSet, o: BackupOptions, 
     return readBackupCopy(session, file);
   });
   const dataStore = blobStore(config.s3, summary.dataPath);
-  const listing = new Map((await dataStore.listObjects('')).map((o) => [o.key, o]));
+  const listing = await objectsByKey(dataStore);
   for (const f of files) f.etag = listing.get(f.path)?.etag;
   // Files registered from outside the data path (ducklake_add_data_files) are neither listed nor copied here.
-  const inside = files.filter((f) => !/^[a-z0-9]+:\/\/|^\//i.test(f.path));
+  const inside = files.filter((f) => !isExternal(f));
   const vanished = fileProblems(inside, listing, (f) => f.path, false);
   if (vanished.length) throw new Error(`the backup is incomplete and was not kept: ${describeFileProblems(vanished, summary.dataPath)}`);
 
@@ -205,7 +205,7 @@ async function verifyBackup(config: LakeConfig, set: BackupSet, name: string) {
     let readFrom = manifest.dataPath;
     if (manifest.includeData) {
       const copies = await set.copiesOfData();
-      const problems = fileProblems(manifest.files ?? [], copies, (f) => set.dataKey(f), false);
+      const problems = fileProblems((manifest.files ?? []).filter((f) => !isExternal(f)), copies, (f) => set.dataKey(f), false);
       if (problems.length) throw new Error(`backup ${name} cannot be restored: ${describeFileProblems(problems, set.dataUrl)}`);
       readFrom = set.dataUrl;
     } else {
@@ -230,7 +230,7 @@ function withBackupReads(config: LakeConfig): LakeConfig {
 
 async function checkDataFiles(config: LakeConfig, manifest: BackupManifest, dataPath: string, name: string): Promise<void> {
   if (!manifest.files) return; // format 1: no file list; reading the tables is the check
-  const listing = new Map((await blobStore(config.s3, dataPath).listObjects('')).map((o) => [o.key, o]));
+  const listing = await objectsByKey(blobStore(config.s3, dataPath));
   const problems = fileProblems(manifest.files, listing, (f) => f.path, true);
   if (problems.length) throw new Error(`backup ${name} cannot be restored: ${describeFileProblems(problems, dataPath)}`);
 }
@@ -295,7 +295,7 @@ export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
   if (!values.backup) throw new BadInputError('--backup: required (a backup name from `featherman backup list`, or latest)');
   const config = loadConfig(env);
   const from = values['from-catalog'];
-  if (from !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(from)) throw new BadInputError('--from-catalog: must be a catalog name');
+  if (from !== undefined && !CATALOG_NAME.test(from)) throw new BadInputError('--from-catalog: must be a catalog name');
   const set = new BackupSet(config, from ?? config.catalogName);
   const name = await set.resolve(values.backup);
   const manifest = await set.manifest(name);
@@ -335,13 +335,13 @@ export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
 async function bringBackData(config: LakeConfig, set: BackupSet, manifest: BackupManifest): Promise<{ files: number; bytes: number }> {
   if (!manifest.files) return { files: 0, bytes: 0 };
   const dataStore = blobStore(config.s3, config.dataPath);
-  const listing = new Map((await dataStore.listObjects('')).map((o) => [o.key, o]));
+  const listing = await objectsByKey(dataStore);
   const samePlace = manifest.dataPath === config.dataPath;
   const problems = fileProblems(manifest.files, listing, (f) => f.path, samePlace);
   if (!problems.length) return { files: 0, bytes: 0 };
   if (!manifest.includeData) throw new Error(`backup ${manifest.name} cannot be restored: ${describeFileProblems(problems, config.dataPath)}`);
   const copies: Map<string, ObjectInfo> = await set.copiesOfData();
-  const lost = fileProblems(problems.map((p) => p.file), copies, (f) => set.dataKey(f), false);
+  const lost = fileProblems(problems.map((p) => p.file).filter((f) => !isExternal(f)), copies, (f) => set.dataKey(f), false);
   if (lost.length) throw new Error(`backup ${manifest.name} cannot be restored: ${describeFileProblems(lost, set.dataUrl)}`);
   let bytes = 0;
   await eachLimited(problems.map((p) => p.file), COPY_CONCURRENCY, async (f) => {

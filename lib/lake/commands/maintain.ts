@@ -20,7 +20,7 @@ import { markerLocation } from '../ownership.js';
 import type { LakeSession } from '../session.js';
 import { openLake } from '../session.js';
 import { LAKE, literal, metaTable } from '../sql.js';
-import { blobStore, type BlobStore } from '../storage.js';
+import { blobStore, objectsByKey, type BlobStore, type ObjectInfo } from '../storage.js';
 import { parse, positiveInt } from './args.js';
 
 function interval(flag: string, value: string | undefined): string | undefined {
@@ -39,28 +39,40 @@ interface Deletion {
   keptBackFor: Set<string>;
 }
 
-/**
- * Split files DuckLake would delete into those a retained backup holds and the rest; delete the
- * rest from the data path. Sizes come from one listing of the data path.
- */
-async function deleteUnheld(store: BlobStore, dataPath: string, urls: string[], holds: Holds): Promise<Deletion & { deletedUrls: string[] }> {
+/** The data path's objects, listed at most once a run and before anything is deleted: the sizes of what goes. */
+class DataFiles {
+  private listing?: Promise<Map<string, ObjectInfo>>;
+  constructor(readonly store: BlobStore, readonly dataPath: string) {}
+
+  key(url: string): string {
+    return url.slice(this.dataPath.length);
+  }
+
+  async bytes(urls: string[]): Promise<number> {
+    if (!urls.length) return 0;
+    const listing = await (this.listing ??= objectsByKey(this.store));
+    return urls.reduce((n, u) => n + (listing.get(this.key(u))?.size ?? 0), 0);
+  }
+}
+
+/** Split files DuckLake would delete into those a retained backup holds and the rest; delete the rest from the data path. */
+async function deleteUnheld(files: DataFiles, urls: string[], holds: Holds): Promise<Deletion> {
   const held = urls.filter((u) => holds.files.has(u));
-  const free = urls.filter((u) => !holds.files.has(u) && u.startsWith(dataPath));
-  const sizes = free.length ? new Map((await store.listObjects('')).map((o) => [o.key, o.size])) : new Map<string, number>();
-  const keys = free.map((u) => u.slice(dataPath.length));
-  await store.deleteKeys(keys);
+  const free = urls.filter((u) => !holds.files.has(u) && u.startsWith(files.dataPath));
+  const bytes = await files.bytes(free);
+  await files.store.deleteKeys(free.map((u) => files.key(u)));
   const keptBackFor = new Set(held.flatMap((u) => holds.files.get(u) ?? []));
-  return { deleted: free.length, bytes: keys.reduce((n, k) => n + (sizes.get(k) ?? 0), 0), keptBack: held.length, keptBackFor, deletedUrls: free };
+  return { deleted: free.length, bytes, keptBack: held.length, keptBackFor };
 }
 
 /** Files scheduled for deletion and past `olderThan`: DuckLake's own cleanup when nothing is held, ours otherwise. */
-async function cleanUp(session: LakeSession, store: BlobStore, olderThan: string, holds: Holds): Promise<Deletion> {
+async function cleanUp(session: LakeSession, files: DataFiles, olderThan: string, holds: Holds): Promise<Deletion> {
   const dataPath = session.config.dataPath;
   const due = (await session.rows(`SELECT path FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan}, dry_run => true)`)).map((r) => String(r.path));
   if (!due.some((u) => holds.files.has(u))) {
-    const sizes = due.length ? new Map((await store.listObjects('')).map((o) => [o.key, o.size])) : new Map<string, number>();
+    const bytes = await files.bytes(due);
     await session.rows(`SELECT * FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan})`);
-    return { deleted: due.length, bytes: due.reduce((n, u) => n + (sizes.get(u.slice(dataPath.length)) ?? 0), 0), keptBack: 0, keptBackFor: new Set() };
+    return { deleted: due.length, bytes, keptBack: 0, keptBackFor: new Set() };
   }
   // Take the rows of the files about to go out of the catalog first: if we stop half-way, what is
   // left is orphan files (collected later), never a catalog naming files that are gone.
@@ -70,7 +82,7 @@ async function cleanUp(session: LakeSession, store: BlobStore, olderThan: string
   const deletable = new Set(due.filter((u) => !holds.files.has(u)));
   const ids = scheduled.filter((r) => deletable.has(urlOf(r))).map((r) => Number(r.data_file_id));
   if (ids.length) await session.run(`DELETE FROM ${table} WHERE data_file_id IN (${ids.join(', ')})`);
-  return deleteUnheld(store, dataPath, due, holds);
+  return deleteUnheld(files, due, holds);
 }
 
 export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
@@ -105,7 +117,7 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
   const holds = await retainedHolds(config).catch((err: Error) => {
     throw new TemporaryError(`maintenance needs the list of retained backups and could not read it: ${err.message.split('\n')[0]}`);
   });
-  const store = blobStore(config.s3, config.dataPath);
+  const files = new DataFiles(blobStore(config.s3, config.dataPath), config.dataPath);
   const session = await openLake(config);
   try {
     const before = await listTables(session);
@@ -142,7 +154,7 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
     const busy = await backups.inProgress();
     const current = await retainedHolds(config);
     const nothing: Deletion = { deleted: 0, bytes: 0, keptBack: 0, keptBackFor: new Set() };
-    const cleaned = busy.length ? nothing : await cleanUp(session, store, cleanup, current);
+    const cleaned = busy.length ? nothing : await cleanUp(session, files, cleanup, current);
 
     let orphansDeleted = 0;
     let orphanBytes = 0;
@@ -152,7 +164,7 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
       const { root, key } = markerLocation(config.dataPath);
       const marker = root + key;
       const found = (await call('ducklake_delete_orphaned_files', [`older_than => ${orphans}`, 'dry_run => true'])).map((r) => String(r.path)).filter((u) => u !== marker);
-      const out = await deleteUnheld(store, config.dataPath, found, current);
+      const out = await deleteUnheld(files, found, current);
       orphansDeleted = out.deleted;
       orphanBytes = out.bytes;
       orphansKept = out.keptBack;
