@@ -9,7 +9,7 @@ import { validateSpec } from '../lib/api/validate.js';
 import { catalogAccess, backupPath, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, retryNote, type PodResult } from '../lib/k8s/job-status.js';
-import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
+import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from '../lib/k8s/labels.js';
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
@@ -217,11 +217,5 @@ export function finalize(req: SyncRequest<BackupObject>, ctx: HookContext): Sync
 
 /** The backup's catalog, and the pods of its own Jobs (for their termination messages). */
 export function customize(req: CustomizeRequest<BackupObject>): CustomizeResponse {
-  const ns = req.parent.metadata.namespace;
-  return {
-    relatedResources: [
-      { apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: ns, names: [req.parent.spec.catalogRef ?? ''] },
-      { apiVersion: 'v1', resource: 'pods', namespace: ns, labelSelector: { matchLabels: { [`${GROUP}/backup`]: labelValue(req.parent.metadata.name) } } },
-    ],
-  };
+  return catalogAndOwnPods(req.parent, req.parent.spec.catalogRef, 'backup');
 }

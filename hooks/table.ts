@@ -5,7 +5,7 @@ import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, Sync
 import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
 import { tableSpecProblems, type TableSpec } from '../lib/api/table.js';
 import { validateSpec } from '../lib/api/validate.js';
-import { API_VERSION, childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
+import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from '../lib/k8s/labels.js';
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, retryNote, type RunnerResult } from '../lib/k8s/job-status.js';
@@ -135,11 +135,5 @@ export function finalize(req: SyncRequest<TableObject>, ctx: HookContext): SyncR
 
 /** The table's catalog, and the pods of its own Jobs (for their termination messages). */
 export function customize(req: CustomizeRequest<TableObject>): CustomizeResponse {
-  const ns = req.parent.metadata.namespace;
-  return {
-    relatedResources: [
-      { apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: ns, names: [req.parent.spec.catalogRef ?? ''] },
-      { apiVersion: 'v1', resource: 'pods', namespace: ns, labelSelector: { matchLabels: { [`${GROUP}/table`]: labelValue(req.parent.metadata.name) } } },
-    ],
-  };
+  return catalogAndOwnPods(req.parent, req.parent.spec.catalogRef, 'table');
 }

@@ -4,6 +4,20 @@ import { createHash } from 'node:crypto';
 export const GROUP = 'ducklake.featherman.dev';
 export const API_VERSION = `${GROUP}/v1alpha1`;
 
+/**
+ * A customize answer for a kind that lives in a catalog: its DuckLakeCatalog, and the pods of its
+ * own Jobs (labelled `<group>/<ownLabel>` with its name), for their termination messages.
+ */
+export function catalogAndOwnPods(parent: { metadata: { name: string; namespace?: string } }, catalogRef: string | undefined, ownLabel: 'table' | 'backup') {
+  const ns = parent.metadata.namespace;
+  return {
+    relatedResources: [
+      { apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: ns, names: [catalogRef ?? ''] },
+      { apiVersion: 'v1', resource: 'pods', namespace: ns, labelSelector: { matchLabels: { [`${GROUP}/${ownLabel}`]: labelValue(parent.metadata.name) } } },
+    ],
+  };
+}
+
 // A DuckLakeBackup's backup Job is a catalog-backup too: the catalog's status reports the newest
 // backup whichever way it was started.
 export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'backup-delete' | 'table-apply' | 'table-drop' | 'worker' | 'query';
