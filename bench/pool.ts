@@ -1,22 +1,29 @@
-// The warm pool against cold starts, side by side in one run, on a lake in MinIO:
-//  1. latency (p50/p99) of `SELECT 1` and of a small aggregate on the lake: cold (a fresh
-//     `featherman query` process per query: process start, DuckDB open, extensions, attach)
-//     beside warm (through the router to local workers), with the ratio;
-//  2. throughput of the small aggregate with 1, 2 and 4 workers;
-//  3. router overhead: the same query straight to a worker vs through /v1/query.
-// Run: node dist/bench/pool.js (after `npm test` or `npm start` has built). BENCH_* override sizes.
-import { spawnSync } from 'node:child_process';
+// The warm pool against cold starts and against its floor and its peer, side by side in one run,
+// on one lake in MinIO (100,000 rows, DuckDB catalog):
+//  1. latency (p50/p99) of `SELECT 1` and of a small aggregate: cold (a fresh `featherman query`
+//     process per query) beside warm through the router (/v1/query, 2 local workers), a worker
+//     called directly, the floor (bench/floor.ts: Fastify + @duckdb/node-api, no router, no
+//     sandbox) and DuckDB's Quack (bench/quack.ts: one DuckDB process, a Python client);
+//  2. where the time of a warm SELECT 1 goes, phase by phase (Server-Timing from router and worker);
+//  3. the acceptance targets of issue 15, each with its figure;
+//  4. throughput of the small aggregate with 1, 2 and 4 workers.
+// Run: node dist/bench/pool.js (after a build). BENCH_* override sizes; BENCH_QUACK=0 skips Quack.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, request } from 'node:http';
+import { createInterface } from 'node:readline';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
+import { Authenticator, parseStaticTokens } from '../lib/auth/authenticate.js';
+import { packageRoot } from '../lib/lake/config.js';
 import { LocalFallback, LocalPool } from '../lib/pool/local.js';
 import { Router, type PoolSettings } from '../lib/pool/router.js';
 import { buildServer } from '../lib/server/server.js';
 import { quietSdkWarnings } from '../lib/warnings.js';
 import { CLI } from '../test/helpers/cli.js';
-import { Minio } from '../test/helpers/minio.js';
+import { freePort, Minio } from '../test/helpers/minio.js';
 import { fmt } from './load.js';
+import { runQuack } from './quack.js';
 
 const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 15);
 const WARM_RUNS = Number(process.env.BENCH_WARM_RUNS ?? 400);
@@ -27,32 +34,66 @@ const QUERIES = {
   'SELECT 1': 'SELECT 1 AS one',
   'small aggregate': 'SELECT kind, count(*) AS n, avg(amount) AS a FROM events GROUP BY kind ORDER BY kind',
 };
+type Label = keyof typeof QUERIES;
+// Quack serves each client a fresh connection whose default database is not the lake: the table is named in full.
+const QUACK_QUERIES: Record<Label, string> = { ...QUERIES, 'small aggregate': QUERIES['small aggregate'].replace('FROM events', 'FROM lake.events') };
 
-const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]!; };
+const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN; };
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
-function post(agent: Agent, url: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+interface Answer { ms: number; headers: IncomingHttpHeaders; trailers: NodeJS.Dict<string> }
+
+function post(agent: Agent, url: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const u = new URL(url);
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers } }, (res) => {
       res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`HTTP ${res.statusCode}`))));
+      res.on('error', reject);
+      res.on('end', () => (res.statusCode === 200 ? resolve({ ms: performance.now() - t0, headers: res.headers, trailers: res.trailers }) : reject(new Error(`HTTP ${res.statusCode}`))));
     });
     req.on('error', reject);
     req.end(payload);
   });
 }
 
+/** Server-Timing entries (`name;dur=ms`, from headers and trailers) as name → ms. */
+function timings(...values: (string | string[] | undefined)[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values.flat()) {
+    for (const entry of (v ?? '').split(',')) {
+      const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)/.exec(entry);
+      if (m) out[m[1]!] = Number(m[2]);
+    }
+  }
+  return out;
+}
+
+/** bench/floor.ts as its own process, on the lake of `env`. */
+async function startFloor(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(packageRoot(), 'dist', 'bench', 'floor.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', (line) => { try { resolve(String(JSON.parse(line).listening)); } catch { reject(new Error(`floor: ${line}`)); } });
+    child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+const row = (cells: string[], widths: number[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('');
+
 export async function run(): Promise<void> {
+  console.log(`load average at start: ${load()} (this machine: 2 cores, shared)`);
   const minio = await Minio.start();
   const work = mkdtempSync(join(tmpdir(), 'fm-bench-pool-'));
   const pools: LocalPool[] = [];
+  let floor: ChildProcess | undefined;
   try {
     await minio.createBucket('lake');
     const env: Record<string, string> = {
       PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
       FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/bench/data/',
+      ...(process.env.FEATHERMAN_CACHE ? { FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE } : {}),
     };
     const cli = (args: string[]) => {
       const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: 'utf8' });
@@ -62,7 +103,7 @@ export async function run(): Promise<void> {
     cli(['catalog', 'init']);
     cli(['query', '--write', '--sql', "CREATE TABLE events AS SELECT i AS id, ['a','b','c','d'][i % 4 + 1] AS kind, i * 0.5 AS amount FROM range(100000) r(i)"]);
 
-    // 1. cold vs warm latency
+    // 1. cold
     const cold: Record<string, number[]> = {};
     for (const [label, sql] of Object.entries(QUERIES)) {
       cold[label] = [];
@@ -72,59 +113,130 @@ export async function run(): Promise<void> {
         cold[label]!.push(performance.now() - t0);
       }
     }
+
+    // Warm: the router, a worker directly and the floor, each query in turn, so load hits all alike.
     const settings: PoolSettings = { namespace: 'bench', pool: 'bench', catalog: 'bench', readOnly: true, queueMaxLength: 10_000, queueMaxWaitMs: 60_000, maxQueryMs: 60_000, workerConcurrency: 1 };
     const pool = new LocalPool(settings, env);
     pools.push(pool);
     await pool.scaleTo(2);
     const app = await buildServer({ plugins: ['query'], router: new Router(pool, new LocalFallback(env)), apiTokens: [TOKEN], queryLog: () => undefined });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    const started = await startFloor(env);
+    floor = started.child;
+    let agent = new Agent({ keepAlive: true, maxSockets: 64 });
     const viaRouter = (sql: string) => post(agent, `${base}/v1/query`, { catalog: 'bench', sql }, { authorization: `Bearer ${TOKEN}` });
-    const warm: Record<string, number[]> = {};
-    for (const [label, sql] of Object.entries(QUERIES)) {
-      for (let i = 0; i < 20; i++) await viaRouter(sql); // warm-up
-      warm[label] = [];
-      for (let i = 0; i < WARM_RUNS; i++) warm[label]!.push(await viaRouter(sql));
-    }
-    console.log(`\nlatency, cold (${COLD_RUNS} fresh \`featherman query\` processes) vs warm (${WARM_RUNS} queries through the router to 2 local workers); lake: DuckDB catalog, 100,000 rows on MinIO`);
-    console.log(`${'query'.padEnd(18)}${'cold p50'.padStart(10)}${'cold p99'.padStart(10)}${'warm p50'.padStart(10)}${'warm p99'.padStart(10)}${'p50 ratio'.padStart(11)}   (ms)`);
-    for (const label of Object.keys(QUERIES)) {
-      const c = cold[label]!;
-      const w = warm[label]!;
-      console.log(`${label.padEnd(18)}${fmt(pct(c, 0.5), 1).padStart(10)}${fmt(pct(c, 0.99), 1).padStart(10)}${fmt(pct(w, 0.5), 2).padStart(10)}${fmt(pct(w, 0.99), 2).padStart(10)}${`${fmt(pct(c, 0.5) / pct(w, 0.5), 0)}x`.padStart(11)}`);
-    }
-
-    // 3. router overhead
     const worker = pool.alive()[0]!;
-    const direct: number[] = [];
-    const routed: number[] = [];
-    for (let i = 0; i < WARM_RUNS; i++) {
-      direct.push(await post(agent, `${worker.url}/query`, { sql: QUERIES['SELECT 1'] }));
-      routed.push(await viaRouter(QUERIES['SELECT 1']));
+    const direct = (sql: string) => post(agent, `${worker.url}/query`, { sql });
+    const toFloor = (sql: string) => post(agent, `${started.url}/query`, { sql });
+    const paths = { router: viaRouter, worker: direct, floor: toFloor };
+    type Path = keyof typeof paths;
+    const warm = {} as Record<Path, Record<string, number[]>>;
+    const phases: Record<string, number[]> = {};
+    const addPhase = (name: string, ms: number) => (phases[name] ??= []).push(ms);
+    for (const path of Object.keys(paths) as Path[]) warm[path] = {};
+    for (const [label, sql] of Object.entries(QUERIES)) {
+      for (const send of Object.values(paths)) for (let i = 0; i < 20; i++) await send(sql); // warm-up
+      for (const path of Object.keys(paths) as Path[]) warm[path][label] = [];
+      for (let i = 0; i < WARM_RUNS; i++) {
+        for (const [path, send] of Object.entries(paths) as [Path, typeof viaRouter][]) {
+          const a = await send(sql);
+          warm[path][label]!.push(a.ms);
+          if (label !== 'SELECT 1') continue;
+          if (path === 'router') {
+            const t = timings(a.headers['server-timing']);
+            addPhase('queue', t.queue ?? NaN);
+            addPhase('routerWorker', t.worker ?? NaN);
+            addPhase('routerTotal', a.ms);
+          } else if (path === 'worker') {
+            const t = timings(a.headers['server-timing'], a.trailers['server-timing']);
+            for (const name of ['connect', 'sandbox', 'execute', 'encode']) addPhase(name, t[name] ?? NaN);
+            addPhase('workerOwn', Number(a.trailers['x-featherman-duration']));
+            addPhase('workerTotal', a.ms);
+          }
+        }
+      }
     }
-    console.log(`\nrouter overhead on SELECT 1 (${WARM_RUNS} each, alternating)`);
-    console.log(`${'path'.padEnd(26)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`);
-    console.log(`${'worker directly'.padEnd(26)}${fmt(pct(direct, 0.5), 2).padStart(9)}${fmt(pct(direct, 0.99), 2).padStart(9)}`);
-    console.log(`${'through /v1/query'.padEnd(26)}${fmt(pct(routed, 0.5), 2).padStart(9)}${fmt(pct(routed, 0.99), 2).padStart(9)}`);
-    console.log(`${'router adds (p50)'.padEnd(26)}${fmt(pct(routed, 0.5) - pct(direct, 0.5), 2).padStart(9)}`);
+    // Authentication is in the service's onRequest hook: timed here on the same static token.
+    const authenticator = new Authenticator({ staticTokens: parseStaticTokens(TOKEN) });
+    for (let i = 0; i < WARM_RUNS; i++) {
+      const t0 = performance.now();
+      await authenticator.authenticate(`Bearer ${TOKEN}`);
+      addPhase('auth', performance.now() - t0);
+    }
 
-    // 2. throughput by pool size
+    // Quack, on the same lake, while nothing else of ours runs queries.
+    const quack = process.env.BENCH_QUACK === '0' ? { missing: 'skipped (BENCH_QUACK=0)' } : await runQuack(env, QUACK_QUERIES, WARM_RUNS, await freePort());
+
+    const p50 = (xs: number[] | undefined) => (xs ? pct(xs, 0.5) : NaN);
+    const p99 = (xs: number[] | undefined) => (xs ? pct(xs, 0.99) : NaN);
+    const cell = (xs: number[] | undefined) => (xs ? `${fmt(p50(xs), 2)} / ${fmt(p99(xs), 2)}` : 'n/a');
+    console.log(`\nlatency p50 / p99 in ms: cold (${COLD_RUNS} fresh \`featherman query\` processes), warm (${WARM_RUNS} each, interleaved); lake: DuckDB catalog, 100,000 rows on MinIO`);
+    const widths = [18, 18, 20, 18, 18, 18, 11];
+    console.log(row(['query', 'cold', 'via router', 'worker direct', 'floor', 'quack', 'cold/warm'], widths));
+    for (const label of Object.keys(QUERIES) as Label[]) {
+      const q = 'latencies' in quack ? quack.latencies[label] : undefined;
+      console.log(row([label, cell(cold[label]), cell(warm.router[label]), cell(warm.worker[label]), cell(warm.floor[label]), cell(q),
+        `${fmt(p50(cold[label]) / p50(warm.router[label]), 0)}x`], widths));
+    }
+    if ('missing' in quack) console.log(`quack: not available: ${quack.missing}`);
+    else console.log('quack: DuckDB\'s quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, a Python client, quack_query() per query');
+    console.log('floor: one process, Fastify + @duckdb/node-api, one connection, no router, no sandbox, no limits (bench/floor.ts)');
+
+    // 2. phases
+    const worker50 = p50(phases.workerOwn);
+    const routerWorker50 = p50(phases.routerWorker);
+    const rows: [string, number, string][] = [
+      ['auth', p50(phases.auth), 'service: static token checked (timed in process)'],
+      ['queue', p50(phases.queue), 'router: arrival to a free worker (Server-Timing queue)'],
+      ['connect', p50(phases.connect), 'worker: a DuckDB connection (reused when idle)'],
+      ['sandbox check', p50(phases.sandbox), 'worker: the sandbox (a cached verdict for a repeated text)'],
+      ['execute', p50(phases.execute), 'worker: DuckDB runs the query, to its first chunk'],
+      ['encode', p50(phases.encode), 'worker: rows to JSON, envelope, end of answer (trailer)'],
+      ['worker HTTP', p50(phases.workerTotal) - worker50, 'worker called directly: its total less its own time (HTTP, Fastify, body)'],
+      ['route', routerWorker50 - (p50(phases.connect) + p50(phases.sandbox) + p50(phases.execute)), 'router to the worker\'s headers, less the worker\'s phases before them'],
+      ['service + transfer', p50(phases.routerTotal) - p50(phases.queue) - routerWorker50 - p50(phases.auth), 'the rest: client to service HTTP, Fastify, query log, body piped out'],
+    ];
+    console.log(`\nwhere a warm SELECT 1 through the router spends its time (p50 of each phase, ${WARM_RUNS} queries; phases overlap their neighbours' rounding)`);
+    for (const [name, ms, where] of rows) console.log(`${name.padEnd(20)}${fmt(ms, 3).padStart(8)} ms  ${where}`);
+    console.log(`${'total'.padEnd(20)}${fmt(p50(phases.routerTotal), 3).padStart(8)} ms`);
+
+    // 3. targets (issue 15)
+    const s1 = 'SELECT 1';
+    const agg = 'small aggregate';
+    const targets: [string, number, number, string][] = [
+      ['warm SELECT 1 via router p50', p50(warm.router[s1]), 1.5, 'ms'],
+      ['warm SELECT 1 via router p99', p99(warm.router[s1]), 5, 'ms'],
+      ['router adds over a worker (p50)', p50(warm.router[s1]) - p50(warm.worker[s1]), 0.4, 'ms'],
+      ['worker p50 / floor p50', p50(warm.worker[s1]) / p50(warm.floor[s1]), 1.5, 'x'],
+      ['small aggregate via router p50', p50(warm.router[agg]), 5, 'ms'],
+    ];
+    console.log('\ntargets (issue 15)');
+    for (const [name, value, limit, unit] of targets) console.log(`${name.padEnd(34)}${fmt(value, 2).padStart(9)} ${unit.padEnd(3)} ≤ ${limit}  ${value <= limit ? 'met' : 'NOT met'}`);
+    const ratio = p50(cold[s1]) / p50(warm.router[s1]);
+    console.log(`${'cold/warm p50 ratio (SELECT 1)'.padEnd(34)}${fmt(ratio, 0).padStart(9)} x   ≥ 200  ${ratio >= 200 ? 'met' : 'NOT met'}`);
+    console.log(`load average now: ${load()}`);
+
+    // 4. throughput by pool size, on fresh client connections (those to the floor and to the
+    // worker called directly may have idled past their servers' keep-alive during Quack's run).
+    agent.destroy();
+    agent = new Agent({ keepAlive: true, maxSockets: 64 });
     console.log(`\nthroughput of the small aggregate, ${CLIENTS} concurrent clients for ${THROUGHPUT_SECONDS} s (this machine: 2 cores)`);
     console.log(`${'workers'.padEnd(10)}${'queries/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`);
     for (const size of [1, 2, 4]) {
       await pool.scaleTo(size);
       const latencies: number[] = [];
       const deadline = performance.now() + THROUGHPUT_SECONDS * 1000;
-      const started = performance.now();
+      const t0 = performance.now();
       await Promise.all(Array.from({ length: CLIENTS }, async () => {
-        while (performance.now() < deadline) latencies.push(await viaRouter(QUERIES['small aggregate']));
+        while (performance.now() < deadline) latencies.push((await viaRouter(QUERIES[agg])).ms);
       }));
-      const seconds = (performance.now() - started) / 1000;
+      const seconds = (performance.now() - t0) / 1000;
       console.log(`${String(size).padEnd(10)}${fmt(latencies.length / seconds, 0).padStart(11)}${fmt(pct(latencies, 0.5), 2).padStart(9)}${fmt(pct(latencies, 0.99), 2).padStart(9)}`);
     }
     agent.destroy();
     await app.close();
   } finally {
+    floor?.kill('SIGTERM');
     for (const p of pools) await p.stop();
     await minio.stop();
     rmSync(work, { recursive: true, force: true });

@@ -10,6 +10,8 @@ const benches: Record<string, () => Promise<{ run: () => Promise<void> }>> = {
   hooks: () => import('./hooks.js'),
   admission: () => import('./admission.js'),
   auth: () => import('./auth.js'),
+  pgwire: () => import('./pgwire.js'),
+  metrics: () => import('./metrics.js'),
 };
 for (const [name, load] of Object.entries(benches)) {
   if (only.length && !only.includes(name)) continue;

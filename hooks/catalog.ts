@@ -1,11 +1,14 @@
 // DuckLakeCatalog: a metadata volume (DuckDB catalogs), a Job that creates or restores the lake,
-// and CronJobs for backups and maintenance. Status comes from that Job and its pod's summary, and
-// from the newest backup and maintenance pods' summaries (lastBackup, lastMaintenance).
+// and CronJobs for backups, maintenance and the inspection. Status comes from that Job and its
+// pod's summary, from the newest backup and maintenance pods' summaries (lastBackup,
+// lastMaintenance), and from the newest report of the lake's figures by any of those pods.
 import type { KubeObject, CustomizeRequest, CustomizeResponse, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
 import { objectsOf, objectNamed } from '../lib/k8s/metacontroller.js';
 import { catalogAccess, catalogVolumeName, dataPath, maintainArgs, metadataType, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, labelledResults, retryNote, type PodResult } from '../lib/k8s/job-status.js';
+import { foldLakeFigures } from '../lib/k8s/lake-report.js';
+import { INSPECTION_SCHEDULE } from '../lib/api/schema.js';
 import { childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { cronJob, job, pvc, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
@@ -48,6 +51,12 @@ export function desiredChildren(c: CatalogObject, ctx: HookContext, initialized 
   const m = c.spec.maintenance;
   if (m) {
     children.push(cronJob(childName(name, 'maintain', 52), labels('catalog-maintenance'), m.schedule, runnerPodSpec({ settings: ctx.settings, args: maintainArgs(m), ...access })) as KubeObject);
+  }
+  if (c.spec.inspection?.enabled !== false) {
+    // Reads only: the lake's figures for the status. No ownership claim, no backups.
+    const read = catalogAccess(c, { readOnlyVolume: true });
+    const schedule = c.spec.inspection?.schedule ?? INSPECTION_SCHEDULE;
+    children.push(cronJob(childName(name, 'inspect', 52), labels('catalog-inspect'), schedule, runnerPodSpec({ settings: ctx.settings, args: ['catalog', 'info'], ...read })) as KubeObject);
   }
   return children;
 }
@@ -141,6 +150,9 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
   const catalogPods = { [`${GROUP}/catalog`]: labelValue(c.metadata.name) };
   const lastBackup = foldBackup(previousStatus.lastBackup, labelledResults(pods, { ...catalogPods, 'app.kubernetes.io/component': 'catalog-backup' }));
   const lastMaintenance = foldMaintenance(previousStatus.lastMaintenance, labelledResults(pods, { ...catalogPods, 'app.kubernetes.io/component': 'catalog-maintenance' }));
+  // (the init Job's pods by their Job too: the lake's first figures, whatever labels they carry)
+  const reports = [...labelledResults(pods, catalogPods), ...jobResults(pods, initName)];
+  const lake = foldLakeFigures(previousStatus, reports);
   const lastBackupTime = [backupStatus?.lastSuccessfulTime, lastBackup?.time, previousStatus.lastBackupTime]
     .filter((x): x is string => typeof x === 'string').sort().pop();
   const status: Record<string, unknown> = {
@@ -150,8 +162,7 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
     metadataType: metadataType(c),
     dataPath: dataPath(c),
     ...(succeeded?.ducklakeVersion ?? previousStatus.ducklakeVersion ? { ducklakeVersion: succeeded?.ducklakeVersion ?? previousStatus.ducklakeVersion } : {}),
-    ...(succeeded?.snapshotId !== undefined ? { snapshotId: succeeded.snapshotId } : previousStatus.snapshotId !== undefined ? { snapshotId: previousStatus.snapshotId } : {}),
-    ...(Array.isArray(succeeded?.tables) ? { tableCount: succeeded.tables.length } : previousStatus.tableCount !== undefined ? { tableCount: previousStatus.tableCount } : {}),
+    ...lake,
     ...(lastBackupTime ? { lastBackupTime } : {}),
     ...(typeof lastBackup?.name === 'string' ? { lastBackupName: lastBackup.name } : {}),
     ...(lastBackup ? { lastBackup } : {}),
@@ -177,13 +188,13 @@ export function finalize(req: SyncRequest<CatalogObject>, ctx: HookContext): Syn
 }
 
 /**
- * The pods of the catalog's init, backup and maintenance Jobs, for their termination messages.
+ * The pods of the catalog's init, backup, maintenance and inspection Jobs, for their termination messages.
  * One rule: Metacontroller keeps only the last rule's objects of a type (each rule starts the type afresh).
  */
 export function customize(req: CustomizeRequest<CatalogObject>): CustomizeResponse {
   const labelSelector = {
     matchLabels: { [`${GROUP}/catalog`]: labelValue(req.parent.metadata.name) },
-    matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['catalog-init', 'catalog-backup', 'catalog-maintenance'] }],
+    matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['catalog-init', 'catalog-backup', 'catalog-maintenance', 'catalog-inspect'] }],
   };
   return { relatedResources: [{ apiVersion: 'v1', resource: 'pods', namespace: req.parent.metadata.namespace, labelSelector }] };
 }

@@ -9,6 +9,7 @@ import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from 
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, retryNote, type RunnerResult } from '../lib/k8s/job-status.js';
+import { tableFiguresFromCatalog } from '../lib/k8s/lake-report.js';
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
@@ -55,7 +56,27 @@ export function dropJob(t: TableObject, catalog: CatalogObject, ctx: HookContext
 
 type Phase = 'Pending' | 'Applying' | 'Ready' | 'Failed' | 'Deleting';
 
-function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, message: string, result?: RunnerResult) {
+const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
+
+/**
+ * rows, files and bytes: the newest of the table's own apply report and its catalog's newest lake
+ * report (backups, maintenance, the inspection), when newer than what the status holds.
+ */
+function figures(t: TableObject, applied: RunnerResult | undefined, catalog: CatalogObject | undefined): Record<string, unknown> {
+  const prev = t.status ?? {};
+  const own = applied && count(applied.files) !== undefined && count(applied.bytes) !== undefined && typeof applied.finishedAt === 'string'
+    ? { rows: count(applied.rows), files: count(applied.files), bytes: count(applied.bytes), time: applied.finishedAt } : undefined;
+  const reported = tableFiguresFromCatalog(catalog?.status, tableSchema(t), t.spec.name);
+  const newest = [own, reported].filter((x) => x !== undefined).sort((a, b) => b.time.localeCompare(a.time))[0];
+  const seen = typeof prev.figuresTime === 'string' ? prev.figuresTime : '';
+  if (newest && newest.time > seen) {
+    const { time, ...values } = newest;
+    return Object.fromEntries([...Object.entries(values), ['figuresTime', time]].filter(([, v]) => v !== undefined));
+  }
+  return Object.fromEntries(['rows', 'files', 'bytes', 'figuresTime'].filter((k) => prev[k] !== undefined).map((k) => [k, prev[k]]));
+}
+
+function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, message: string, result?: RunnerResult, catalog?: CatalogObject) {
   const previous = t.status?.conditions;
   const prev = t.status ?? {};
   const g = t.metadata.generation;
@@ -73,8 +94,7 @@ function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, 
     ...pick('appliedGeneration', applied ? g : undefined),
     ...pick('snapshotId', applied?.snapshotId),
     ...pick('columns', applied?.columns),
-    ...pick('files', applied?.files),
-    ...pick('bytes', applied?.bytes),
+    ...figures(t, applied, catalog),
     ...pick('lastApplied', applied ? (applied as { finishedAt?: string }).finishedAt ?? ctx.now.toISOString() : undefined),
   };
 }
@@ -101,14 +121,14 @@ export function sync(req: SyncRequest<TableObject>, ctx: HookContext): SyncRespo
   const state = jobState(observed);
   const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), desired.metadata.name)[0];
   if (state === 'Succeeded') {
-    return { status: status(t, ctx, 'Ready', 'Applied', `table ${tableSchema(t)}.${t.spec.name} matches the spec (${result?.action ?? 'applied'})`, result), children: [desired] };
+    return { status: status(t, ctx, 'Ready', 'Applied', `table ${tableSchema(t)}.${t.spec.name} matches the spec (${result?.action ?? 'applied'})`, result, catalog), children: [desired] };
   }
   if (state === 'Failed') {
     const why = result?.error ?? jobFailureReason(observed) ?? 'the apply Job failed';
-    return { status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why), children: [desired] };
+    return { status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why, undefined, catalog), children: [desired] };
   }
   const retrying = retryNote(observed, result);
-  return { status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+  return { status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`, undefined, catalog), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
 }
 
 /**

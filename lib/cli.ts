@@ -39,6 +39,35 @@ commands:
   crds                       regenerate crds/*.yaml and metacontroller/webhooks.yaml (--check, --stdout)
 configuration comes from FEATHERMAN_* and AWS_* environment variables; see README.md`;
 
+/** Kubernetes keeps at most 4,096 bytes of a termination message; a cut line would not parse. */
+export const RESULT_LIMIT = 4000;
+
+/**
+ * The summary as one JSON line that fits the termination message: whichever is largest goes
+ * first, a field (named in `omitted`) or half of the lake's per-table figures. The outcome, the
+ * snapshot and the lake's totals always stay.
+ */
+export function resultLine(summary: Record<string, unknown>, limit = RESULT_LIMIT): string {
+  const out = { ...summary };
+  if (out.lake && typeof out.lake === 'object') out.lake = { ...out.lake };
+  const omitted: string[] = [];
+  const line = () => JSON.stringify(omitted.length ? { ...out, omitted } : out);
+  const keep = new Set(['ok', 'command', 'exitCode', 'error', 'lake', 'snapshotId']);
+  const lake = out.lake as { tables?: unknown[]; tablesComplete?: boolean } | undefined;
+  const size = (v: unknown) => JSON.stringify(v)?.length ?? 0;
+  while (Buffer.byteLength(line()) > limit) {
+    const field = Object.keys(out).filter((k) => !keep.has(k)).sort((a, b) => size(out[b]) - size(out[a]))[0];
+    if (lake?.tables?.length && size(lake.tables) >= size(field === undefined ? undefined : out[field])) {
+      lake.tables = lake.tables.slice(0, Math.floor(lake.tables.length / 2));
+      lake.tablesComplete = false;
+    } else if (field !== undefined) {
+      delete out[field];
+      omitted.push(field);
+    } else break;
+  }
+  return line();
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   markMainStart();
   const [name, ...rest] = argv;
@@ -57,7 +86,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const line = JSON.stringify({ ok: true, ...rest, ...(rows ? { rows } : {}) });
       if (outputPrinted) console.error(line);
       else console.log(line);
-      if (env.FEATHERMAN_RESULT_FILE) writeFileSync(env.FEATHERMAN_RESULT_FILE, JSON.stringify({ ok: true, ...rest }) + '\n');
+      if (env.FEATHERMAN_RESULT_FILE) writeFileSync(env.FEATHERMAN_RESULT_FILE, resultLine({ ok: true, ...rest }) + '\n');
     }
     return 0;
   } catch (err) {

@@ -1,7 +1,12 @@
 // Errors that carry their exit code, so the CLI maps failures in one place:
 // 0 done, 2 bad input, 75 temporary (worth retrying), 77 refused by the query sandbox,
-// 124 past its deadline, 1 anything else.
-import type { FieldProblem } from './api/table.js';
+// 124 past its deadline, 1 anything else. Imports nothing of lib/: every folder may import it.
+
+/** A rule broken at a field, e.g. { field: 'spec.columns[1].type', message: 'unknown type "STRNG"' }. */
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -37,6 +42,7 @@ export class DeadlineError extends Error {
 }
 
 export function exitCodeOf(err: unknown): number {
-  if (err instanceof BadInputError || err instanceof TemporaryError || err instanceof RefusedError || err instanceof DeadlineError) return err.exitCode;
+  if (err instanceof BadInputError || err instanceof TemporaryError) return err.exitCode;
+  if (err instanceof RefusedError || err instanceof DeadlineError) return err.exitCode;
   return EXIT_FAILURE;
 }

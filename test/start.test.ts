@@ -1,9 +1,12 @@
 // `npm start`, the README's first command, and the query the README sends to it: the service on
-// the embedded lake answers through its local warm workers.
+// the embedded lake answers through its local warm workers. It listens on free ports (--port 0),
+// so it never collides with another service or test, and the README's curl is sent verbatim but
+// for the port.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { packageRoot } from '../lib/lake/config.js';
 
 const root = packageRoot();
@@ -12,26 +15,35 @@ const section = readme.slice(readme.indexOf('## Two commands'), readme.indexOf('
 const curl = [...section.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]!.trim()).find((b) => b.startsWith('curl'))!;
 
 t.test('npm start serves hooks, health, metrics and /v1/query on the embedded lake', async (t) => {
-  const server = spawn('npm', ['start'], { cwd: root, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FEATHERMAN_API_TOKENS: '' } });
+  t.match(curl, /\blocalhost:8080\//, 'the README\'s query goes to the default port');
+  const server = spawn('npm', ['start', '--', '--port', '0', '--hooks-port', '0', '--host', '127.0.0.1'], {
+    cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEATHERMAN_API_TOKENS: '' },
+  });
   let stderr = '';
   server.stderr!.on('data', (d) => { stderr += d; });
-  let exited: number | null | undefined;
-  server.on('exit', (code) => { exited = code; });
   t.teardown(() => { try { process.kill(-server.pid!, 'SIGTERM'); } catch { /* gone */ } });
-  const deadline = Date.now() + 120_000;
-  let ready = false;
-  // A server that exits (bad state, port taken) fails the test at once, with its own last words.
-  while (Date.now() < deadline && !ready && exited === undefined) {
-    try { ready = (await fetch('http://127.0.0.1:8080/readyz')).ok; } catch { /* starting */ }
-    if (!ready) await new Promise((r) => setTimeout(r, 300));
-  }
-  t.ok(ready, `the service became ready on :8080${exited !== undefined ? ` (npm start exited ${exited})` : ''} ${stderr.slice(-500)}`);
-  if (!ready) return;
-  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curl], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  // The service logs its ports once every listener listens; the embedded pool's workers are up by
+  // then (readiness waits for them). A server that exits first fails the test with its last words.
+  const ports = await new Promise<{ httpPort: number; hooksPort: number }>((resolve, reject) => {
+    createInterface({ input: server.stdout! }).on('line', (line) => {
+      let entry: { msg?: unknown; httpPort?: number; hooksPort?: number };
+      try { entry = JSON.parse(line); } catch { return; } // npm's and the setup's own output
+      if (entry.msg === 'featherman serve listening') resolve({ httpPort: entry.httpPort!, hooksPort: entry.hooksPort! });
+    });
+    server.once('exit', (code) => reject(new Error(`npm start exited ${code} before listening: ${stderr.slice(-500)}`)));
+  });
+  const base = `http://127.0.0.1:${ports.httpPort}`;
+  t.equal((await fetch(`${base}/readyz`)).status, 200, 'ready once listening');
+  t.equal((await fetch(`http://127.0.0.1:${ports.hooksPort}/readyz`)).status, 200, 'the hooks listener too');
+  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curl.replace('localhost:8080/', `127.0.0.1:${ports.httpPort}/`)], {
+    cwd: root, encoding: 'utf8', timeout: 30_000,
+  });
   t.equal(r.status, 0, r.stderr);
   t.match(JSON.parse(r.stdout), { columns: ['answer'], rows: [{ answer: 42 }], rowCount: 1 });
-  const metrics = await (await fetch('http://127.0.0.1:8080/metrics')).text();
+  const metrics = await (await fetch(`${base}/metrics`)).text();
   t.match(metrics, /ducklake_pool_size_current\{pool="default",namespace="local"\} 2/, 'two local workers');
-  const denied = await fetch('http://127.0.0.1:8080/v1/query', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"catalog":"default","sql":"SELECT 1"}' });
+  const denied = await fetch(`${base}/v1/query`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"catalog":"default","sql":"SELECT 1"}',
+  });
   t.equal(denied.status, 401, 'no token, no query');
 });

@@ -1,7 +1,7 @@
 // Ajv validators compiled from the CRD schemas in lib/api/schema.ts, with errors turned into
 // FieldProblems that name the field the way kubectl does: spec.columns[0].type.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { KINDS, PATTERN_MESSAGES, objectSchema, type Kind, type Schema } from './schema.js';
+import { KIND_INFO, KINDS, PATTERN_MESSAGES, objectSchema, type Kind, type Schema } from './schema.js';
 import type { FieldProblem } from './table.js';
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -79,6 +79,18 @@ export function objectSchemaProblems(kind: Kind, object: unknown, opts: { strict
   const strict = opts.strict ?? true;
   const validate = compiled(`object:${kind}:${strict}`, () => (strict ? strictSchema(objectSchema(kind)) : objectSchema(kind)));
   return validate(object) ? [] : toProblems(validate.errors ?? [], object);
+}
+
+/**
+ * A status as our hooks write it, every field declared: the CRD preserves unknown status fields
+ * (a newer hook may write one before its CRD is applied), so this is how an undeclared one is caught.
+ */
+export function statusSchemaProblems(kind: Kind, status: unknown): FieldProblem[] {
+  const validate = compiled(`status:${kind}`, () => {
+    const { 'x-kubernetes-preserve-unknown-fields': _preserved, ...declared } = KIND_INFO[kind].status;
+    return { type: 'object', properties: { status: strictSchema(declared) }, required: ['status'] };
+  });
+  return validate({ status }) ? [] : toProblems(validate.errors ?? [], { status });
 }
 
 export function precompile(): void {

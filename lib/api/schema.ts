@@ -66,6 +66,9 @@ PATTERN_MESSAGES[IMAGE_PATTERN] = 'must be an image reference without spaces';
 // ---- building blocks --------------------------------------------------------------------------
 
 const str = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'string', description, maxLength: 253, ...extra });
+/** How often, by default, a light Job reads the lake's figures into a catalog's status (spec.inspection). */
+export const INSPECTION_SCHEDULE = '*/15 * * * *';
+
 const bool = (description: string, dflt?: boolean): Schema => ({ type: 'boolean', description, ...(dflt === undefined ? {} : { default: dflt }) });
 const int32 = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', format: 'int32', description, ...extra });
 const int64 = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', format: 'int64', description, ...extra });
@@ -208,6 +211,10 @@ const catalogSpec: Schema = obj('The desired state of a DuckLake catalog: where 
     // Every retained backup holds the snapshot and the files it needs: no age given here expires
     // or deletes them (the runner reports what it kept back).
   }, { required: ['schedule'] }),
+  inspection: obj('A light scheduled Job (`featherman catalog info`) that reads the lake\'s snapshot, tables, rows, files and bytes into the status, so those figures are never older than one interval. Backups, maintenance and table changes report them too.', {
+    schedule: { ...schedule('A cron schedule (five fields, or @daily etc.).'), default: INSPECTION_SCHEDULE },
+    enabled: bool('Run the inspection. Without it the figures move only with backups, maintenance and table changes.', true),
+  }, { default: {} }),
   restoreFrom: obj('Create the catalog from a backup instead of empty. Only honoured at creation. The backup is looked for where this catalog\'s backups go (backupPolicy.target, or beside the data).', {
     backup: str('The backup\'s name, or "latest".', { pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', minLength: 1 }),
     catalog: objectName('Restore a backup of another catalog (its name: its backups are under <backup location>/<catalog>/). Default: this catalog.'),
@@ -231,8 +238,27 @@ const catalogStatus = statusBase({
   metadataType: str('duckdb or postgres, as created.', { maxLength: 32 }),
   dataPath: str('The lake\'s DATA_PATH, e.g. s3://bucket/prefix/data/.', { maxLength: 1024 }),
   ducklakeVersion: str('The DuckLake catalog format version.', { maxLength: 32 }),
-  snapshotId: int64('The latest snapshot id.'),
+  snapshotId: int64('The newest snapshot id a runner reported (see lakeReportTime).'),
   tableCount: int32('Tables in the lake.', { minimum: 0 }),
+  totalRows: int64('Rows in all tables.', { minimum: 0 }),
+  totalFiles: int64('Data files of all tables.', { minimum: 0 }),
+  totalBytes: int64('Bytes in the data files of all tables (storage usage, without files waiting for deletion).', { minimum: 0 }),
+  lakeReportTime: time('When the runner that reported snapshotId, tableCount and the totals finished (init, restore, backup, maintenance, a table change or the inspection).'),
+  lakeReportCommand: str('Which runner command reported them, e.g. catalog info.', { maxLength: 64 }),
+  tables: {
+    type: 'array',
+    description: 'Per-table figures from the same report, as many as fit a runner\'s report (tablesComplete says whether all did).',
+    maxItems: 1000,
+    'x-kubernetes-list-type': 'atomic',
+    items: obj('A table.', {
+      schema: str('SQL schema.', { maxLength: 255 }),
+      name: str('SQL name.', { maxLength: 255 }),
+      rows: int64('Rows.', { minimum: 0 }),
+      files: int64('Data files.', { minimum: 0 }),
+      bytes: int64('Bytes in data files.', { minimum: 0 }),
+    }),
+  },
+  tablesComplete: bool('Whether tables lists every table of the lake.'),
   lastBackupTime: time('When the last successful backup finished.'),
   lastBackupName: str('The last successful backup\'s name.'),
   lastMaintenanceTime: time('When the last successful maintenance run finished.'),
@@ -322,8 +348,10 @@ const tableStatus = statusBase({
       nullable: bool('Nullable.'),
     }),
   },
+  rows: int64('Rows in the table.', { minimum: 0 }),
   files: int64('Data files.', { minimum: 0 }),
   bytes: int64('Bytes in data files.', { minimum: 0 }),
+  figuresTime: time('When rows, files and bytes were measured (the table\'s own Job, or the catalog\'s newest report).'),
 });
 
 // ---- DuckLakePool -------------------------------------------------------------------------------
@@ -382,8 +410,13 @@ const poolSpec: Schema = obj('A pool of warm DuckDB workers serving queries agai
 });
 
 const poolStatus = statusBase({
+  catalog: str('The catalog the pool serves.'),
   currentSize: int32('Workers that exist.', { minimum: 0 }),
   desiredSize: int32('Workers the pool wants.', { minimum: 0 }),
+  readyPods: int32('Workers ready to take queries.', { minimum: 0 }),
+  scaleDownSince: time('Since when the pool has wanted fewer workers (scale-down waits for scaleDownDelay).'),
+  scaleDownTarget: int32('The size it wants to scale down to.', { minimum: 0 }),
+  nextPodIndex: int64('A counter the sync hook keeps: the next worker\'s name is a hash of the pool and it.', { minimum: 0 }),
   idlePods: int32('Workers ready and idle.', { minimum: 0 }),
   busyPods: int32('Workers running a query.', { minimum: 0 }),
   queueLength: int32('Queries waiting.', { minimum: 0 }),
@@ -457,6 +490,10 @@ export const KIND_INFO: Record<Kind, KindInfo> = {
       phase, ready,
       { name: 'Bucket', type: 'string', jsonPath: '.spec.objectStore.bucket', priority: 1 },
       { name: 'Metadata', type: 'string', jsonPath: '.spec.metadata.type', priority: 1 },
+      { name: 'Tables', type: 'integer', jsonPath: '.status.tableCount', priority: 1 },
+      { name: 'Rows', type: 'integer', jsonPath: '.status.totalRows', priority: 1 },
+      { name: 'Bytes', type: 'integer', jsonPath: '.status.totalBytes', priority: 1 },
+      { name: 'Last Backup', type: 'date', jsonPath: '.status.lastBackup.time', priority: 1 },
       age,
     ],
   },

@@ -2,6 +2,7 @@
 // the OpenAPI schema cannot express (cross-field checks, the type grammar, safe evolution).
 import { ColumnTypeError, formatColumnType, isLosslessWidening, parseColumnType, sameColumnType, type ColumnType } from './column-type.js';
 import { identifierProblem } from './names.js';
+import type { FieldProblem } from '../errors.js';
 
 export interface ColumnSpec {
   name: string;
@@ -20,11 +21,7 @@ export interface TableSpec {
   deletionPolicy?: 'Retain' | 'Delete';
 }
 
-/** A rule broken at a field, e.g. { field: 'spec.columns[1].type', message: 'unknown type "STRNG"' }. */
-export interface FieldProblem {
-  field: string;
-  message: string;
-}
+export type { FieldProblem };
 
 export const COMPRESSIONS = ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'ZSTD', 'BROTLI', 'LZ4', 'LZ4_RAW'] as const;
 export const PARTITION_TRANSFORMS = ['year', 'month', 'day', 'hour'] as const;

@@ -114,7 +114,7 @@ function catalogRules(spec: Obj, v: Verdict): void {
     v.warnings.push('spec.size and spec.storageClass are not used when metadata.type is postgres: the metadata lives in the database');
   }
 
-  for (const block of ['backupPolicy', 'maintenance'] as const) {
+  for (const block of ['backupPolicy', 'maintenance', 'inspection'] as const) {
     const s = get(spec, block, 'schedule');
     if (typeof s === 'string') {
       const p = cronScheduleProblem(s);

@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { metrics } from '../pool/metrics.js';
+import { metrics } from '../metrics.js';
 
 export interface Principal {
   user: string;

@@ -7,7 +7,7 @@
 // in the pool's namespace. Each is one SubjectAccessReview, its answer reused for a few seconds.
 import { AuthorizationV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, GROUP } from '../k8s/labels.js';
-import { metrics } from '../pool/metrics.js';
+import { metrics } from '../metrics.js';
 import { AuthUnavailable, principalKey, type Principal } from './authenticate.js';
 import { ALL_TABLES, isAll, showTable, type QueryTables, type TableRef } from './tables.js';
 

@@ -37,6 +37,7 @@ export interface CatalogSpec {
     rewriteDeleteThreshold?: number;
     flushInlinedData?: boolean;
   };
+  inspection?: { schedule?: string; enabled?: boolean };
   restoreFrom?: { backup: string; catalog?: string };
 }
 

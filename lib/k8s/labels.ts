@@ -1,8 +1,9 @@
 // Labels every child carries, and names that fit Kubernetes' limits.
 import { createHash } from 'node:crypto';
 
-export const GROUP = 'ducklake.featherman.dev';
-export const API_VERSION = `${GROUP}/v1alpha1`;
+import { API_VERSION, GROUP } from '../api/schema.js';
+
+export { API_VERSION, GROUP };
 
 /**
  * A customize answer for a kind that lives in a catalog: its DuckLakeCatalog, and the pods of its
@@ -20,7 +21,7 @@ export function catalogAndOwnPods(parent: { metadata: { name: string; namespace?
 
 // A DuckLakeBackup's backup Job is a catalog-backup too: the catalog's status reports the newest
 // backup whichever way it was started.
-export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'backup-delete' | 'table-apply' | 'table-drop' | 'worker' | 'query';
+export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'catalog-inspect' | 'backup-delete' | 'table-apply' | 'table-drop' | 'worker' | 'query';
 
 export function shortHash(value: unknown, length = 10): string {
   return createHash('sha256').update(typeof value === 'string' ? value : stableJson(value)).digest('hex').slice(0, length);

@@ -21,6 +21,45 @@ export interface LakeSummary {
   tables: TableSummary[];
 }
 
+/**
+ * What a runner command saw of the lake, for the hooks to fold into the catalog's and tables'
+ * status. It travels in the pod's termination message (4 KiB in all), so the per-table figures
+ * are compact ([schema, name, rows, files, bytes]) and stop at TABLE_FIGURES_BUDGET characters;
+ * tablesComplete says whether every table is in them. The totals always cover every table.
+ */
+export interface LakeReport {
+  snapshotId: number;
+  tableCount: number;
+  totalRows: number;
+  totalFiles: number;
+  totalBytes: number;
+  tables: [string, string, number, number, number][];
+  tablesComplete: boolean;
+}
+
+export const TABLE_FIGURES_BUDGET = 1800;
+
+export function lakeReport(s: { snapshotId: number; tables: TableSummary[] }, budget = TABLE_FIGURES_BUDGET): LakeReport {
+  const tables: LakeReport['tables'] = [];
+  let used = 0;
+  for (const t of s.tables) {
+    const entry: LakeReport['tables'][number] = [t.schema, t.name, t.rows, t.files, t.bytes];
+    used += JSON.stringify(entry).length + 1;
+    if (used > budget) break;
+    tables.push(entry);
+  }
+  const sum = (k: 'rows' | 'files' | 'bytes') => s.tables.reduce((n, t) => n + t[k], 0);
+  return {
+    snapshotId: s.snapshotId,
+    tableCount: s.tables.length,
+    totalRows: sum('rows'),
+    totalFiles: sum('files'),
+    totalBytes: sum('bytes'),
+    tables,
+    tablesComplete: tables.length === s.tables.length,
+  };
+}
+
 export async function lakeOptions(session: LakeSession): Promise<Record<string, string>> {
   const rows = await session.rows(`SELECT option_name, value FROM ${LAKE}.options() WHERE scope = 'GLOBAL'`);
   return Object.fromEntries(rows.map((r) => [String(r.option_name), String(r.value)]));

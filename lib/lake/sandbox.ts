@@ -217,14 +217,20 @@ function checkScan(get: Json, tables: QueryTables): void {
  * SQL texts already allowed on one engine whose catalog cannot change under it (a worker's copy of
  * a DuckDB catalog file): the same text binds to the same lake tables there, so its verdict
  * holds for the engine's life. Not for a Postgres catalog, where a dropped table could let the same
- * name resolve elsewhere. Only allowed texts are kept, at most `max` of them (oldest out first).
+ * name resolve elsewhere. Only allowed texts are kept, at most `max` of them (least recently used
+ * out first). The verdict depends on the text alone: grants are checked on its tables afterwards.
  */
 export class AllowedQueries {
   private readonly texts = new Map<string, QueryTables>();
   constructor(private readonly max = 1000) {}
   has(sql: string): boolean { return this.texts.has(sql); }
   /** The tables an allowed text reads and writes (the same on this engine every time). */
-  get(sql: string): QueryTables | undefined { return this.texts.get(sql); }
+  get(sql: string): QueryTables | undefined {
+    const tables = this.texts.get(sql);
+    // Moved to the back of the Map's order: the most recently used leaves last.
+    if (tables) { this.texts.delete(sql); this.texts.set(sql, tables); }
+    return tables;
+  }
   add(sql: string, tables: QueryTables): void {
     if (this.texts.size >= this.max) this.texts.delete(this.texts.keys().next().value!);
     this.texts.set(sql, tables);

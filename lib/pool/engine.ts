@@ -11,16 +11,25 @@
 // Postgres catalogs allow many readers and writers, so their engines attach directly.
 import { stat, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBResult } from '@duckdb/node-api';
 import type { LakeConfig } from '../lake/config.js';
 import { attachLake, LakeSession, openDuckDB } from '../lake/session.js';
 import { LAKE } from '../lake/sql.js';
 import { copyCatalog } from '../lake/catalog-copy.js';
 import { AllowedQueries, lockDown } from '../lake/sandbox.js';
 
+/** Idle connections an engine keeps for reuse; more than the worker's concurrency is never needed. */
+const MAX_IDLE_CONNECTIONS = 8;
+/** Prepared statements kept per connection (least recently used out first). */
+const MAX_STATEMENTS = 64;
+
 export class Engine {
   private refs = 0;
   private retired = false;
+  /** Connections that finished a query cleanly, ready for the next one (see `release`). */
+  private readonly idle: DuckDBConnection[] = [];
+  /** Each connection's prepared statements by SQL text (closed with their connection). */
+  private readonly statements = new WeakMap<DuckDBConnection, Map<string, DuckDBPreparedStatement>>();
   /** Read-only queries the sandbox allowed on this engine: only for a copied (so unchanging) catalog. */
   readonly allowed?: AllowedQueries;
 
@@ -39,11 +48,53 @@ export class Engine {
     };
   }
 
-  /** A connection for one query, with the lake as its default database. */
+  /**
+   * A connection for one query, with the lake as its default database: an idle one if there is
+   * one (a new connection and `USE lake` cost more than SELECT 1 itself), else a new one.
+   */
   async connect(): Promise<DuckDBConnection> {
+    const reused = this.idle.pop();
+    if (reused) return reused;
     const connection = await this.session.instance.connect();
     await connection.run(`USE ${LAKE}`);
     return connection;
+  }
+
+  /**
+   * Start `sql` (one statement the sandbox allowed) as a streamed result. Where the verdict cache
+   * holds (a copied catalog, which cannot change under the engine), the statement is prepared
+   * once per connection and run again from there: a repeated text skips its parse and plan
+   * (DuckDB re-binds a prepared statement itself if what it read changed). Elsewhere it is
+   * parsed and planned every time.
+   */
+  async stream(connection: DuckDBConnection, sql: string): Promise<DuckDBResult> {
+    if (!this.allowed) return connection.stream(sql);
+    let cache = this.statements.get(connection);
+    if (!cache) this.statements.set(connection, (cache = new Map()));
+    let prepared = cache.get(sql);
+    if (prepared) cache.delete(sql);
+    else {
+      prepared = await connection.prepare(sql);
+      if (cache.size >= MAX_STATEMENTS) {
+        const [oldest, statement] = cache.entries().next().value!;
+        cache.delete(oldest);
+        statement.destroySync();
+      }
+    }
+    cache.set(sql, prepared);
+    return prepared.stream();
+  }
+
+  /**
+   * Done with a connection. `clean`: its query ran to its end without error, interrupt or cut;
+   * only then may it serve another query. User SQL cannot leave state on a connection (the
+   * sandbox admits one SELECT, or one INSERT, UPDATE, DELETE or MERGE, each in its own
+   * auto-committed transaction; SET, PREPARE, temporary objects, setseed and the like are
+   * refused), and a connection that was interrupted or failed is closed rather than trusted.
+   */
+  release(connection: DuckDBConnection, clean: boolean): void {
+    if (clean && !this.retired && this.idle.length < MAX_IDLE_CONNECTIONS) this.idle.push(connection);
+    else connection.closeSync();
   }
 
   /** Close once the last query using this engine finishes. */
@@ -53,6 +104,7 @@ export class Engine {
   }
 
   private async close(): Promise<void> {
+    for (const c of this.idle.splice(0)) c.closeSync();
     this.session.close();
     if (this.copyPath) await rm(this.copyPath, { force: true });
   }
@@ -129,6 +181,12 @@ export class EngineHolder {
       this.phase = 'attaching the lake';
       await attachLake(session, { readOnly: readOnly || config.metadata.type === 'duckdb' }, metadataOverride);
       const snapshotId = await session.currentSnapshot();
+      // DuckLake never rewrites a data file (new data goes to new files), so what was read of
+      // one stays true: keep Parquet footers, HTTP metadata and cached data without asking the
+      // object store again. A warm aggregate then makes no request at all (it made two GETs).
+      for (const setting of ['parquet_metadata_cache = true', 'enable_http_metadata_cache = true', "validate_external_file_cache = 'NO_VALIDATION'"]) {
+        await session.run(`SET GLOBAL ${setting}`);
+      }
       this.phase = 'locking the sandbox';
       await lockDown(session);
       this.phase = 'serving';

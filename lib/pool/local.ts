@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { EXIT_BAD_INPUT, EXIT_DEADLINE, EXIT_REFUSED, EXIT_TEMPORARY } from '../errors.js';
 import { packageRoot } from '../lake/config.js';
-import { fallbackLimitsFromEnv, type FallbackLimits } from './limits.js';
+import { fallbackLimitsFromEnv, type FallbackLimits } from '../lake/limits.js';
 import { workerOptionsFromEnv } from './worker.js';
 import type { Grant } from '../auth/tables.js';
 import type { PoolSettings, QueryFallback, QueryRequest, RoutedResponse, WorkerDirectory, WorkerEndpoint } from './router.js';

@@ -8,11 +8,11 @@
 // run (bounded and queued the same way) when the pool has no ready worker at all. A worker whose
 // answer was cut counts as busy until it says it is idle. Where workers come from (pods, local processes) and how the
 // fallback runs (a Job, a local process) are interfaces, so the same router serves both.
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Grant, QueryTables } from '../auth/tables.js';
-import { checkSqlSize, fallbackLimitsFromEnv, maxSqlBytes } from './limits.js';
-import { metrics } from './metrics.js';
+import { checkSqlSize, fallbackLimitsFromEnv, maxSqlBytes } from '../lake/limits.js';
+import { metrics } from '../metrics.js';
 import { isWorkerStats } from './stats.js';
 
 export interface WorkerEndpoint {
@@ -256,6 +256,42 @@ const notSent = (err: unknown) => NOT_SENT.has(String((err as { cause?: { code?:
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ATTEMPTS = 3;
 
+/**
+ * Connections to workers, kept alive and reused (most recently used first, so few stay warm):
+ * a new TCP connection per query would cost about as much as a warm SELECT 1. node:http rather
+ * than fetch: its answer is a Node stream already, with no web-stream conversion per chunk.
+ * An idle one is dropped after 4 s, before the worker's server would close it (Node's default
+ * is 5 s, Fastify's 72 s): a query is never sent on a connection the worker is closing.
+ */
+const workerAgent = new Agent({ keepAlive: true, scheduling: 'lifo', timeout: 4000 });
+const urls = new Map<string, URL>();
+
+/** POST a JSON body to a worker; the answer once its headers arrive. `signal` destroys request and answer. */
+function postToWorker(base: string, path: string, body: string, signal?: AbortSignal): Promise<IncomingMessage> {
+  let url = urls.get(base);
+  if (!url) urls.set(base, (url = new URL(base)));
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: url.hostname, port: url.port, path, method: 'POST', agent: workerAgent, signal,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, resolve);
+    // Kept for the request's life (rejecting a settled promise does nothing): an error after the
+    // answer began (a worker gone mid-answer) reaches the answer's stream, and must not go unheard.
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A worker's whole (small) answer as text. */
+async function readText(res: IncomingMessage): Promise<string> {
+  res.setEncoding('utf8');
+  let text = '';
+  for await (const piece of res) text += piece as string;
+  return text;
+}
+
+const header = (res: IncomingMessage, name: string) => { const v = res.headers[name]; return Array.isArray(v) ? v.join(', ') : v; };
+
 export class Router {
   private readonly states = new Map<string, PoolState>();
   private readonly maxSqlBytes: number;
@@ -438,9 +474,11 @@ export class Router {
       if (!authorized) {
         // Ask the worker what the query would read and write (its sandbox binds it; nothing runs),
         // and have the caller authorise exactly that before the query is sent.
-        let planned: Response;
+        let planned: IncomingMessage;
+        let text: string;
         try {
-          planned = await fetch(`${worker.url}/plan`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: query.sql }), signal: query.signal });
+          planned = await postToWorker(worker.url, '/plan', JSON.stringify({ sql: query.sql }), query.signal);
+          text = await readText(planned);
         } catch (err) {
           state.give(worker);
           endTurn();
@@ -450,21 +488,19 @@ export class Router {
           if (gone) throw new RouterError(499, 'the client went away');
           throw new RouterError(502, `worker ${worker.name} failed before answering: ${(err as Error).message}`);
         }
-        if (planned.status === 503) {
-          await planned.body?.cancel().catch(() => undefined);
+        if (planned.statusCode === 503) {
           state.give(worker);
           endTurn();
           continue;
         }
-        if (!planned.ok) {
+        if (planned.statusCode !== 200) {
           // Refused by the sandbox, or SQL that does not bind: the worker's own answer.
           state.give(worker);
           endTurn();
           metrics.queries.inc({ ...labels, outcome: 'error' });
-          const text = await planned.text();
-          return { status: planned.status, headers: { 'content-type': 'application/json', 'x-featherman-pod': worker.name, 'x-featherman-duration': (performance.now() - arrived).toFixed(1) }, body: Readable.from([text]) };
+          return { status: planned.statusCode ?? 502, headers: { 'content-type': 'application/json', 'x-featherman-pod': worker.name, 'x-featherman-duration': (performance.now() - arrived).toFixed(1) }, body: Readable.from([text]) };
         }
-        const tables = (await planned.json()) as QueryTables;
+        const tables = JSON.parse(text) as QueryTables;
         if (query.trace) query.trace.tables = tables;
         try {
           grant = await query.authorize!(tables);
@@ -484,14 +520,10 @@ export class Router {
       const timer = setTimeout(abort, timeoutMs + this.killGraceMs + 10_000);
       query.signal?.addEventListener('abort', abort, { once: true });
       const detach = () => { clearTimeout(timer); query.signal?.removeEventListener('abort', abort); };
-      let res: Response;
+      const sent = performance.now();
+      let res: IncomingMessage;
       try {
-        res = await fetch(`${worker.url}/query`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ sql: query.sql, format: query.format, timeoutMs, ...(grant ? { grant } : {}) }),
-          signal: controller.signal,
-        });
+        res = await postToWorker(worker.url, '/query', JSON.stringify({ sql: query.sql, format: query.format, timeoutMs, ...(grant ? { grant } : {}) }), controller.signal);
       } catch (err) {
         detach();
         if (notSent(err)) {
@@ -511,29 +543,37 @@ export class Router {
         if (gone) throw new RouterError(499, 'the client went away');
         throw new RouterError(502, `worker ${worker.name} failed before answering: ${(err as Error).message}`);
       }
-      if (res.status === 503) {
+      const status = res.statusCode ?? 502;
+      if (status === 503) {
         detach();
         // Busy (another replica's query) or draining: the query never started there. Back into
         // the queue, and the worker counts as busy until it says otherwise.
-        await res.body?.cancel().catch(() => undefined);
+        res.resume();
         endTurn();
         void this.holdUntilIdle(state, worker, stopBy);
         continue;
       }
+      const answered = performance.now();
       const headers: Record<string, string> = {
-        'content-type': res.headers.get('content-type') ?? 'application/json',
+        'content-type': header(res, 'content-type') ?? 'application/json',
         'x-featherman-pod': worker.name,
-        'x-featherman-duration': (performance.now() - arrived).toFixed(1),
+        'x-featherman-duration': (answered - arrived).toFixed(1),
+        // queue: arrival to a worker (and its plan, if asked); worker: the request sent to its answer's
+        // headers. The worker's own phases stay between router and worker (they would tell a
+        // caller whether someone else's identical query warmed the sandbox's cache).
+        'server-timing': `queue;dur=${(sent - arrived).toFixed(3)}, worker;dur=${(answered - sent).toFixed(3)}`,
       };
-      const snapshot = res.headers.get('x-featherman-snapshot');
+      const snapshot = header(res, 'x-featherman-snapshot');
       if (snapshot) headers['x-featherman-snapshot'] = snapshot;
-      const planned = res.headers.get('x-featherman-tables');
+      const columns = header(res, 'x-featherman-columns');
+      if (columns) headers['x-featherman-columns'] = columns;
+      const planned = header(res, 'x-featherman-tables');
       if (planned && query.trace && !query.trace.tables) {
         try { query.trace.tables = JSON.parse(decodeURIComponent(planned)) as QueryTables; } catch { /* the log goes without */ }
       }
-      const retryAfter = res.headers.get('retry-after');
+      const retryAfter = header(res, 'retry-after');
       if (retryAfter) headers['retry-after'] = retryAfter;
-      const body = res.body ? Readable.fromWeb(res.body as unknown as WebReadableStream) : Readable.from([]);
+      const body: Readable = res;
       let settled = false;
       const settle = (outcome: string, complete: boolean) => {
         if (settled) return;
@@ -548,10 +588,10 @@ export class Router {
       };
       // A 504 may come from a worker about to kill itself (its query ignored the interrupt): its
       // slot is held until it says it is idle or is gone, so no query is sent to it meanwhile.
-      body.once('end', () => settle(res.ok ? 'ok' : 'error', res.status !== 504));
-      body.once('error', () => settle(query.signal?.aborted ? 'cancelled' : 'stream_error', false));
+      body.once('end', () => settle(status === 200 ? 'ok' : 'error', status !== 504));
+      body.on('error', () => settle(query.signal?.aborted ? 'cancelled' : 'stream_error', false));
       body.once('close', () => settle(query.signal?.aborted ? 'cancelled' : 'stream_error', false));
-      return { status: res.status, headers, body };
+      return { status, headers, body };
     }
   }
 }

@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseDuration } from '../api/duration.js';
 import { BadInputError, TemporaryError } from '../errors.js';
+import { WORKER_PORT } from '../k8s/pool-workers.js';
 import { loadConfig, type LakeConfig } from '../lake/config.js';
 import { isStatementError } from '../lake/failures.js';
 import { csvLine, resultChunks, type RowChunk } from '../lake/format.js';
 import { redact, takeSecrets } from '../redact.js';
 import { EngineHolder, type Engine } from './engine.js';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from './limits.js';
+import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from '../lake/limits.js';
 import { planReadOnlyQuery, planWriteQuery, SandboxError, type QueryTables } from '../lake/sandbox.js';
 import { checkGrant, GRANT_SCHEMA, type Grant } from '../auth/tables.js';
 import { keepInterrupting } from '../lake/session.js';
@@ -165,8 +166,11 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     const interrupt = () => { stopInterrupting ??= keepInterrupting(connection); };
     const timer = setTimeout(() => { timedOut = true; interrupt(); }, opts.maxQueryMs);
     reply.raw.once('close', () => { if (!reply.raw.writableFinished) interrupt(); });
+    let clean = false;
     try {
-      return await sandbox(connection, request.body.sql, engine);
+      const tables = await sandbox(connection, request.body.sql, engine);
+      clean = true;
+      return tables;
     } catch (err) {
       const message = (err as Error).message.split('\n')[0] ?? 'query failed';
       if (timedOut) return reply.code(504).send({ error: `binding the query exceeded its deadline of ${opts.maxQueryMs} ms and was interrupted` });
@@ -177,7 +181,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     } finally {
       clearTimeout(timer);
       stopInterrupting?.();
-      connection.closeSync();
+      engine.release(connection, clean && !stopInterrupting);
       release();
     }
   });
@@ -220,13 +224,19 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
 
     active++;
     utilization.start(Date.now());
+    // Phase marks (performance.now(), cheap): sent as Server-Timing, so a caller sees where the time went.
+    const started = performance.now();
     const release = engine.acquire();
     const connection = await engine.connect();
-    const started = performance.now();
+    const connected = performance.now();
     let timedOut = false;
     let finished = false;
     let killTimer: NodeJS.Timeout | undefined;
     let killed = false;
+    /** The query ran to its end, every row sent: its connection may serve the next query. */
+    let clean = false;
+    let checked = connected;
+    let executed = connected;
     const deadlineMessage = `query exceeded its deadline of ${deadlineMs} ms and was interrupted`;
     // A query that ignores the interrupt (a long scalar function over one big vector) is not
     // waited out: after the grace the caller gets its answer and the worker exits, to be
@@ -247,7 +257,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       clearTimeout(timer);
       clearTimeout(killTimer);
       stopInterrupting?.();
-      connection.closeSync();
+      engine.release(connection, clean && !stopInterrupting && !gone);
       release();
       active--;
       served++;
@@ -265,14 +275,21 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     const remaining = () => Math.max(0, opts.maxBytes - bytes);
     const serialize = (chunk: RowChunk, i: number) => (format === 'json' ? `${rows ? ',' : ''}${JSON.stringify(chunk.values(i))}`
       : format === 'ndjson' ? `${JSON.stringify(chunk.values(i))}\n` : csvLine(chunk.cells(i)));
-    /** The end of a streamed answer: the JSON envelope's tail and the trailers. */
-    const endBody = (error: string | undefined) => {
+    /**
+     * The end of a streamed answer: what is left of the rows, the JSON envelope's tail and the
+     * trailers, in one end() (a small answer leaves in one write, headers included).
+     */
+    const endBody = (error: string | undefined, rest = '') => {
       if (ended) return;
       ended = true;
-      const duration = performance.now() - started;
-      if (format === 'json') res.write(`],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`);
-      res.addTrailers({ 'x-featherman-rows': String(rows), 'x-featherman-truncated': String(truncated), 'x-featherman-duration': duration.toFixed(2), ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}) });
-      res.end();
+      const now = performance.now();
+      const duration = now - started;
+      const tail = format === 'json' ? `],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}` : '';
+      res.addTrailers({
+        'x-featherman-rows': String(rows), 'x-featherman-truncated': String(truncated), 'x-featherman-duration': duration.toFixed(2),
+        'server-timing': `encode;dur=${(now - executed).toFixed(3)}`, ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}),
+      });
+      res.end(rest + tail);
     };
     const hardStop = () => {
       if (finished) return;
@@ -294,6 +311,7 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     // The first row is computed before any header is sent, so errors (and a worker dying during
     // an aggregate) surface as a status code the router can act on, not as a truncated body.
     let columns: string[];
+    let columnTypes = '';
     let chunks: AsyncIterator<RowChunk>;
     let first: IteratorResult<RowChunk>;
     let firstText = '';
@@ -301,10 +319,14 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     try {
       tables = await sandbox(connection, sql, engine);
       checkGrant(tables, request.body.grant);
-      const result = await connection.stream(sql);
+      checked = performance.now();
+      const result = await engine.stream(connection, sql);
       columns = result.columnNames();
+      // Names and DuckDB types, for fronts that describe columns before rows (the Postgres wire).
+      columnTypes = encodeURIComponent(JSON.stringify({ names: columns, keys: result.deduplicatedColumnNames(), types: result.columnTypes().map(String) }));
       chunks = resultChunks(result)[Symbol.asyncIterator]();
       first = await chunks.next();
+      executed = performance.now();
       if (!first.done) {
         // A first row above the byte cap is refused whole, never sent cut.
         const head = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
@@ -335,7 +357,10 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
       'x-featherman-snapshot': String(engine.snapshotId),
       // What the plan read and wrote, for the query log (a router that authorised the query already knows).
       ...tablesHeader(tables),
-      trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration',
+      ...(columnTypes.length <= 8192 ? { 'x-featherman-columns': columnTypes } : {}),
+      // connect, sandbox (its checks; a cached verdict costs ~0), execute (DuckDB, to the first chunk); encode is a trailer.
+      'server-timing': `connect;dur=${(connected - started).toFixed(3)}, sandbox;dur=${(checked - connected).toFixed(3)}, execute;dur=${(executed - checked).toFixed(3)}`,
+      trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration, server-timing',
     });
     // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one
     // row (itself within the byte cap) converted and waiting in memory.
@@ -372,8 +397,8 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
     }
     if (killed || ended) return;
     if (timedOut && !error) error = deadlineMessage;
-    if (piece) res.write(piece);
-    endBody(error);
+    clean = !error && !truncated && !timedOut;
+    endBody(error, piece);
     finish();
   });
 
@@ -383,8 +408,8 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
 
 export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const { parse, positiveInt } = await import('../lake/commands/args.js');
-  const { values } = parse(argv, { port: { type: 'string', default: '8080' }, host: { type: 'string' } });
-  const port = positiveInt('--port', values.port) ?? 8080;
+  const { values } = parse(argv, { port: { type: 'string', default: String(WORKER_PORT) }, host: { type: 'string' } });
+  const port = positiveInt('--port', values.port) ?? WORKER_PORT;
   const host = values.host ?? env.POD_IP ?? '0.0.0.0';
   const opts = workerOptionsFromEnv(env);
   // User SQL runs here: the keys live on only as DuckDB secrets (lib/redact.ts says why).

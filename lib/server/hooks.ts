@@ -12,7 +12,7 @@ import * as table from '../../hooks/table.js';
 import type { Kind } from '../api/schema.js';
 import { validateSpec } from '../api/validate.js';
 import { API_VERSION, GROUP } from '../k8s/labels.js';
-import { metrics } from '../pool/metrics.js';
+import { metrics } from '../metrics.js';
 import { objectsOf, type CustomizeRequest, type KubeObject, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
 import { poolPolicy, type PoolSpec } from '../pool/scaling.js';

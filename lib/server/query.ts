@@ -7,55 +7,20 @@
 // router and the hooks.
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { Authenticator, AuthUnavailable, loadStaticTokens, parseStaticTokens, principalKey, type Principal, type TokenReviewer } from '../auth/authenticate.js';
-import { Authorizer, type AccessReviewer, type Decision, type TableObjects } from '../auth/authorize.js';
-import { AnswerCounter, principalForLog, stdoutQueryLog, tablesForLog, type QueryLogger, type QueryLogLine } from '../auth/query-log.js';
-import type { Grant, QueryTables } from '../auth/tables.js';
-import { metrics, registry } from '../pool/metrics.js';
-import { RouterError, type PoolSettings, type QueryTrace, type Router } from '../pool/router.js';
+import { AuthUnavailable, principalKey, type Principal } from '../auth/authenticate.js';
+import { metrics, registry } from '../metrics.js';
+import { QUERY_BODY_LIMIT, queryCore, routeQuery, type QueryPluginOptions } from '../pool/query-core.js';
+import { RouterError, type Router } from '../pool/router.js';
 
-/** Tokens from FEATHERMAN_API_TOKENS (comma- or newline-separated, e.g. from a secretKeyRef) or a mounted file. */
-export function loadTokens(env: NodeJS.ProcessEnv): string[] {
-  return loadStaticTokens(env).map((t) => t.token);
-}
-
-/** The SQL may be up to 1,000,000 characters; the JSON around it fits in the rest. */
-export const QUERY_BODY_LIMIT = 1024 * 1024;
-
-/** The cluster's say on who may query what (TokenReview, SubjectAccessReview, the DuckLakeTables). */
-export interface KubernetesAuth {
-  tokenReviewer: TokenReviewer;
-  accessReviewer: AccessReviewer;
-  tableObjects: TableObjects;
-  /** Audiences a token must be issued for (default: featherman; FEATHERMAN_TOKEN_AUDIENCES). */
-  audiences?: string[];
-  tokenCacheMs?: number;
-  decisionCacheMs?: number;
-}
-
-export interface QueryPluginOptions {
-  router?: Router;
-  /** Static token entries (`token` or `token=user;group...`); FEATHERMAN_API_TOKENS when unset. */
-  tokens?: string[];
-  kubernetesAuth?: KubernetesAuth;
-  /** Where query log lines go (default: stdout). */
-  queryLog?: QueryLogger;
-  /** Put the SQL text in the query log (FEATHERMAN_LOG_SQL=true). */
-  logSql?: boolean;
-}
+export { loadTokens, queryCore, QUERY_BODY_LIMIT, type KubernetesAuth, type QueryPluginOptions } from '../pool/query-core.js';
 
 interface Running { owner: string; controller: AbortController; cancelled: boolean; catalog: string; since: string; pool?: string }
-
 const ID_HEADER = 'x-featherman-query-id';
 const QUERY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, opts) => {
-  const statics = opts.tokens ? parseStaticTokens(opts.tokens.join('\n')) : loadStaticTokens(process.env);
-  const k8s = opts.kubernetesAuth;
-  const authenticator = new Authenticator({ staticTokens: statics, ...(k8s ? { reviewer: k8s.tokenReviewer, audiences: k8s.audiences, cacheMs: k8s.tokenCacheMs } : {}) });
-  const authorizer = new Authorizer(k8s ? { reviewer: k8s.accessReviewer, tables: k8s.tableObjects, cacheMs: k8s.decisionCacheMs } : {});
-  const log = opts.queryLog ?? stdoutQueryLog;
-  const logSql = opts.logSql ?? process.env.FEATHERMAN_LOG_SQL === 'true';
+  const core = queryCore(opts);
+  const { authenticator } = core;
   const principals = new WeakMap<FastifyRequest, Principal>();
   const running = new Map<string, Running>();
 
@@ -101,65 +66,24 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
   }, async (request, reply) => {
     const id = String(reply.getHeader(ID_HEADER));
     const principal = principals.get(request)!;
-    const router = opts.router;
-    if (!router) return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'this service has no query router (start it with --embedded, or in a cluster)' });
+    if (!opts.router) return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'this service has no query router (start it with --embedded, or in a cluster)' });
     const body = request.body;
-    const format = body.format ?? 'json';
-    const started = performance.now();
-    const trace: QueryTrace = {};
-    let pool: PoolSettings | undefined;
     if (running.has(id)) return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `${ID_HEADER}: a query with id ${JSON.stringify(id)} is already running` });
     const entry: Running = { owner: principalKey(principal), controller: new AbortController(), cancelled: false, catalog: body.catalog, since: new Date().toISOString() };
     running.set(id, entry);
-    const write = (outcome: QueryLogLine['outcome'], status: number, counter?: AnswerCounter) => {
-      running.delete(id);
-      log({
-        time: new Date().toISOString(), msg: 'query', id, principal: principalForLog(principal), catalog: body.catalog,
-        ...(pool ? { namespace: pool.namespace, pool: pool.pool } : {}), tables: tablesForLog(trace.tables),
-        ...(trace.tables ? { kind: trace.tables.kind } : {}),
-        ...(counter?.rows !== undefined && status === 200 ? { rows: counter.rows } : {}), bytes: counter?.bytes ?? 0,
-        ...(trace.queueWaitMs !== undefined ? { queueWaitMs: Math.round(trace.queueWaitMs * 10) / 10 } : {}),
-        durationMs: Math.round((performance.now() - started) * 10) / 10, outcome, status,
-        ...(trace.worker ? { worker: trace.worker } : {}), ...(logSql ? { sql: body.sql } : {}),
-      });
-    };
-    const refusal = (d: Decision): Grant | undefined => {
-      if (d.allowed) return d.grant;
-      throw new RouterError(403, d.message, {}, { table: d.table, verb: d.verb });
-    };
+    // A client that goes away takes its query with it: out of the queue, off the worker, or the cold process killed.
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) entry.controller.abort(); });
     try {
-      // A client that goes away takes its query with it: out of the queue, off the worker, or the cold process killed.
-      reply.raw.once('close', () => { if (!reply.raw.writableFinished) entry.controller.abort(); });
-      pool = await router.resolve(body.catalog, body.pool, body.namespace);
-      entry.pool = pool.pool;
-      const where = { namespace: pool.namespace, catalog: pool.catalog };
-      const routed = await router.query(pool, {
-        sql: body.sql, format, timeoutMs: body.timeoutMs, signal: entry.controller.signal, principal: principalKey(principal), trace,
-        // Only a principal RBAC decides for costs the worker's plan round trip before its query;
-        // an all-access one's tables still reach the log, from the worker's answer.
-        ...(authorizer.decides(principal) ? { authorize: async (tables: QueryTables) => refusal(await authorizer.authorize(principal, where, tables)) } : {}),
-        authorizeCold: async (sql) => {
-          const { selectTables } = await import('../auth/parse.js');
-          const named = await selectTables(sql);
-          if (!named) return refusal(await authorizer.authorizeCatalog(principal, where));
-          trace.tables = { kind: 'select', read: named.read, write: [], catalog: named.catalog };
-          return refusal(await authorizer.authorize(principal, where, trace.tables));
-        },
+      const { routed, counted } = await routeQuery(core, principal, id, { ...body, format: body.format ?? 'json' }, entry.controller.signal, {
+        onPool: (pool) => { entry.pool = pool.pool; },
+        onLogged: () => running.delete(id),
       });
-      // The cold path says 499 itself when the query was stopped for the caller.
-      if (routed.status === 499) { routed.body.resume(); throw new RouterError(499, 'the client went away'); }
-      const counter = new AnswerCounter(format);
-      let logged = false;
-      const done = (outcome: QueryLogLine['outcome']) => { if (!logged) { logged = true; write(outcome, routed.status, counter); } };
-      counter.once('end', () => done(routed.status < 400 ? 'ok' : routed.status === 403 ? 'forbidden' : routed.status === 504 ? 'timeout' : 'error'));
-      counter.once('close', () => done(entry.controller.signal.aborted ? 'cancelled' : 'failed'));
-      routed.body.once('error', (err) => counter.destroy(err));
-      return reply.code(routed.status).headers(routed.headers).send(routed.body.pipe(counter));
+      return reply.code(routed.status).headers(routed.headers).send(counted());
     } catch (err) {
-      if (!(err instanceof RouterError)) { write('failed', 500); throw err; }
+      running.delete(id);
+      if (!(err instanceof RouterError)) throw err;
       const cancelled = entry.cancelled && err.status === 499;
       const message = cancelled ? `query ${id} was cancelled (DELETE /v1/queries/${id})` : err.message;
-      write(err.status === 499 ? 'cancelled' : err.status === 403 ? 'forbidden' : err.status === 429 ? 'rejected' : err.status === 503 ? 'timeout' : 'error', err.status);
       if (err.status === 403) request.log.info({ queryId: id, user: principal.user, table: err.details.table, verb: err.details.verb }, 'query refused');
       return reply.code(err.status).headers(err.headers).send({ statusCode: err.status, message, ...err.details });
     }

@@ -22,6 +22,9 @@ export const SERVE_USAGE = `usage: featherman serve [options]
   --tls-port M      the admission webhooks over HTTPS on M (served nowhere else)
   --tls-cert FILE   PEM certificate for HTTPS; reloaded when the file changes
   --tls-key FILE    PEM private key for HTTPS
+  --pg-port P       the Postgres wire protocol (psql, JDBC, BI tools) on P (0 picks a free port); TLS
+                    (the --tls-cert pair) is required except from loopback
+  --pg-host H       address for the Postgres listener (default: --host)
   --embedded        create a local lake under .cache/local first (no cluster, no S3)
   --log-level L     fatal, error, warn, info (default), debug, trace or silent`;
 
@@ -30,6 +33,7 @@ interface ServeOptions {
   hooksPort: number;
   host: string;
   tls?: { port: number; cert: string; key: string };
+  pg?: { port: number; host?: string };
   embedded: boolean;
   logLevel: string;
 }
@@ -48,6 +52,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
       options: {
         port: { type: 'string' }, 'hooks-port': { type: 'string' }, host: { type: 'string' },
         'tls-port': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
+        'pg-port': { type: 'string' }, 'pg-host': { type: 'string' },
         embedded: { type: 'boolean' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -70,6 +75,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
     hooksPort: port('--hooks-port', (values['hooks-port'] as string | undefined) ?? '8081'),
     host: (values.host as string | undefined) ?? '0.0.0.0',
     ...(tlsPort !== undefined ? { tls: { port: port('--tls-port', tlsPort), cert: cert!, key: key! } } : {}),
+    ...(values['pg-port'] !== undefined ? { pg: { port: port('--pg-port', values['pg-port'] as string), ...(values['pg-host'] ? { host: values['pg-host'] as string } : {}) } } : {}),
     embedded: Boolean(values.embedded),
     logLevel,
   };
@@ -100,6 +106,8 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {}),
   });
   const hooksApp = await buildServer({ loggerInstance: app.log, plugins: [...LISTENERS.hooks], readiness });
+  // The watch cache behind the object metrics and Events (lib/k8s/observe.ts); readiness does not wait for it.
+  const observer = cluster ? await cluster.observe(app.log) : undefined;
   listeners.hooks = hooksApp;
   let tlsApp: FastifyInstance | undefined;
   if (opts.tls) {
@@ -124,19 +132,42 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   await app.listen({ port: opts.port, host: opts.host });
   await hooksApp.listen({ port: opts.hooksPort, host: opts.host });
   if (tlsApp) await tlsApp.listen({ port: opts.tls!.port, host: opts.host });
+  const pg = opts.pg ? await listenPg(opts, local ? { router: local.router, tokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {}, app.log) : undefined;
   const portOf = (a: FastifyInstance | undefined) => (a ? (a.server.address() as AddressInfo).port : undefined);
-  app.log.info({ httpPort: portOf(app), hooksPort: portOf(hooksApp), httpsPort: portOf(tlsApp), host: opts.host }, 'featherman serve listening');
+  app.log.info({ httpPort: portOf(app), hooksPort: portOf(hooksApp), httpsPort: portOf(tlsApp), ...(pg ? { pgPort: (pg.address() as AddressInfo).port } : {}), host: opts.host }, 'featherman serve listening');
 
   await new Promise<void>((resolve) => {
     const stop = async (signal: string) => {
       app.log.info({ signal }, 'shutting down');
       https?.close();
+      pg?.close();
+      observer?.stop();
       await Promise.all([...apps.map((a) => a.close()), local?.pool.stop()]);
       resolve();
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   });
+}
+
+/** The Postgres wire listener on the same router and identities as POST /v1/query (lib/pgwire/server.ts). */
+async function listenPg(opts: ServeOptions, query: import('./query.js').QueryPluginOptions, log: FastifyInstance['log']) {
+  const { pgServer } = await import('../pgwire/server.js');
+  const { queryCore } = await import('./query.js');
+  const { loadPair } = await import('./tls.js');
+  let pair: { at: number; cert: Buffer; key: Buffer } | undefined;
+  // The serving certificate, re-read at most every 30 s so a renewed pair is picked up.
+  const tls = opts.tls ? () => {
+    if (!pair || Date.now() - pair.at > 30_000) pair = { at: Date.now(), ...loadPair(opts.tls!) };
+    return pair;
+  } : undefined;
+  const server = pgServer({ core: queryCore(query), ...(tls ? { tls } : {}), log });
+  const host = opts.pg!.host ?? opts.host;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.pg!.port, host, () => { server.off('error', reject); resolve(); });
+  });
+  return server;
 }
 
 /**
@@ -177,9 +208,15 @@ async function clusterRouter() {
   const { kubernetesTokenReviewer, DEFAULT_AUDIENCE } = await import('../auth/authenticate.js');
   const { kubernetesAccessReviewer, kubernetesTableObjects } = await import('../auth/authorize.js');
   const kc = kubeConfig();
+  const observe = async (log: { warn(obj: object, msg: string): void }) => {
+    const { startObserver } = await import('../k8s/observe.js');
+    const { metrics, registry } = await import('../metrics.js');
+    return startObserver(kc, process.env, log, registry, metrics.sizeDesired);
+  };
   const audiences = (process.env.FEATHERMAN_TOKEN_AUDIENCES ?? DEFAULT_AUDIENCE).split(',').map((a) => a.trim()).filter(Boolean);
   return {
     router: new Router(new KubernetesDirectory(kc), new JobFallback(kc), new DemandAnnotations(kc)),
     auth: { tokenReviewer: kubernetesTokenReviewer(kc), accessReviewer: kubernetesAccessReviewer(kc), tableObjects: kubernetesTableObjects(kc), audiences },
+    observe,
   };
 }

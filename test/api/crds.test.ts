@@ -28,7 +28,7 @@ t.test('featherman crds --check fails on drift', async (t) => {
 });
 
 const expected = {
-  DuckLakeCatalog: { plural: 'ducklakecatalogs', short: 'dlc', columns: ['Phase', 'Ready', 'Bucket', 'Metadata', 'Age'] },
+  DuckLakeCatalog: { plural: 'ducklakecatalogs', short: 'dlc', columns: ['Phase', 'Ready', 'Bucket', 'Metadata', 'Tables', 'Rows', 'Bytes', 'Last Backup', 'Age'] },
   DuckLakeTable: { plural: 'ducklaketables', short: 'dlt', columns: ['Catalog', 'Table', 'Snapshot', 'Phase', 'Ready', 'Age'] },
   DuckLakePool: { plural: 'ducklakepools', short: 'dlp', columns: ['Min', 'Max', 'Current', 'Idle', 'Busy', 'Phase', 'Ready', 'Age'] },
   DuckLakeBackup: { plural: 'ducklakebackups', short: 'dlb', columns: ['Catalog', 'Phase', 'Backup', 'Snapshot', 'Bytes', 'Age'] },

@@ -17,6 +17,8 @@ import { featherman } from '../helpers/cli.js';
 import { clusterBinariesMissing } from '../helpers/cluster.js';
 import { BUCKET, E2E_TOKEN, eventually, kubectlTools, startE2eEnv, type E2eEnv } from '../helpers/e2e-env.js';
 import type { KubeObj } from '../helpers/metacontroller-standin.js';
+import { parseScrape, promtoolCheckMetrics, sampleValue, type Sample } from '../helpers/prometheus.js';
+import { metricNamesIn, PROMETHEUS_SERIES } from '../helpers/metric-names.js';
 
 const missing = clusterBinariesMissing();
 if (missing) {
@@ -24,7 +26,8 @@ if (missing) {
 } else {
   const root = packageRoot();
   const started = Date.now();
-  const env: E2eEnv = await startE2eEnv();
+  // (two replicas of the service: the object metrics must read the same on both)
+  const env: E2eEnv = await startE2eEnv({ replicas: 2 });
   t.teardown(() => env.stop());
   t.comment(`hooks driven by ${env.metacontroller.description}`);
   t.comment(`environment up in ${((Date.now() - started) / 1000).toFixed(1)} s (API server ${env.cluster.server}, hooks ${env.hooksUrl}, queries ${env.queryUrl}, admission ${env.admissionUrl})`);
@@ -111,7 +114,7 @@ if (missing) {
     t.equal(pvc?.metadata.labels?.['controller-uid'], catalog.metadata.uid, 'the PVC is a child (controller-uid)');
     t.match(pvc?.metadata.ownerReferences, [{ kind: 'DuckLakeCatalog', name: 'example', controller: true, blockOwnerDeletion: true }]);
     const cronjobs = await get<{ items: KubeObj[] }>(['cronjobs', '-l', `controller-uid=${catalog.metadata.uid}`]);
-    t.equal(cronjobs?.items.length, 2, 'backup and maintenance CronJobs');
+    t.same(cronjobs?.items.map((c) => c.metadata.name).sort(), ['example-backup', 'example-inspect', 'example-maintain'], 'backup, maintenance and inspection CronJobs');
 
     ok(await kubectl(['apply', '-f', '-'], tableYaml), 'apply the users table');
     const table = await wait('table users Ready', 180_000, async () => {
@@ -390,13 +393,17 @@ spec:
   // ---- issue 10: backups as objects, maintenance on demand, one catalog per data path ----------
 
   /** The README's commands for backups and maintenance in a cluster, each run as written below. */
-  const readmeCommands = (() => {
+  /** The commands of the first bash block under a README heading. */
+  const readmeBlock = (heading: string) => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const at = readme.indexOf('\n### Backups and maintenance in a cluster\n');
-    const block = at < 0 ? undefined : /```bash\n([\s\S]*?)```/.exec(readme.slice(at))?.[1];
-    if (!block) throw new Error('README: no bash block under "### Backups and maintenance in a cluster"');
+    const at = readme.indexOf(`\n${heading}\n`);
+    const section = at < 0 ? '' : readme.slice(at + heading.length + 2).split(/\n#{2,3} /)[0]!;
+    const block = /```bash\n([\s\S]*?)```/.exec(section)?.[1];
+    if (!block) throw new Error(`README: no bash block under "${heading}"`);
     return block.split('\n').map((l) => l.trim()).filter(Boolean);
-  })();
+  };
+  const readmeCommands = readmeBlock('### Backups and maintenance in a cluster');
+  const watchingCommands = readmeBlock('### Watching a catalog');
   const ranReadme = new Set<string>();
   /** A README line as kubectl arguments: words, with '...' quoting as the shell reads it; examples/ paths from the checkout. */
   const readmeArgs = (line: string): string[] => {
@@ -412,9 +419,9 @@ spec:
     if (words[0] !== 'kubectl') throw new Error(`README command is not kubectl: ${line}`);
     return words.slice(1).map((w) => (w.startsWith('examples/') ? join(root, w) : w));
   };
-  const runReadme = async (start: string) => {
-    const line = readmeCommands.find((l) => l.startsWith(start));
-    if (!line) throw new Error(`README has no command starting with ${JSON.stringify(start)}: ${readmeCommands.join(' | ')}`);
+  const runReadme = async (start: string, commands = readmeCommands) => {
+    const line = commands.find((l) => l.startsWith(start));
+    if (!line) throw new Error(`README has no command starting with ${JSON.stringify(start)}: ${commands.join(' | ')}`);
     ranReadme.add(line);
     return { line, out: ok(await kubectl(readmeArgs(line), undefined, 120_000), `README: ${line}`) };
   };
@@ -552,6 +559,99 @@ spec:
     ok(await kubectl(['delete', 'dlc', 'squatter', '--wait=true', '--timeout=120s']), 'delete it');
     t.equal((await get(['dlc', 'example']))?.status?.phase, 'Ready', 'the first catalog is still Ready');
     t.ok((await tablesInLake()).includes('users'), 'and its lake is untouched');
+  });
+
+  // ---- issue 11: operations you can see ----------------------------------------------------------
+
+  await t.test('(n) a backup on demand, the lake\'s figures in status and in the metrics of both replicas, Events in kubectl describe', async (t) => {
+    const requested = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    await runReadme('kubectl create job --from=cronjob/example-backup', watchingCommands);
+    t.teardown(async () => { await kubectl(['delete', 'job', 'example-backup-now', '--cascade=foreground', '--wait=true', '--timeout=60s']); });
+    await runReadme('kubectl wait --for=condition=complete job/example-backup-now', watchingCommands);
+    const pods = (await get<{ items: (KubeObj & { status?: { containerStatuses?: { state?: { terminated?: { message?: string } } }[] } })[] }>(['pods', '-l', 'batch.kubernetes.io/job-name=example-backup-now']))?.items ?? [];
+    const summary = JSON.parse(pods[0]?.status?.containerStatuses?.[0]?.state?.terminated?.message?.trim() ?? '{}') as { backup?: string; snapshotId?: number; lake?: { totalRows?: number } };
+    t.type(summary.backup, 'string', 'the backup pod reported its backup');
+
+    type LakeStatus = { lastBackup?: { name?: string; time?: string; outcome?: string; bytes?: number }; totalRows?: number; totalBytes?: number; tableCount?: number; snapshotId?: number; lakeReportTime?: string; phase?: string };
+    const catalog = await wait('status.lastBackup to name the on-demand backup', 120_000, async () => {
+      const c = await get<KubeObj & { status?: LakeStatus }>(['dlc', 'example']);
+      return c?.status?.lastBackup?.name === summary.backup ? c : undefined;
+    });
+    const s = catalog.status!;
+    t.match(s.lastBackup, { outcome: 'Succeeded', time: String }, 'status.lastBackup: Succeeded, with its time');
+    const { out: shownBackup } = await runReadme('kubectl get dlc example -o jsonpath=\'{.status.lastBackup}\'', watchingCommands);
+    t.match(JSON.parse(shownBackup), { name: summary.backup, outcome: 'Succeeded' }, 'as the README shows it');
+    const { out: wide } = await runReadme('kubectl get dlc example -o wide', watchingCommands);
+    t.match(wide, /TABLES\s+ROWS\s+BYTES/, 'kubectl get -o wide shows the lake\'s figures');
+    t.ok(s.lastBackup!.time! >= requested, `its time (${s.lastBackup!.time}) is after the Job was created (${requested})`);
+
+    const info = await featherman(['catalog', 'info'], lakeEnv());
+    t.equal(info.code, 0, info.stderr);
+    const lake = info.json.lake as { snapshotId: number; tableCount: number; totalRows: number; totalBytes: number };
+    const users = (info.json.tables as { name: string; rows: number; bytes: number; files: number }[]).find((x) => x.name === 'users')!;
+    t.ok(users.rows > 0 && users.bytes > 0, `users has ${users.rows} rows in ${users.bytes} bytes`);
+    t.match(s, { snapshotId: lake.snapshotId, tableCount: lake.tableCount, totalRows: lake.totalRows, totalBytes: lake.totalBytes }, 'the catalog status has the lake\'s figures, as `featherman catalog info` reads them');
+    const usersStatus = await wait('the users table status to take its figures from the catalog\'s report', 60_000, async () => {
+      const u = await get<KubeObj & { status?: { rows?: number; bytes?: number; files?: number } }>(['dlt', 'users']);
+      return u?.status?.rows === users.rows ? u.status : undefined;
+    });
+    t.match(usersStatus, { rows: users.rows, files: users.files, bytes: users.bytes }, 'dlt users: rows, files and bytes');
+
+    // Both replicas answer from their own watch cache: the same object figures, once each has seen the same objects.
+    const scrape = async (url: string) => (await fetch(`${url}/metrics`)).text();
+    const objectLines = (text: string) => text.split('\n').filter((l) => /^featherman_(catalog|table)_/.test(l)).sort();
+    const urls = [env.queryUrl, env.replicaUrl!];
+    const scrapes = await wait('both replicas to report the users table\'s rows and the on-demand backup', 60_000, async () => {
+      const texts = await Promise.all(urls.map(scrape));
+      const parsed = texts.map(parseScrape);
+      const current = parsed.every((p) => sampleValue(p, 'featherman_table_rows', { namespace: 'default', table: 'users' }) === users.rows
+        && sampleValue(p, 'featherman_catalog_last_backup_success_timestamp_seconds', { namespace: 'default', catalog: 'example' }) === Date.parse(s.lastBackup!.time!) / 1000);
+      return current && isDeepStrictEqual(objectLines(texts[0]!), objectLines(texts[1]!)) ? { texts, parsed } : undefined;
+    });
+    t.pass('the two replicas report identical catalog and table figures');
+    for (const [i, samples] of scrapes.parsed.entries()) {
+      const who = `replica ${i + 1}`;
+      const at = (name: string, labels: Record<string, string>) => sampleValue(samples, name, labels);
+      t.equal(at('featherman_catalog_phase', { namespace: 'default', catalog: 'example', phase: 'Ready' }), 1, `${who}: catalog example is Ready`);
+      t.equal(at('featherman_catalog_phase', { namespace: 'default', catalog: 'example', phase: 'Failed' }), 0, `${who}: and not Failed`);
+      t.equal(at('featherman_table_bytes', { namespace: 'default', table: 'users' }), users.bytes, `${who}: users bytes as catalog info reads them`);
+      t.equal(at('featherman_catalog_rows', { namespace: 'default', catalog: 'example' }), lake.totalRows, `${who}: the catalog's rows`);
+      const temporary = samples.filter((x: Sample) => x.name === 'featherman_job_failures_total' && x.labels.operation === 'init' && x.labels.reason === 'temporary');
+      t.ok(temporary.reduce((n, x) => n + x.value, 0) >= 1, `${who}: the outage catalog's failed init attempt counts as a temporary failure`);
+      t.ok(samples.some((x) => x.name === 'featherman_job_duration_seconds_count' && x.labels.operation === 'backup' && x.labels.outcome === 'succeeded' && x.value >= 1), `${who}: backup Job durations are observed`);
+      const promtool = promtoolCheckMetrics(scrapes.texts[i]!);
+      t.same(promtool, { code: 0, output: '' }, `${who}: promtool check metrics is clean`);
+    }
+
+    // Every metric the dashboard and the alert rules query is one this service declares.
+    const declared = new Set([...scrapes.texts[0]!.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap((m) => (m[2] === 'histogram' ? ['_bucket', '_sum', '_count'].map((x) => m[1] + x) : [m[1]!])));
+    const monitoring = join(root, 'metacontroller', 'monitoring');
+    const exprs: string[] = [];
+    const collect = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(collect);
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) { if (k === 'expr' && typeof x === 'string') exprs.push(x); else collect(x); }
+    };
+    collect(JSON.parse(readFileSync(join(monitoring, 'featherman-dashboard.json'), 'utf8')));
+    collect(parseAllDocuments(readFileSync(join(monitoring, 'prometheusrule.yaml'), 'utf8')).map((d) => d.toJSON()));
+    const used = [...new Set(exprs.flatMap(metricNamesIn))].filter((n) => !PROMETHEUS_SERIES.includes(n));
+    t.ok(exprs.length > 20 && used.length > 20, `${exprs.length} expressions naming ${used.length} metrics`);
+    t.same(used.filter((n) => !declared.has(n)), [], 'every metric in the dashboard and the alert rules is in the scrape');
+
+    // Events, once each across both replicas, as kubectl describe shows them.
+    const described = await wait('kubectl describe dlc example to show the backup\'s Event', 60_000, async () => {
+      const { out } = await runReadme('kubectl describe dlc example', watchingCommands);
+      return /BackupTaken/.test(out) ? out : undefined;
+    });
+    t.same(watchingCommands.filter((l) => !ranReadme.has(l)), [], 'every command of the README block was run');
+    const events = described.slice(described.indexOf('Events:'));
+    t.match(events, /BackupTaken/, 'Events: the backup taken');
+    t.match(events, new RegExp(summary.backup!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'naming the backup');
+    t.notMatch(events, /minioadmin|SECRET|secret_access_key/i, 'no secret in the events');
+    const list = await get<{ items: { reason?: string; message?: string; count?: number; series?: unknown }[] }>(['events', '--field-selector', 'involvedObject.kind=DuckLakeCatalog,involvedObject.name=example']);
+    const taken = (list?.items ?? []).filter((e) => e.reason === 'BackupTaken' && e.message?.includes(summary.backup!));
+    t.equal(taken.length, 1, 'one BackupTaken Event for the backup, though two replicas watched it');
+    const outage = await kubectl(['describe', 'dlc', 'outage']);
+    t.match(outage.stdout.slice(outage.stdout.indexOf('Events:')), /JobAttemptFailed.*exit code 75, temporary: retried/s, 'the outage catalog shows its failed init attempt');
   });
 
   await t.test('(i) deleting a catalog while a table Job runs: the Job goes, the finalizer lets go, the table says its catalog is gone', async (t) => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DemandAnnotations, KubernetesDirectory } from '../../lib/pool/kubernetes.js';
 import { demandFrom, demandKey, encodeDemand } from '../../lib/pool/demand.js';
-import { metrics } from '../../lib/pool/metrics.js';
+import { metrics } from '../../lib/metrics.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { clusterBinariesMissing, startCluster } from '../helpers/cluster.js';
 

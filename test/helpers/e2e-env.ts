@@ -35,6 +35,11 @@ export interface E2eEnv {
   queryUrl: string;
   /** https://127.0.0.1:<tls-port> of `featherman serve` (admission). */
   admissionUrl: string;
+  /**
+   * With `replicas: 2`: http://127.0.0.1:<port> of a second `featherman serve` on the same API
+   * server, as a second replica of the Deployment would be (Metacontroller calls only the first).
+   */
+  replicaUrl?: string;
   dir: string;
   kubectl(args: string[], input?: string, timeoutMs?: number): Promise<KubectlResult>;
   /** The last lines of every component's log, for failure messages. */
@@ -71,7 +76,7 @@ function startServe(args: string[], env: Record<string, string>, timeoutMs: numb
   });
 }
 
-export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E2eEnv> {
+export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 } = {}): Promise<E2eEnv> {
   const root = packageRoot();
   const dir = mkdtempSync(join(tmpdir(), 'fm-e2e-'));
   const cleanups: (() => Promise<void> | void)[] = [() => { if (!process.env.FEATHERMAN_KEEP_CLUSTER) rmSync(dir, { recursive: true, force: true }); }];
@@ -98,12 +103,18 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
       '--tls-cert', join(dir, 'certs', 'tls.crt'), '--tls-key', join(dir, 'certs', 'tls.key')],
     // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
     { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000);
-    cleanups.push(async () => {
-      if (serve.child.exitCode !== null) return;
-      const exited = new Promise((r) => serve.child.once('exit', r));
-      serve.child.kill('SIGTERM');
-      if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) serve.child.kill('SIGKILL');
-    });
+    const stopServe = (s: Serve) => async () => {
+      if (s.child.exitCode !== null) return;
+      const exited = new Promise((r) => s.child.once('exit', r));
+      s.child.kill('SIGTERM');
+      if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) s.child.kill('SIGKILL');
+    };
+    cleanups.push(stopServe(serve));
+    const replica = opts.replicas === 2
+      ? await startServe(['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0'],
+        { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000)
+      : undefined;
+    if (replica) cleanups.push(stopServe(replica));
     const hooksUrl = `http://127.0.0.1:${serve.hooksPort}`;
     const queryUrl = `http://127.0.0.1:${serve.httpPort}`;
     const admissionUrl = `https://127.0.0.1:${serve.httpsPort}`;
@@ -147,7 +158,8 @@ export async function startE2eEnv(opts: { intervalMs?: number } = {}): Promise<E
       `--- process kubelet ---\n${kubelet.recentLog(30)}`,
       `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
     ].join('\n');
-    return { cluster, minio, api, metacontroller, kubelet, hooksUrl, queryUrl, admissionUrl, dir, kubectl, diagnostics, stop };
+    const replicaUrl = replica ? `http://127.0.0.1:${replica.httpPort}` : undefined;
+    return { cluster, minio, api, metacontroller, kubelet, hooksUrl, queryUrl, admissionUrl, ...(replicaUrl ? { replicaUrl } : {}), dir, kubectl, diagnostics, stop };
   } catch (e) {
     await stop();
     throw e;

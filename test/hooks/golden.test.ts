@@ -245,7 +245,7 @@ t.test('customize asks for the catalog and the pods of the object\'s own Jobs', 
   t.equal(catalogRules.length, 1, 'one rule for pods: Metacontroller keeps only the last rule\'s objects of a type');
   t.same(catalogRules[0]!.labelSelector, {
     matchLabels: { 'ducklake.featherman.dev/catalog': 'example' },
-    matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['catalog-init', 'catalog-backup', 'catalog-maintenance'] }],
+    matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['catalog-init', 'catalog-backup', 'catalog-maintenance', 'catalog-inspect'] }],
   });
   t.same(backup.customize({ controller: {} as KubeObject, parent: backupObject() }), {
     relatedResources: [
@@ -282,7 +282,14 @@ function runPod(component: 'catalog-backup' | 'catalog-maintenance', name: strin
 
 t.test('DuckLakeCatalog: the runner environment and flags for backups and maintenance', async (t) => {
   const plain = { children: catalog.desiredChildren(catalogObject(), ctx) };
-  for (const child of plain.children.filter((c) => c.kind !== 'PersistentVolumeClaim')) {
+  const inspect = plain.children.find((c) => c.metadata.name === 'example-inspect')!;
+  t.same(argsOf(inspect), ['catalog', 'info'], 'the inspection reads the lake\'s figures');
+  t.notOk(Object.keys(envOf(inspect)).some((k) => k === 'FEATHERMAN_CATALOG_ID' || k.startsWith('FEATHERMAN_BACKUP_')), 'the inspection claims nothing and reaches no backups');
+  t.same((podSpecOf(inspect)!.containers[0].volumeMounts as { name: string; readOnly?: boolean }[]).filter((m) => m.name === 'catalog').map((m) => m.readOnly), [true], 'it mounts the catalog volume read-only');
+  t.equal((inspect.spec as { schedule: string }).schedule, '*/15 * * * *', 'every 15 minutes by default');
+  const off = catalog.desiredChildren(catalogObject({ inspection: { enabled: false } }), ctx);
+  t.notOk(off.some((c) => c.metadata.name === 'example-inspect'), 'inspection.enabled: false runs none');
+  for (const child of plain.children.filter((c) => c.kind !== 'PersistentVolumeClaim' && c !== inspect)) {
     const env = envOf(child);
     t.equal(env.FEATHERMAN_CATALOG_ID, 'analytics/example', `${child.metadata.name}: the catalog's identity for the data path's marker`);
     t.equal(env.FEATHERMAN_BACKUP_PATH, 's3://lake/analytics/example/backups/', `${child.metadata.name}: backups beside the data`);

@@ -101,7 +101,7 @@ t.test('the listeners\' ports agree between the Deployment, the Service, the Net
   const d = byKind('Deployment')[0];
   const c = d.spec.template.spec.containers[0];
   const containerPorts = Object.fromEntries((c.ports as { name: string; containerPort: number }[]).map((p) => [p.name, p.containerPort]));
-  t.same(containerPorts, { http: 8080, hooks: 8081, https: 8443 }, 'three named container ports');
+  t.same(containerPorts, { http: 8080, hooks: 8081, https: 8443, postgres: 5432 }, 'four named container ports');
   const flag = (name: string) => Number(c.args[c.args.indexOf(name) + 1]);
   t.equal(flag('--port'), containerPorts.http, '--port is the http container port');
   t.equal(flag('--hooks-port'), containerPorts.hooks, '--hooks-port is the hooks container port');
@@ -143,7 +143,7 @@ t.test('the listeners\' ports agree between the Deployment, the Service, the Net
   const rules = np.spec.ingress as Rule[];
   const ruleFor = (port: string) => rules.filter((r) => r.ports.some((p) => (typeof p.port === 'number' ? p.port === containerPorts[port] : p.port === port)));
   for (const r of rules) for (const p of r.ports) t.ok(typeof p.port === 'number' ? Object.values(containerPorts).includes(p.port) : containerPorts[p.port], `port ${p.port} is a container port`);
-  t.same(rules.flatMap((r) => r.ports.map((p) => p.port)).sort(), ['hooks', 'http', 'https'], 'one rule per port');
+  t.same(rules.flatMap((r) => r.ports.map((p) => p.port)).sort(), ['hooks', 'http', 'https', 'postgres'], 'one rule per port');
   t.same(ruleFor('hooks')[0]!.from, [{
     namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'metacontroller' } },
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'metacontroller' } },
@@ -152,4 +152,5 @@ t.test('the listeners\' ports agree between the Deployment, the Service, the Net
   t.equal(metacontrollerSubject?.namespace, 'metacontroller', 'the namespace the RBAC grants Metacontroller in');
   t.equal(ruleFor('https')[0]!.from, undefined, 'https: from anywhere (the API server is not a pod)');
   t.same(ruleFor('http')[0]!.from, [{ namespaceSelector: {} }], 'http: any pod in the cluster');
+  t.same(ruleFor('postgres')[0]!.from, [{ namespaceSelector: {} }], 'postgres: any pod in the cluster, as http');
 });

@@ -98,6 +98,11 @@ t.test('round trip: 100,000 rows into partitioned ZSTD Parquet on MinIO and back
   t.equal(users?.rows, N);
   t.equal(users?.files, keys.length);
   t.ok((users?.bytes ?? 0) > 0);
+  // The report the hooks fold into the status: the same figures, compact, with totals.
+  t.same(info.json.lake, {
+    snapshotId: info.json.snapshotId, tableCount: 1, totalRows: N, totalFiles: keys.length, totalBytes: users?.bytes,
+    tables: [['main', 'users', N, keys.length, users?.bytes]], tablesComplete: true,
+  }, 'catalog info reports the lake\'s figures for the status');
 });
 
 t.test('evolution: add a column and widen INTEGER to BIGINT; lossy changes refused with the lake unchanged', async (t) => {

@@ -27,9 +27,13 @@ t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 const specFile = join(work, 'events.json');
 writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }] }));
 t.equal((await featherman(['table', 'apply', '-f', specFile], env)).code, 0);
-t.equal((await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM range(10000) r(i)"], env)).code, 0);
+const seed = "INSERT INTO events SELECT i, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM range(10000) r(i)";
+t.equal((await featherman(['query', '--write', '--sql', seed], env)).code, 0);
 
-const settings: PoolSettings = { namespace: 'local', pool: 'p1', catalog: 'lake1', readOnly: true, queueMaxLength: 1000, queueMaxWaitMs: 60_000, maxQueryMs: 30_000, workerConcurrency: 1 };
+const settings: PoolSettings = {
+  namespace: 'local', pool: 'p1', catalog: 'lake1', readOnly: true,
+  queueMaxLength: 1000, queueMaxWaitMs: 60_000, maxQueryMs: 30_000, workerConcurrency: 1,
+};
 const pool = new LocalPool(settings, env);
 await pool.scaleTo(2);
 const router = new Router(pool, new LocalFallback(env));
@@ -38,13 +42,18 @@ const base = await app.listen({ port: 0, host: '127.0.0.1' });
 t.teardown(async () => { await app.close(); await pool.stop(); await minio.stop(); rmSync(work, { recursive: true, force: true }); });
 
 async function query(body: Record<string, unknown>, token = TOKEN) {
-  const res = await fetch(`${base}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ catalog: 'lake1', ...body }) });
+  const res = await fetch(`${base}/v1/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ catalog: 'lake1', ...body }),
+  });
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
 t.test('200 concurrent queries through two workers all return the right rows', async (t) => {
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => query({ sql: `SELECT count(*) AS n, sum(id) AS s FROM events WHERE id % 200 = ${i}` })));
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) =>
+    query({ sql: `SELECT count(*) AS n, sum(id) AS s FROM events WHERE id % 200 = ${i}` })));
   const seconds = (performance.now() - started) / 1000;
   t.same(results.map((r) => r.status), Array(200).fill(200), 'every query answered 200');
   results.forEach((r, i) => {
@@ -73,7 +82,10 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
   const app2 = await buildServer({ plugins: ['query'], router: r2, apiTokens: [TOKEN] });
   t.teardown(() => app2.close());
   const until = async (what: () => boolean) => { while (!what()) await new Promise((r) => setImmediate(r)); };
-  const send = (sql: string, timeoutMs = 60_000) => app2.inject({ method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs } });
+  const send = (sql: string, timeoutMs = 60_000) =>
+    app2.inject({
+      method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs },
+    });
   // Both workers held by queries that end at their deadline, well after the queued query's wait:
   // the outcome does not depend on how fast this machine counts.
   const busy = [send('SELECT count(*) FROM range(1e13::BIGINT)', 6000), send('SELECT count(*) FROM range(1e13::BIGINT)', 6000)];
@@ -94,7 +106,9 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
 t.test('a query the pool cannot serve is demand too: the router reports it while the fallback runs', async (t) => {
   const empty: PoolSettings = { ...settings, pool: 'empty' };
   const heard: (number | string)[] = [];
-  const r3 = new Router({ pools: async () => [empty], workers: async () => [] }, new LocalFallback(env), { waiting: (p, queued) => heard.push(queued), fellBack: (p) => heard.push(`fell back: ${p.pool}`) });
+  const r3 = new Router({ pools: async () => [empty], workers: async () => [] }, new LocalFallback(env), {
+    waiting: (p, queued) => heard.push(queued), fellBack: (p) => heard.push(`fell back: ${p.pool}`),
+  });
   const res = await r3.query(empty, { sql: 'SELECT 7 AS seven', format: 'json' });
   t.equal(res.status, 200);
   t.equal(res.headers['x-featherman-pod'], 'fallback');
@@ -102,15 +116,20 @@ t.test('a query the pool cannot serve is demand too: the router reports it while
 });
 
 t.test('a deadline interrupts DuckDB itself; the worker stays healthy', async (t) => {
+  const replacedBefore = pool.replaced;
+  const workersBefore = pool.alive().map((w) => w.process.pid);
   const started = performance.now();
   const r = await query({ sql: 'SELECT count(*) FROM range(1e13::BIGINT)', timeoutMs: 1000 });
-  const seconds = (performance.now() - started) / 1000;
   t.equal(r.status, 504);
-  t.match(JSON.parse(r.text).error, /exceeded its deadline of 1000 ms/);
-  t.ok(seconds < 2, `stopped within 2 s (${seconds.toFixed(2)} s)`);
+  // The worker's own clock decides, not this test's: "was interrupted" is its answer only when
+  // DuckDB stopped within the kill grace after the deadline; otherwise it says so and restarts.
+  t.match(JSON.parse(r.text).error, /exceeded its deadline of 1000 ms and was interrupted/);
+  t.comment(`answered after ${((performance.now() - started) / 1000).toFixed(2)} s`);
   const after = await Promise.all([query({ sql: 'SELECT 42 AS x' }), query({ sql: 'SELECT 43 AS x' })]);
   t.same(after.map((a) => a.status), [200, 200], 'both workers answer afterwards');
   for (const w of pool.alive()) t.equal((await fetch(`${w.url}/healthz`)).status, 200);
+  t.equal(pool.replaced, replacedBefore, 'no worker restarted');
+  t.same(pool.alive().map((w) => w.process.pid), workersBefore, 'the same worker processes');
 });
 
 t.test('user SQL is sandboxed', async (t) => {
@@ -147,7 +166,9 @@ t.test('user SQL is sandboxed', async (t) => {
 
 t.test('a request without a valid token gets 401', async (t) => {
   t.equal((await query({ sql: 'SELECT 1' }, 'wrong-token')).status, 401);
-  const none = await fetch(`${base}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'lake1', sql: 'SELECT 1' }) });
+  const none = await fetch(`${base}/v1/query`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'lake1', sql: 'SELECT 1' }),
+  });
   t.equal(none.status, 401);
   t.equal(none.headers.get('www-authenticate'), 'Bearer');
   const bad = await query({ sql: 'SELECT 1', catalog: 'nope' });
@@ -166,10 +187,12 @@ t.test('a table Job writes while the workers answer, and the workers see it with
       answered++;
     }
   })();
-  writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }, { name: 'note', type: 'VARCHAR' }] }));
+  const columns = [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }, { name: 'note', type: 'VARCHAR' }];
+  writeFileSync(specFile, JSON.stringify({ name: 'events', columns }));
   const apply = await featherman(['table', 'apply', '-f', specFile], env);
   t.equal(apply.code, 0, `table apply succeeded while workers read: ${apply.stderr}`);
-  const insert = await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, 'new', 'hello' FROM range(10000, 10500) r(i)"], env);
+  const more = "INSERT INTO events SELECT i, 'new', 'hello' FROM range(10000, 10500) r(i)";
+  const insert = await featherman(['query', '--write', '--sql', more], env);
   t.equal(insert.code, 0, insert.stderr);
   const committed = performance.now();
   stop = true;
@@ -177,13 +200,16 @@ t.test('a table Job writes while the workers answer, and the workers see it with
   // Ask each worker directly, so the bound holds for every worker, not just the one the router picked.
   const seen = await Promise.all(pool.alive().map(async (w) => {
     while (performance.now() - committed < 10_000) {
-      const res = await fetch(`${w.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }) });
+      const res = await fetch(`${w.url}/query`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }),
+      });
       if (res.ok && (await res.json() as { rows: { n: string }[] }).rows[0]!.n === '10500') return performance.now() - committed;
       await new Promise((r) => setTimeout(r, 100));
     }
     return Infinity;
   }));
-  t.ok(seen.every((ms) => ms < 5000), `every worker saw the new rows within 5 s of the commit (${seen.map((ms) => ms.toFixed(0)).join(' ms, ')} ms)`);
+  const measured = seen.map((ms) => ms.toFixed(0)).join(' ms, ');
+  t.ok(seen.every((ms) => ms < 5000), `every worker saw the new rows within 5 s of the commit (${measured} ms)`);
   t.ok(answered > 0, `${answered} reads answered during the write`);
   const note = await query({ sql: "SELECT count(note) AS n FROM events WHERE note = 'hello'" });
   t.same(JSON.parse(note.text).rows, [{ n: '500' }], 'the new column is visible too');
@@ -201,12 +227,14 @@ t.test('a worker killed mid-query: a clear 502, no retry on the other worker, an
     }
   }
   const others = pool.alive().filter((w) => w !== busy);
-  const servedBefore = await Promise.all(others.map(async (w) => ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  const served = () => Promise.all(others.map(async (w) =>
+    ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  const servedBefore = await served();
   busy.process.kill('SIGKILL');
   const r = await pending;
   t.equal(r.status, 502, r.text.slice(0, 200));
   t.match(JSON.parse(r.text).message, new RegExp(`worker ${busy.name} failed before answering`));
-  const servedAfter = await Promise.all(others.map(async (w) => ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  const servedAfter = await served();
   t.same(servedAfter, servedBefore, 'the query was not run again on the other worker');
   // The pool notices the exit and starts a replacement by itself.
   while (pool.alive().length < 2 || pool.alive().some((w) => w.name === busy!.name)) await new Promise((r) => setTimeout(r, 100));
@@ -233,7 +261,11 @@ t.test('with no worker the router falls back to a one-off query process', async 
 t.test('/metrics passes promtool check metrics and has the README names', async (t) => {
   const res = await fetch(`${base}/metrics`);
   const text = await res.text();
-  for (const name of ['ducklake_pool_size_current', 'ducklake_pool_pods_idle', 'ducklake_pool_pods_busy', 'ducklake_pool_queue_length', 'ducklake_pool_query_duration_seconds', 'ducklake_pool_wait_duration_seconds', 'ducklake_pool_queries_total']) {
+  const names = [
+    'ducklake_pool_size_current', 'ducklake_pool_pods_idle', 'ducklake_pool_pods_busy', 'ducklake_pool_queue_length',
+    'ducklake_pool_query_duration_seconds', 'ducklake_pool_wait_duration_seconds', 'ducklake_pool_queries_total',
+  ];
+  for (const name of names) {
     t.match(text, new RegExp(`^${name}`, 'm'), name);
   }
   t.match(text, /ducklake_pool_queries_total\{pool="p1",namespace="local",outcome="ok"\} \d+/);

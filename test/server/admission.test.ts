@@ -55,6 +55,7 @@ t.test('mutate CREATE: nested blocks get their defaults, computed defaults inclu
     { op: 'add', path: '/spec/backupPolicy/includeData', value: false },
     { op: 'add', path: '/spec/metadata', value: { type: 'duckdb' } },
     { op: 'add', path: '/spec/encryption', value: { enabled: false } },
+    { op: 'add', path: '/spec/inspection', value: { schedule: '*/15 * * * *', enabled: true } },
   ]);
   const pool = readmeFixture('pool');
   const p = (await post('/admission/mutate', review('CREATE', pool))).json!.response;

@@ -16,7 +16,7 @@ import {
   type BackedUpFile, type BackupManifest,
 } from '../backups.js';
 import { CATALOG_NAME, loadConfig, type LakeConfig } from '../config.js';
-import { summarizeLake, type LakeSummary } from '../inspect.js';
+import { lakeReport, summarizeLake, type LakeSummary } from '../inspect.js';
 import { claimDataPath } from '../ownership.js';
 import { attachLake, attachWithLockWait, catalogDatabaseSql, openDuckDB, type LakeSession } from '../session.js';
 import { ident, literal } from '../sql.js';
@@ -108,6 +108,11 @@ function backupSummary(set: BackupSet, m: BackupManifest, extra: Record<string, 
   };
 }
 
+/** A new backup's summary: the figures of the lake as it backed it up (a retry's existing backup may be older). */
+function newBackupSummary(set: BackupSet, m: BackupManifest, extra: Record<string, unknown>) {
+  return { ...backupSummary(set, m, extra), lake: lakeReport(m) };
+}
+
 async function createBackup(config: LakeConfig, o: BackupOptions) {
   const started = new Date();
   const set = new BackupSet(config);
@@ -175,7 +180,7 @@ async function takeBackup(config: LakeConfig, set: BackupSet, o: BackupOptions, 
   // The manifest holds the files from now on; the start mark kept maintenance from deleting any until now.
   await set.store.deleteKeys([set.startedKey(name)]);
   const pruned = o.retentionDays === undefined ? [] : await prune(set, o.retentionDays, new Date(), name);
-  return backupSummary(set, manifest, { dataBytesCopied, filesCopied, pruned, startedAt: started.toISOString(), finishedAt: new Date().toISOString() });
+  return newBackupSummary(set, manifest, { dataBytesCopied, filesCopied, pruned, startedAt: started.toISOString(), finishedAt: new Date().toISOString() });
 }
 
 /** Delete backups older than the retention, except the newest and those owned by an object (a DuckLakeBackup deletes its own). */
@@ -321,7 +326,7 @@ export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
       return {
         command: 'restore', backup: name, snapshotId, dataPath: config.dataPath,
         tables: read.tables.map(({ schema, name: table, rows, files, bytes }) => ({ schema, name: table, rows, files, bytes })),
-        filesCopied: copied.files, dataBytesCopied: copied.bytes, verified: true,
+        filesCopied: copied.files, dataBytesCopied: copied.bytes, verified: true, lake: lakeReport({ snapshotId, tables: read.tables }),
       };
     });
   });

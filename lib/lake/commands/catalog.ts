@@ -1,7 +1,7 @@
 // `featherman catalog init|info`
 import { BadInputError } from '../../errors.js';
 import { loadConfig } from '../config.js';
-import { summarizeLake } from '../inspect.js';
+import { lakeReport, summarizeLake } from '../inspect.js';
 import { openLake } from '../session.js';
 import { claimDataPath } from '../ownership.js';
 import { checkStorage } from '../storage.js';
@@ -21,7 +21,7 @@ export async function catalogCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
       if (summary.encrypted !== config.encrypted) {
         throw new BadInputError(`FEATHERMAN_ENCRYPTED: the lake already exists with encryption ${summary.encrypted ? 'on' : 'off'}; it cannot be changed`);
       }
-      return { command: 'catalog init', catalog: config.catalogName, owner: config.catalogId, dataPathClaimed: claimed, metadataType: config.metadata.type, ...summary };
+      return { command: 'catalog init', catalog: config.catalogName, owner: config.catalogId, dataPathClaimed: claimed, metadataType: config.metadata.type, ...summary, lake: lakeReport(summary) };
     } finally {
       session.close();
     }
@@ -29,7 +29,8 @@ export async function catalogCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
   if (action === 'info') {
     const session = await openLake(config, { readOnly: true });
     try {
-      return { command: 'catalog info', catalog: config.catalogName, metadataType: config.metadata.type, ...(await summarizeLake(session)) };
+      const summary = await summarizeLake(session);
+      return { command: 'catalog info', catalog: config.catalogName, metadataType: config.metadata.type, ...summary, lake: lakeReport(summary) };
     } finally {
       session.close();
     }

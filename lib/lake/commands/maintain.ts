@@ -15,7 +15,7 @@ import { parseQuantity } from '../../api/quantity.js';
 import { BadInputError, TemporaryError } from '../../errors.js';
 import { BackupSet, retainedHolds, type Holds } from '../backups.js';
 import { loadConfig } from '../config.js';
-import { listTables } from '../inspect.js';
+import { lakeReport, listTables, summarizeLake } from '../inspect.js';
 import { markerLocation } from '../ownership.js';
 import type { LakeSession } from '../session.js';
 import { openLake } from '../session.js';
@@ -170,12 +170,13 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
       orphansKept = out.keptBack;
       for (const n of out.keptBackFor) orphanKeptFor.add(n);
     }
-    const after = await listTables(session);
+    const lake = await summarizeLake(session);
+    const after = lake.tables;
     const keptBackFor = [...new Set([...cleaned.keptBackFor, ...orphanKeptFor, ...keptSnapshots.flatMap((id) => holds.snapshots.get(id) ?? [])])].sort();
     return {
       command: 'maintain',
       durationSeconds: (Date.now() - started.getTime()) / 1000,
-      snapshotId: await session.currentSnapshot(),
+      snapshotId: lake.snapshotId,
       filesBefore: before.reduce((a, t) => a + t.files, 0),
       filesAfter: after.reduce((a, t) => a + t.files, 0),
       rowsFlushed,
@@ -192,6 +193,7 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
       ...(busy.length ? { deletionSkipped: `backup ${busy.join(', ')} is being taken; files are deleted in a later run` } : {}),
       startedAt: started.toISOString(),
       finishedAt: new Date().toISOString(),
+      lake: lakeReport(lake),
     };
   } finally {
     session.close();

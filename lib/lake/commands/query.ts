@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadInputError, DeadlineError, RefusedError } from '../../errors.js';
-import { checkSqlSize, isOutOfMemory, maxSqlBytes, outOfMemoryError } from '../../pool/limits.js';
+import { checkSqlSize, isOutOfMemory, maxSqlBytes, outOfMemoryError } from '../limits.js';
 import { loadConfig } from '../config.js';
 import { takeSecrets } from '../../redact.js';
 import { classify, isStatementError } from '../failures.js';

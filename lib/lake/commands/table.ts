@@ -51,9 +51,14 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * The table's rows, files and bytes, for its status. Only this table's: a lake of thousands of
+ * tables must not count them all on every apply (the catalog's figures come from its inspection).
+ */
 async function tableStats(session: LakeSession, schema: string, name: string) {
   const info = (await listTables(session)).find((t) => t.schema.toLowerCase() === schema.toLowerCase() && t.name.toLowerCase() === name.toLowerCase());
-  return { files: info?.files ?? 0, bytes: info?.bytes ?? 0 };
+  const rows = info ? Number(await session.value(`SELECT count(*) FROM ${tableRef(info.schema, info.name)}`)) : 0;
+  return { rows, files: info?.files ?? 0, bytes: info?.bytes ?? 0 };
 }
 
 export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {

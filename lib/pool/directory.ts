@@ -1,0 +1,91 @@
+// Pools and their ready worker pods, read from the API server for the router (the hooks own the
+// pods; the router only reads them). A burst of queries costs one API call: both lists are cached
+// for a second or two.
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../api/schema.js';
+import { parseDuration } from '../api/duration.js';
+import type { CredentialsSecret } from '../k8s/catalog-runner.js';
+import { labelValue } from '../k8s/labels.js';
+import { WORKER_PORT } from '../k8s/pool-workers.js';
+import type { PoolSettings, WorkerDirectory, WorkerEndpoint } from './router.js';
+
+interface PoolObject {
+  metadata: { name: string; namespace: string };
+  spec: {
+    catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; credentialsSecret?: CredentialsSecret;
+    queue?: { maxLength?: number; maxWaitTime?: string; maxRunningPerPrincipal?: number; maxQueuedPerPrincipal?: number };
+  };
+}
+
+/** A value cached for `ms` milliseconds, so a burst of queries costs one API call; `fresh` reloads it. */
+function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string, fresh?: boolean) => Promise<T> {
+  const entries = new Map<string, { at: number; value: Promise<T> }>();
+  return (key, fresh = false) => {
+    const hit = entries.get(key);
+    if (hit && !fresh && Date.now() - hit.at < ms) return hit.value;
+    const value = load(key);
+    entries.set(key, { at: Date.now(), value });
+    value.catch(() => entries.delete(key));
+    return value;
+  };
+}
+
+/** As the CRD's default: a principal may fill half the default queue, so another always finds room. */
+export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 50;
+
+export function poolSettings(p: PoolObject): PoolSettings {
+  const seconds = (d: string | undefined, fallback: number) => (d ? parseDuration(d) ?? fallback : fallback);
+  return {
+    namespace: p.metadata.namespace,
+    pool: p.metadata.name,
+    catalog: p.spec.catalogRef.name,
+    readOnly: p.spec.catalogRef.readOnly ?? true,
+    queueMaxLength: p.spec.queue?.maxLength ?? 100,
+    queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, 30) * 1000,
+    maxQueryMs: seconds(p.spec.maxQueryDuration, 60) * 1000,
+    workerConcurrency: 1,
+    ...(p.spec.queue?.maxRunningPerPrincipal !== undefined ? { maxRunningPerPrincipal: p.spec.queue.maxRunningPerPrincipal } : {}),
+    maxQueuedPerPrincipal: p.spec.queue?.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL,
+    ...(p.spec.credentialsSecret ? { credentialsSecret: p.spec.credentialsSecret } : {}),
+  };
+}
+
+const isReady = (pod: V1Pod) =>
+  !pod.metadata?.deletionTimestamp && Boolean(pod.status?.podIP)
+  && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+
+export class KubernetesDirectory implements WorkerDirectory {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private readonly listPools: (key: string) => Promise<PoolSettings[]>;
+  private readonly listWorkers: (key: string, fresh?: boolean) => Promise<WorkerEndpoint[]>;
+
+  constructor(kc: KubeConfig) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.listPools = cached(2000, async () => {
+      const list = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'ducklakepools' })) as {
+        items: PoolObject[];
+      };
+      return list.items.map(poolSettings);
+    });
+    this.listWorkers = cached(1000, async (key) => {
+      const [namespace, pool] = key.split('/') as [string, string];
+      const labelSelector = `${GROUP}/pool=${labelValue(pool)},app.kubernetes.io/component=worker`;
+      const pods = await this.core.listNamespacedPod({ namespace, labelSelector });
+      return pods.items.filter(isReady).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:${WORKER_PORT}` }));
+    });
+  }
+
+  pools(): Promise<PoolSettings[]> {
+    return this.listPools('all');
+  }
+
+  async workers(pool: PoolSettings): Promise<WorkerEndpoint[]> {
+    const key = `${pool.namespace}/${pool.pool}`;
+    const workers = await this.listWorkers(key);
+    // An empty list may be a second old, from just before the pods turned Ready: look once more
+    // before the query goes to a fallback Job, so the first query after Ready reaches a worker.
+    return workers.length > 0 ? workers : this.listWorkers(key, true);
+  }
+}
