@@ -23,19 +23,22 @@ const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
 type Quantity = string | number;
 
+/** spec.template of a DuckLakePool: how its worker pods run. */
+export interface WorkerTemplate {
+  image?: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  resources?: { requests?: Record<string, Quantity>; limits?: Record<string, Quantity> };
+  nodeSelector?: Record<string, string>;
+  tolerations?: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }[];
+  affinity?: Record<string, unknown>;
+}
+
 /** The parts of a DuckLakePool its children are built from (hooks/pool.ts's PoolObject is one). */
 export interface WorkerPool {
   metadata: { name: string; namespace?: string; uid?: string };
   spec: {
     catalogRef: { name: string; readOnly?: boolean };
-    template?: {
-      image?: string;
-      imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-      resources?: { requests?: Record<string, Quantity>; limits?: Record<string, Quantity> };
-      nodeSelector?: Record<string, string>;
-      tolerations?: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }[];
-      affinity?: Record<string, unknown>;
-    };
+    template?: WorkerTemplate;
     maxQueryDuration?: string;
     /** The workers' own S3 key pair, instead of the catalog's. */
     credentialsSecret?: CredentialsSecret;

@@ -35,21 +35,13 @@ import { parseDuration } from '../api/duration.js';
 import { KIND_INFO } from '../api/schema.js';
 import type { WorkerStats } from './stats.js';
 import type { CredentialsSecret } from '../k8s/catalog-runner.js';
-
-type Quantity = string | number;
+import type { WorkerTemplate } from '../k8s/pool-workers.js';
 
 export interface PoolSpec {
   minSize?: number;
   maxSize?: number;
   targetUtilization?: number;
-  template?: {
-    image?: string;
-    imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-    resources?: { requests?: Record<string, Quantity>; limits?: Record<string, Quantity> };
-    nodeSelector?: Record<string, string>;
-    tolerations?: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }[];
-    affinity?: Record<string, unknown>;
-  };
+  template?: WorkerTemplate;
   maxIdleTime?: string;
   maxLifetime?: string;
   maxQueries?: number;
