@@ -9,7 +9,7 @@ import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from 
 import { catalogAccess, catalogFingerprint, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, retryNote, type RunnerResult } from '../lib/k8s/job-status.js';
-import { tableFiguresFromCatalog } from '../lib/k8s/lake-report.js';
+import { count, tableFiguresFromCatalog } from '../lib/k8s/lake-report.js';
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
@@ -55,8 +55,6 @@ export function dropJob(t: TableObject, catalog: CatalogObject, ctx: HookContext
 }
 
 type Phase = 'Pending' | 'Applying' | 'Ready' | 'Failed' | 'Deleting';
-
-const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
 
 /**
  * rows, files and bytes: the newest of the table's own apply report and its catalog's newest lake

@@ -5,7 +5,8 @@ import type { PodResult } from './job-status.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
+/** A figure a runner reported: a non-negative safe integer, else undefined. */
+export const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
 
 export interface TableFigures { schema: string; name: string; rows: number; files: number; bytes: number }
 

@@ -51,13 +51,9 @@ if (missing) {
 
   /** featherman_hook_requests_total for one resource and hook, summed over status codes. */
   const hookCalls = async (resource: string, hook: string): Promise<number> => {
-    const text = await (await fetch(`${env.queryUrl}/metrics`)).text();
-    let n = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('featherman_hook_requests_total{')) continue;
-      if (line.includes(`resource="${resource}"`) && line.includes(`hook="${hook}"`)) n += Number(line.split(' ').pop());
-    }
-    return n;
+    const samples = parseScrape(await (await fetch(`${env.queryUrl}/metrics`)).text());
+    return samples.filter((s) => s.name === 'featherman_hook_requests_total' && s.labels.resource === resource && s.labels.hook === hook)
+      .reduce((n, s) => n + s.value, 0);
   };
   const realOnly = env.metacontroller.kind === 'metacontroller' ? false : `only the real Metacontroller does this; this run uses ${env.metacontroller.description}`;
   const TABLE_FINALIZER = 'metacontroller.io/compositecontroller-ducklaketables.featherman';
