@@ -17,7 +17,8 @@ const node = (file) => {
 const edges = new Map(); // from -> to -> the imports behind the edge
 for (const [from, deps] of Object.entries(files)) {
   for (const to of deps) {
-    const a = node(from), b = node(to);
+    const a = node(from),
+      b = node(to);
     if (a === b) continue;
     if (!edges.has(a)) edges.set(a, new Map());
     const out = edges.get(a);
@@ -27,19 +28,32 @@ for (const [from, deps] of Object.entries(files)) {
 }
 
 // Tarjan's strongly connected components: every component of more than one node is a cycle.
-const index = new Map(), low = new Map(), stack = [], onStack = new Set(), components = [];
+const index = new Map(),
+  low = new Map(),
+  stack = [],
+  onStack = new Set(),
+  components = [];
 let next = 0;
 const visit = (v) => {
-  index.set(v, next); low.set(v, next); next++;
-  stack.push(v); onStack.add(v);
+  index.set(v, next);
+  low.set(v, next);
+  next++;
+  stack.push(v);
+  onStack.add(v);
   for (const w of edges.get(v)?.keys() ?? []) {
-    if (!index.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-    else if (onStack.has(w)) low.set(v, Math.min(low.get(v), index.get(w)));
+    if (!index.has(w)) {
+      visit(w);
+      low.set(v, Math.min(low.get(v), low.get(w)));
+    } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), index.get(w)));
   }
   if (low.get(v) === index.get(v)) {
     const component = [];
     let w;
-    do { w = stack.pop(); onStack.delete(w); component.push(w); } while (w !== v);
+    do {
+      w = stack.pop();
+      onStack.delete(w);
+      component.push(w);
+    } while (w !== v);
     if (component.length > 1) components.push(component.sort());
   }
 };

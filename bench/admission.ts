@@ -26,7 +26,11 @@ function reviewOf(file: string, uid: string): string {
       uid,
       kind: { group: 'ducklake.featherman.dev', version: 'v1alpha1', kind: object.kind },
       resource: { group: 'ducklake.featherman.dev', version: 'v1alpha1', resource: 'ducklaketables' },
-      name: object.metadata.name, namespace: 'default', operation: 'CREATE', userInfo: { username: 'bench' }, object,
+      name: object.metadata.name,
+      namespace: 'default',
+      operation: 'CREATE',
+      userInfo: { username: 'bench' },
+      object,
     },
   });
 }
@@ -57,12 +61,21 @@ async function serve(): Promise<void> {
 export async function run(): Promise<void> {
   const { child, port } = await forkServer(import.meta.url);
   try {
-    console.log(`admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`);
-    console.log(`${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
+    console.log(
+      `admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`,
+    );
+    console.log(
+      `${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`,
+    );
     for (const [name, body] of Object.entries(WORKLOADS)) {
       const [bare, hook] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/admission/validate'], SECONDS, ROUNDS);
-      for (const [route, r] of [['bare Fastify route', bare], ['/admission/validate', hook]] as const) {
-        console.log(`${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
+      for (const [route, r] of [
+        ['bare Fastify route', bare],
+        ['/admission/validate', hook],
+      ] as const) {
+        console.log(
+          `${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`,
+        );
       }
       console.log(`${name.padEnd(38)}${'ratio validate/bare'.padEnd(22)}${fmt(hook.rps / bare.rps, 2).padStart(10)}`);
     }

@@ -29,10 +29,22 @@ async function main(): Promise<void> {
   });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   console.log(JSON.stringify({ listening: address }));
-  const stop = async () => { await app.close(); session.close(); rmSync(dir, { recursive: true, force: true }); process.exit(0); };
-  process.once('SIGTERM', () => { void stop(); });
-  process.once('SIGINT', () => { void stop(); });
+  const stop = async () => {
+    await app.close();
+    session.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => {
+    void stop();
+  });
+  process.once('SIGINT', () => {
+    void stop();
+  });
 }
 
 quietSdkWarnings();
-main().catch((err) => { console.error(err); process.exit(1); });
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -20,15 +20,49 @@ function syncRequest(): string {
   for (let i = 0; i < 20; i++) {
     const name = `users-apply-${i.toString(16).padStart(10, '0')}`;
     jobs[`analytics/${name}`] = {
-      apiVersion: 'batch/v1', kind: 'Job',
-      metadata: { name, namespace: 'analytics', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, labels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'table-apply', 'ducklake.featherman.dev/table': 'users', 'controller-uid': req.parent.metadata.uid } },
-      spec: { backoffLimit: 6, template: { spec: { containers: [{ name: 'featherman', image: 'ghcr.io/featherman/featherman:0.1.0', args: ['table', 'apply'] }], restartPolicy: 'Never' } } },
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        name,
+        namespace: 'analytics',
+        uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+        labels: {
+          'app.kubernetes.io/name': 'featherman',
+          'app.kubernetes.io/component': 'table-apply',
+          'ducklake.featherman.dev/table': 'users',
+          'controller-uid': req.parent.metadata.uid,
+        },
+      },
+      spec: {
+        backoffLimit: 6,
+        template: {
+          spec: {
+            containers: [{ name: 'featherman', image: 'ghcr.io/featherman/featherman:0.1.0', args: ['table', 'apply'] }],
+            restartPolicy: 'Never',
+          },
+        },
+      },
       status: { succeeded: 1, conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: '2026-11-24T11:59:30Z' }] },
     };
     pods[`analytics/${name}-x7k2p`] = {
-      apiVersion: 'v1', kind: 'Pod',
+      apiVersion: 'v1',
+      kind: 'Pod',
       metadata: { name: `${name}-x7k2p`, namespace: 'analytics', labels: { 'job-name': name, 'ducklake.featherman.dev/table': 'users' } },
-      status: { phase: 'Succeeded', containerStatuses: [{ name: 'featherman', state: { terminated: { exitCode: 0, finishedAt: '2026-11-24T11:59:29Z', message: JSON.stringify({ ok: true, command: 'table apply', action: 'unchanged', snapshotId: i }) } } }] },
+      status: {
+        phase: 'Succeeded',
+        containerStatuses: [
+          {
+            name: 'featherman',
+            state: {
+              terminated: {
+                exitCode: 0,
+                finishedAt: '2026-11-24T11:59:29Z',
+                message: JSON.stringify({ ok: true, command: 'table apply', action: 'unchanged', snapshotId: i }),
+              },
+            },
+          },
+        ],
+      },
     };
   }
   req.children['Job.batch/v1'] = jobs;
@@ -40,7 +74,14 @@ async function serve(): Promise<void> {
   const app = await buildServer({ plugins: ['hooks'] });
   let canned = '';
   app.post('/bare', async (_req, reply) => reply.type('application/json').send(canned));
-  const answer = (await app.inject({ method: 'POST', url: '/hooks/ducklaketables/sync', headers: { 'content-type': 'application/json' }, payload: syncRequest() })).body;
+  const answer = (
+    await app.inject({
+      method: 'POST',
+      url: '/hooks/ducklaketables/sync',
+      headers: { 'content-type': 'application/json' },
+      payload: syncRequest(),
+    })
+  ).body;
   canned = JSON.stringify({ pad: 'x'.repeat(answer.length - JSON.stringify({ pad: '' }).length) });
   await listenForParent(app);
 }
@@ -49,11 +90,18 @@ export async function run(): Promise<void> {
   const { child, port } = await forkServer(import.meta.url);
   const body = syncRequest();
   try {
-    console.log(`\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`);
+    console.log(
+      `\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`,
+    );
     console.log(`${'route'.padEnd(34)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
     const [b, h] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/hooks/ducklaketables/sync'], SECONDS, ROUNDS);
-    for (const [route, r] of [['bare Fastify route', b], ['/hooks/ducklaketables/sync', h]] as const) {
-      console.log(`${route.padEnd(34)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`);
+    for (const [route, r] of [
+      ['bare Fastify route', b],
+      ['/hooks/ducklaketables/sync', h],
+    ] as const) {
+      console.log(
+        `${route.padEnd(34)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`,
+      );
     }
     console.log(`${'ratio sync/bare (req/s)'.padEnd(34)}${fmt(h.rps / b.rps, 2).padStart(10)}`);
   } finally {

@@ -27,7 +27,12 @@ export async function run(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'fm-bench-'));
   try {
     await minio.createBucket('bench');
-    const env = { ...process.env, ...minio.env(), FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://bench/lake/data/' };
+    const env = {
+      ...process.env,
+      ...minio.env(),
+      FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+      FEATHERMAN_DATA_PATH: 's3://bench/lake/data/',
+    };
     const config = loadConfig(env);
     const lake = await openLake(config, { create: true });
     await lake.run('CREATE TABLE users (id BIGINT, name VARCHAR, created_at TIMESTAMP)');
@@ -49,7 +54,8 @@ export async function run(): Promise<void> {
 
     console.log(`\ningest of ${ROWS.toLocaleString('en-US')} rows (id, name, created_at) into MinIO on loopback, ZSTD, median of ${RUNS}`);
     console.log('path                          seconds     rows/s');
-    const line = (label: string, ms: number) => console.log(`${label.padEnd(28)} ${fmt(ms / 1000, 2).padStart(8)} ${fmt(ROWS / (ms / 1000), 0).padStart(11)}`);
+    const line = (label: string, ms: number) =>
+      console.log(`${label.padEnd(28)} ${fmt(ms / 1000, 2).padStart(8)} ${fmt(ROWS / (ms / 1000), 0).padStart(11)}`);
     line('DuckLake INSERT (featherman)', median(ducklake));
     line('plain DuckDB COPY TO s3://', median(plain));
     console.log(`ratio DuckLake / plain COPY: ${fmt(median(ducklake) / median(plain), 2)}x the time`);
@@ -68,9 +74,17 @@ export async function run(): Promise<void> {
       samples.attach!.push(s.timings.attachMs);
       samples.query!.push(s.durationMs);
     }
-    console.log(`\ncold \`featherman query --sql 'select 1'\` (a new process each time; catalog: DuckDB file, data: MinIO), median of ${COLD_RUNS}`);
+    console.log(
+      `\ncold \`featherman query --sql 'select 1'\` (a new process each time; catalog: DuckDB file, data: MinIO), median of ${COLD_RUNS}`,
+    );
     console.log('phase                         ms');
-    const phases = [['process start + modules', 'processStart'], ['DuckDB open', 'open'], ['extension load + secret', 'extensions'], ['attach lake', 'attach'], ['query', 'query']] as const;
+    const phases = [
+      ['process start + modules', 'processStart'],
+      ['DuckDB open', 'open'],
+      ['extension load + secret', 'extensions'],
+      ['attach lake', 'attach'],
+      ['query', 'query'],
+    ] as const;
     for (const [label, key] of phases) console.log(`${label.padEnd(28)} ${fmt(median(samples[key]!), 1).padStart(8)}`);
     const accounted = phases.reduce((a, [, key]) => a + median(samples[key]!), 0);
     console.log(`${'spawn, close and exit'.padEnd(28)} ${fmt(median(samples.wall!) - accounted, 1).padStart(8)}`);
@@ -83,5 +97,8 @@ export async function run(): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   quietSdkWarnings();
-  run().catch((err) => { console.error(err); process.exitCode = 1; });
+  run().catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
 }

@@ -18,19 +18,41 @@ const QUERIES: Record<string, { featherman: string; postgres: string }> = {
 };
 const SECONDS = Number(process.env.FEATHERMAN_BENCH_SECONDS ?? 5);
 
-const p50 = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
+const p50 = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+};
 
 /** pgbench's per-transaction latencies (-l log: the third field, microseconds) → p50 in ms. */
 function pgbench(conn: string[], sql: string, clients: number, password: string, dir: string): number {
   const file = join(dir, 'q.sql');
   writeFileSync(file, `${sql};\n`);
   const logPrefix = join(dir, `pgbench-${clients}-${Math.random().toString(36).slice(2)}`);
-  const r = spawnSync('pgbench', [...conn, '-n', '-f', file, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(SECONDS), '-l', `--log-prefix=${logPrefix}`],
-    { encoding: 'utf8', cwd: dir, env: { ...process.env, PGPASSWORD: password } });
+  const r = spawnSync(
+    'pgbench',
+    [
+      ...conn,
+      '-n',
+      '-f',
+      file,
+      '-c',
+      String(clients),
+      '-j',
+      String(Math.min(clients, 2)),
+      '-T',
+      String(SECONDS),
+      '-l',
+      `--log-prefix=${logPrefix}`,
+    ],
+    { encoding: 'utf8', cwd: dir, env: { ...process.env, PGPASSWORD: password } },
+  );
   if (r.status !== 0) throw new Error(`pgbench failed: ${r.stderr}`);
   const lat: number[] = [];
   const ls = spawnSync('bash', ['-c', `cat ${logPrefix}.*`], { encoding: 'utf8', maxBuffer: 1 << 28 });
-  for (const line of ls.stdout.split('\n')) { const f = line.split(' '); if (f.length > 2) lat.push(Number(f[2]) / 1000); }
+  for (const line of ls.stdout.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 2) lat.push(Number(f[2]) / 1000);
+  }
   return p50(lat);
 }
 
@@ -38,15 +60,21 @@ function pgbench(conn: string[], sql: string, clients: number, password: string,
 async function http(url: string, sql: string, clients: number): Promise<number> {
   const lat: number[] = [];
   const until = performance.now() + SECONDS * 1000;
-  await Promise.all(Array.from({ length: clients }, async () => {
-    while (performance.now() < until) {
-      const t0 = performance.now();
-      const res = await fetch(`${url}/v1/query`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'default', sql }) });
-      await res.text();
-      if (res.status !== 200) throw new Error(`POST /v1/query: ${res.status}`);
-      lat.push(performance.now() - t0);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        const res = await fetch(`${url}/v1/query`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ catalog: 'default', sql }),
+        });
+        await res.text();
+        if (res.status !== 200) throw new Error(`POST /v1/query: ${res.status}`);
+        lat.push(performance.now() - t0);
+      }
+    }),
+  );
   return p50(lat);
 }
 
@@ -56,8 +84,15 @@ export async function run(): Promise<void> {
   const postgres = await Postgres.start();
   try {
     const pgConn = ['-h', '127.0.0.1', '-p', String(postgres.port), '-U', 'postgres', 'postgres'];
-    spawnSync('psql', [...pgConn, '-c', 'CREATE TABLE users AS SELECT i AS id, i % 2 = 0 AS active, (i * 1.5)::numeric(10,2) AS balance FROM generate_series(1, 100) i'],
-      { env: { ...process.env, PGPASSWORD: postgres.password } });
+    spawnSync(
+      'psql',
+      [
+        ...pgConn,
+        '-c',
+        'CREATE TABLE users AS SELECT i AS id, i % 2 = 0 AS active, (i * 1.5)::numeric(10,2) AS balance FROM generate_series(1, 100) i',
+      ],
+      { env: { ...process.env, PGPASSWORD: postgres.password } },
+    );
     const fmConn = ['-h', '127.0.0.1', '-p', String(service.pgPort), '-U', 'bench', 'default'];
     const rows: string[][] = [];
     for (const [name, q] of Object.entries(QUERIES)) {
@@ -65,7 +100,15 @@ export async function run(): Promise<void> {
         const wire = pgbench(fmConn, q.featherman, clients, TOKEN, dir);
         const viaHttp = await http(service.url, q.featherman, clients);
         const pgOwn = pgbench(pgConn, q.postgres, clients, postgres.password, dir);
-        rows.push([name, String(clients), wire.toFixed(2), viaHttp.toFixed(2), (wire - viaHttp).toFixed(2), pgOwn.toFixed(2), (wire / pgOwn).toFixed(1)]);
+        rows.push([
+          name,
+          String(clients),
+          wire.toFixed(2),
+          viaHttp.toFixed(2),
+          (wire - viaHttp).toFixed(2),
+          pgOwn.toFixed(2),
+          (wire / pgOwn).toFixed(1),
+        ]);
       }
     }
     const head = ['query', 'clients', 'wire p50 ms', 'HTTP p50 ms', 'wire-HTTP ms', 'PostgreSQL p50 ms', 'wire/PG'];

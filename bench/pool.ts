@@ -36,23 +36,50 @@ const QUERIES = {
 };
 type Label = keyof typeof QUERIES;
 // Quack serves each client a fresh connection whose default database is not the lake: the table is named in full.
-const QUACK_QUERIES: Record<Label, string> = { ...QUERIES, 'small aggregate': QUERIES['small aggregate'].replace('FROM events', 'FROM lake.events') };
+const QUACK_QUERIES: Record<Label, string> = {
+  ...QUERIES,
+  'small aggregate': QUERIES['small aggregate'].replace('FROM events', 'FROM lake.events'),
+};
 
-const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN; };
-const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+const pct = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+};
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
-interface Answer { ms: number; headers: IncomingHttpHeaders; trailers: NodeJS.Dict<string> }
+interface Answer {
+  ms: number;
+  headers: IncomingHttpHeaders;
+  trailers: NodeJS.Dict<string>;
+}
 
 function post(agent: Agent, url: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const u = new URL(url);
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers } }, (res) => {
-      res.resume();
-      res.on('error', reject);
-      res.on('end', () => (res.statusCode === 200 ? resolve({ ms: performance.now() - t0, headers: res.headers, trailers: res.trailers }) : reject(new Error(`HTTP ${res.statusCode}`))));
-    });
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers },
+      },
+      (res) => {
+        res.resume();
+        res.on('error', reject);
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve({ ms: performance.now() - t0, headers: res.headers, trailers: res.trailers })
+            : reject(new Error(`HTTP ${res.statusCode}`)),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -74,7 +101,13 @@ function timings(...values: (string | string[] | undefined)[]): Record<string, n
 async function startFloor(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [join(packageRoot(), 'dist', 'bench', 'floor.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', (line) => { try { resolve(String(JSON.parse(line).listening)); } catch { reject(new Error(`floor: ${line}`)); } });
+    createInterface({ input: child.stdout! }).once('line', (line) => {
+      try {
+        resolve(String(JSON.parse(line).listening));
+      } catch {
+        reject(new Error(`floor: ${line}`));
+      }
+    });
     child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
   });
   return { url, child };
@@ -91,8 +124,11 @@ export async function run(): Promise<void> {
   try {
     await minio.createBucket('lake');
     const env: Record<string, string> = {
-      PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
-      FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/bench/data/',
+      PATH: process.env.PATH!,
+      HOME: process.env.HOME ?? '/tmp',
+      ...minio.env(),
+      FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+      FEATHERMAN_DATA_PATH: 's3://lake/bench/data/',
       ...(process.env.FEATHERMAN_CACHE ? { FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE } : {}),
     };
     const cli = (args: string[]) => {
@@ -101,7 +137,12 @@ export async function run(): Promise<void> {
       return r;
     };
     cli(['catalog', 'init']);
-    cli(['query', '--write', '--sql', "CREATE TABLE events AS SELECT i AS id, ['a','b','c','d'][i % 4 + 1] AS kind, i * 0.5 AS amount FROM range(100000) r(i)"]);
+    cli([
+      'query',
+      '--write',
+      '--sql',
+      "CREATE TABLE events AS SELECT i AS id, ['a','b','c','d'][i % 4 + 1] AS kind, i * 0.5 AS amount FROM range(100000) r(i)",
+    ]);
 
     // 1. cold
     const cold: Record<string, number[]> = {};
@@ -115,11 +156,25 @@ export async function run(): Promise<void> {
     }
 
     // Warm: the router, a worker directly and the floor, each query in turn, so load hits all alike.
-    const settings: PoolSettings = { namespace: 'bench', pool: 'bench', catalog: 'bench', readOnly: true, queueMaxLength: 10_000, queueMaxWaitMs: 60_000, maxQueryMs: 60_000, workerConcurrency: 1 };
+    const settings: PoolSettings = {
+      namespace: 'bench',
+      pool: 'bench',
+      catalog: 'bench',
+      readOnly: true,
+      queueMaxLength: 10_000,
+      queueMaxWaitMs: 60_000,
+      maxQueryMs: 60_000,
+      workerConcurrency: 1,
+    };
     const pool = new LocalPool(settings, env);
     pools.push(pool);
     await pool.scaleTo(2);
-    const app = await buildServer({ plugins: ['query'], router: new Router(pool, new LocalFallback(env)), apiTokens: [TOKEN], queryLog: () => undefined });
+    const app = await buildServer({
+      plugins: ['query'],
+      router: new Router(pool, new LocalFallback(env)),
+      apiTokens: [TOKEN],
+      queryLog: () => undefined,
+    });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
     const started = await startFloor(env);
     floor = started.child;
@@ -165,21 +220,41 @@ export async function run(): Promise<void> {
     }
 
     // Quack, on the same lake, while nothing else of ours runs queries.
-    const quack = process.env.BENCH_QUACK === '0' ? { missing: 'skipped (BENCH_QUACK=0)' } : await runQuack(env, QUACK_QUERIES, WARM_RUNS, await freePort());
+    const quack =
+      process.env.BENCH_QUACK === '0'
+        ? { missing: 'skipped (BENCH_QUACK=0)' }
+        : await runQuack(env, QUACK_QUERIES, WARM_RUNS, await freePort());
 
     const p50 = (xs: number[] | undefined) => (xs ? pct(xs, 0.5) : NaN);
     const p99 = (xs: number[] | undefined) => (xs ? pct(xs, 0.99) : NaN);
     const cell = (xs: number[] | undefined) => (xs ? `${fmt(p50(xs), 2)} / ${fmt(p99(xs), 2)}` : 'n/a');
-    console.log(`\nlatency p50 / p99 in ms: cold (${COLD_RUNS} fresh \`featherman query\` processes), warm (${WARM_RUNS} each, interleaved); lake: DuckDB catalog, 100,000 rows on MinIO`);
+    console.log(
+      `\nlatency p50 / p99 in ms: cold (${COLD_RUNS} fresh \`featherman query\` processes), warm (${WARM_RUNS} each, interleaved); lake: DuckDB catalog, 100,000 rows on MinIO`,
+    );
     const widths = [18, 18, 20, 18, 18, 18, 11];
     console.log(row(['query', 'cold', 'via router', 'worker direct', 'floor', 'quack', 'cold/warm'], widths));
     for (const label of Object.keys(QUERIES) as Label[]) {
       const q = 'latencies' in quack ? quack.latencies[label] : undefined;
-      console.log(row([label, cell(cold[label]), cell(warm.router[label]), cell(warm.worker[label]), cell(warm.floor[label]), cell(q),
-        `${fmt(p50(cold[label]) / p50(warm.router[label]), 0)}x`], widths));
+      console.log(
+        row(
+          [
+            label,
+            cell(cold[label]),
+            cell(warm.router[label]),
+            cell(warm.worker[label]),
+            cell(warm.floor[label]),
+            cell(q),
+            `${fmt(p50(cold[label]) / p50(warm.router[label]), 0)}x`,
+          ],
+          widths,
+        ),
+      );
     }
     if ('missing' in quack) console.log(`quack: not available: ${quack.missing}`);
-    else console.log('quack: DuckDB\'s quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, a Python client, quack_query() per query');
+    else
+      console.log(
+        "quack: DuckDB's quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, a Python client, quack_query() per query",
+      );
     console.log('floor: one process, Fastify + @duckdb/node-api, one connection, no router, no sandbox, no limits (bench/floor.ts)');
 
     // 2. phases
@@ -193,10 +268,20 @@ export async function run(): Promise<void> {
       ['execute', p50(phases.execute), 'worker: DuckDB runs the query, to its first chunk'],
       ['encode', p50(phases.encode), 'worker: rows to JSON, envelope, end of answer (trailer)'],
       ['worker HTTP', p50(phases.workerTotal) - worker50, 'worker called directly: its total less its own time (HTTP, Fastify, body)'],
-      ['route', routerWorker50 - (p50(phases.connect) + p50(phases.sandbox) + p50(phases.execute)), 'router to the worker\'s headers, less the worker\'s phases before them'],
-      ['service + transfer', p50(phases.routerTotal) - p50(phases.queue) - routerWorker50 - p50(phases.auth), 'the rest: client to service HTTP, Fastify, query log, body piped out'],
+      [
+        'route',
+        routerWorker50 - (p50(phases.connect) + p50(phases.sandbox) + p50(phases.execute)),
+        "router to the worker's headers, less the worker's phases before them",
+      ],
+      [
+        'service + transfer',
+        p50(phases.routerTotal) - p50(phases.queue) - routerWorker50 - p50(phases.auth),
+        'the rest: client to service HTTP, Fastify, query log, body piped out',
+      ],
     ];
-    console.log(`\nwhere a warm SELECT 1 through the router spends its time (p50 of each phase, ${WARM_RUNS} queries; phases overlap their neighbours' rounding)`);
+    console.log(
+      `\nwhere a warm SELECT 1 through the router spends its time (p50 of each phase, ${WARM_RUNS} queries; phases overlap their neighbours' rounding)`,
+    );
     for (const [name, ms, where] of rows) console.log(`${name.padEnd(20)}${fmt(ms, 3).padStart(8)} ms  ${where}`);
     console.log(`${'total'.padEnd(20)}${fmt(p50(phases.routerTotal), 3).padStart(8)} ms`);
 
@@ -211,9 +296,12 @@ export async function run(): Promise<void> {
       ['small aggregate via router p50', p50(warm.router[agg]), 5, 'ms'],
     ];
     console.log('\ntargets (issue 15)');
-    for (const [name, value, limit, unit] of targets) console.log(`${name.padEnd(34)}${fmt(value, 2).padStart(9)} ${unit.padEnd(3)} ≤ ${limit}  ${value <= limit ? 'met' : 'NOT met'}`);
+    for (const [name, value, limit, unit] of targets)
+      console.log(`${name.padEnd(34)}${fmt(value, 2).padStart(9)} ${unit.padEnd(3)} ≤ ${limit}  ${value <= limit ? 'met' : 'NOT met'}`);
     const ratio = p50(cold[s1]) / p50(warm.router[s1]);
-    console.log(`${'cold/warm p50 ratio (SELECT 1)'.padEnd(34)}${fmt(ratio, 0).padStart(9)} x   ≥ 200  ${ratio >= 200 ? 'met' : 'NOT met'}`);
+    console.log(
+      `${'cold/warm p50 ratio (SELECT 1)'.padEnd(34)}${fmt(ratio, 0).padStart(9)} x   ≥ 200  ${ratio >= 200 ? 'met' : 'NOT met'}`,
+    );
     console.log(`load average now: ${load()}`);
 
     // 4. throughput by pool size, on fresh client connections (those to the floor and to the
@@ -227,11 +315,15 @@ export async function run(): Promise<void> {
       const latencies: number[] = [];
       const deadline = performance.now() + THROUGHPUT_SECONDS * 1000;
       const t0 = performance.now();
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
-        while (performance.now() < deadline) latencies.push((await viaRouter(QUERIES[agg])).ms);
-      }));
+      await Promise.all(
+        Array.from({ length: CLIENTS }, async () => {
+          while (performance.now() < deadline) latencies.push((await viaRouter(QUERIES[agg])).ms);
+        }),
+      );
       const seconds = (performance.now() - t0) / 1000;
-      console.log(`${String(size).padEnd(10)}${fmt(latencies.length / seconds, 0).padStart(11)}${fmt(pct(latencies, 0.5), 2).padStart(9)}${fmt(pct(latencies, 0.99), 2).padStart(9)}`);
+      console.log(
+        `${String(size).padEnd(10)}${fmt(latencies.length / seconds, 0).padStart(11)}${fmt(pct(latencies, 0.5), 2).padStart(9)}${fmt(pct(latencies, 0.99), 2).padStart(9)}`,
+      );
     }
     agent.destroy();
     await app.close();
@@ -245,5 +337,8 @@ export async function run(): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   quietSdkWarnings();
-  run().catch((err) => { console.error(err); process.exitCode = 1; });
+  run().catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
 }

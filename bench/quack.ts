@@ -28,7 +28,9 @@ const cache = () => process.env.FEATHERMAN_CACHE ?? join(process.env.HOME ?? '/t
 
 /** A Python whose duckdb is the pinned version, or why there is none. */
 function python(version: string): { python: string } | { missing: string } {
-  const candidates = [process.env.BENCH_QUACK_PYTHON, join(cache(), 'quack-venv', 'bin', 'python'), 'python3'].filter((p): p is string => !!p);
+  const candidates = [process.env.BENCH_QUACK_PYTHON, join(cache(), 'quack-venv', 'bin', 'python'), 'python3'].filter(
+    (p): p is string => !!p,
+  );
   for (const p of candidates) {
     const r = spawnSync(p, ['-c', 'import duckdb; print(duckdb.__version__)'], { encoding: 'utf8' });
     if (r.status === 0 && r.stdout.trim() === version) return { python: p };
@@ -46,10 +48,22 @@ function extension(version: string, extensionDirectory: string, work: string): {
     }
   }
   const wheels = join(cache(), 'wheels');
-  const wheel = existsSync(wheels) ? readdirSync(wheels).find((f) => f.startsWith(`duckdb_extension_quack-${version}-`) && f.endsWith('.whl')) : undefined;
-  if (!wheel) return { missing: `no quack extension for DuckDB ${version} (PyPI: duckdb-extension-quack==${version}; run bench/quack-setup.sh)` };
+  const wheel = existsSync(wheels)
+    ? readdirSync(wheels).find((f) => f.startsWith(`duckdb_extension_quack-${version}-`) && f.endsWith('.whl'))
+    : undefined;
+  if (!wheel)
+    return { missing: `no quack extension for DuckDB ${version} (PyPI: duckdb-extension-quack==${version}; run bench/quack-setup.sh)` };
   const file = join(work, 'quack.duckdb_extension');
-  const r = spawnSync('python3', ['-c', `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2],'wb') as o: o.write(z.read('duckdb_extension_quack/extensions/v${version}/quack.duckdb_extension'))`, join(wheels, wheel), file], { encoding: 'utf8' });
+  const r = spawnSync(
+    'python3',
+    [
+      '-c',
+      `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2],'wb') as o: o.write(z.read('duckdb_extension_quack/extensions/v${version}/quack.duckdb_extension'))`,
+      join(wheels, wheel),
+      file,
+    ],
+    { encoding: 'utf8' },
+  );
   return r.status === 0 ? { file } : { missing: `the quack wheel could not be read: ${r.stderr.trim()}` };
 }
 
@@ -89,7 +103,12 @@ print(json.dumps(out), flush=True)
 `;
 
 /** Quack's latencies for `queries` on the lake described by `env`, or why it cannot run here. */
-export async function runQuack(env: Record<string, string>, queries: Record<string, string>, runs: number, port: number): Promise<QuackFigures | { missing: string }> {
+export async function runQuack(
+  env: Record<string, string>,
+  queries: Record<string, string>,
+  runs: number,
+  port: number,
+): Promise<QuackFigures | { missing: string }> {
   const version = pinnedDuckDB();
   const config = loadConfig(env);
   if (config.metadata.type !== 'duckdb') return { missing: 'the Quack bench reads a DuckDB catalog file' };
@@ -97,25 +116,51 @@ export async function runQuack(env: Record<string, string>, queries: Record<stri
   if ('missing' in py) return py;
   const work = mkdtempSync(join(tmpdir(), 'fm-quack-'));
   const ext = extension(version, config.extensionDirectory, work);
-  if ('missing' in ext) { rmSync(work, { recursive: true, force: true }); return ext; }
+  if ('missing' in ext) {
+    rmSync(work, { recursive: true, force: true });
+    return ext;
+  }
   const catalog = join(work, 'catalog.ducklake');
   copyFileSync(config.metadata.path, catalog);
   const token = 'bench-quack-token';
   const common = { extdir: config.extensionDirectory, quack: ext.file, port, token };
   const server = spawn(py.python, ['-c', SERVER], { stdio: ['pipe', 'pipe', 'pipe'] });
   let serverErr = '';
-  server.stderr!.on('data', (d) => { serverErr += String(d); });
+  server.stderr!.on('data', (d) => {
+    serverErr += String(d);
+  });
   try {
-    server.stdin!.write(`${JSON.stringify({
-      ...common, catalog, data: config.dataPath, key: config.s3.accessKeyId ?? '', secret: config.s3.secretAccessKey ?? '', region: config.s3.region, endpoint: config.s3.endpoint ?? '',
-      urlStyle: config.s3.urlStyle, useSsl: String(config.s3.useSsl),
-    })}\n`);
+    server.stdin!.write(
+      `${JSON.stringify({
+        ...common,
+        catalog,
+        data: config.dataPath,
+        key: config.s3.accessKeyId ?? '',
+        secret: config.s3.secretAccessKey ?? '',
+        region: config.s3.region,
+        endpoint: config.s3.endpoint ?? '',
+        urlStyle: config.s3.urlStyle,
+        useSsl: String(config.s3.useSsl),
+      })}\n`,
+    );
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: server.stdout! }).once('line', () => resolve());
       server.once('exit', (code) => reject(new Error(`the Quack server exited with ${code}: ${serverErr.trim().split('\n').pop()}`)));
     });
-    const client = spawnSync(py.python, ['-c', CLIENT], { input: `${JSON.stringify({ ...common, queries, runs, warmup: 20 })}\n`, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-    if (client.status !== 0) return { missing: `the Quack client failed: ${client.stderr.split('\n').filter((l) => /Error/.test(l)).pop() ?? client.stderr.trim()}` };
+    const client = spawnSync(py.python, ['-c', CLIENT], {
+      input: `${JSON.stringify({ ...common, queries, runs, warmup: 20 })}\n`,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (client.status !== 0)
+      return {
+        missing: `the Quack client failed: ${
+          client.stderr
+            .split('\n')
+            .filter((l) => /Error/.test(l))
+            .pop() ?? client.stderr.trim()
+        }`,
+      };
     return { latencies: JSON.parse(client.stdout) as Record<string, number[]> };
   } catch (err) {
     return { missing: (err as Error).message };

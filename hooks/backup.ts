@@ -34,32 +34,51 @@ const SUMMARY_GRACE_SECONDS = 60;
  */
 export function backupName(b: BackupObject): string {
   const created = new Date(b.metadata.creationTimestamp ?? 0);
-  const stamp = (Number.isNaN(created.getTime()) ? new Date(0) : created).toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const stamp = (Number.isNaN(created.getTime()) ? new Date(0) : created)
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/[-:]/g, '');
   return `${stamp}-${shortHash(b.metadata.uid ?? b.metadata.name, 8)}`;
 }
 
 const owner = (b: BackupObject) => `DuckLakeBackup/${b.metadata.namespace ?? 'default'}/${b.metadata.name}`;
 
 /** The object's own choice, else its catalog's backupPolicy.includeData, else false. */
-export const includeData = (b: BackupObject, catalog: CatalogObject | undefined) => b.spec.includeData ?? catalog?.spec.backupPolicy?.includeData ?? false;
+export const includeData = (b: BackupObject, catalog: CatalogObject | undefined) =>
+  b.spec.includeData ?? catalog?.spec.backupPolicy?.includeData ?? false;
 
 function catalogOf(req: SyncRequest<BackupObject>): CatalogObject | undefined {
-  return objectNamed<CatalogObject>(req.related, 'DuckLakeCatalog', API_VERSION, req.parent.metadata.namespace ?? 'default', req.parent.spec.catalogRef ?? '');
+  return objectNamed<CatalogObject>(
+    req.related,
+    'DuckLakeCatalog',
+    API_VERSION,
+    req.parent.metadata.namespace ?? 'default',
+    req.parent.spec.catalogRef ?? '',
+  );
 }
 
 /** A catalog whose spec we can build a Job from (it exists, is not being deleted, and is valid). */
-const usable = (c: CatalogObject | undefined): c is CatalogObject => Boolean(c && !c.metadata.deletionTimestamp && validateSpec('DuckLakeCatalog', c.spec).problems.length === 0);
+const usable = (c: CatalogObject | undefined): c is CatalogObject =>
+  Boolean(c && !c.metadata.deletionTimestamp && validateSpec('DuckLakeCatalog', c.spec).problems.length === 0);
 
 export function backupJob(b: BackupObject, catalog: CatalogObject, ctx: HookContext): KubeObject {
   const args = ['backup', '--name', backupName(b), '--owner', owner(b)];
   if (includeData(b, catalog)) args.push('--include-data');
   const labels = labelsFor({ component: 'catalog-backup', catalog: b.spec.catalogRef, backup: b.metadata.name, instance: b.metadata.name });
-  return job(childName(b.metadata.name, 'backup'), labels, runnerPodSpec({ settings: ctx.settings, args, ...catalogAccess(catalog, { catalogJob: true }) })) as KubeObject;
+  return job(
+    childName(b.metadata.name, 'backup'),
+    labels,
+    runnerPodSpec({ settings: ctx.settings, args, ...catalogAccess(catalog, { catalogJob: true }) }),
+  ) as KubeObject;
 }
 
 export function deleteJob(b: BackupObject, catalog: CatalogObject, ctx: HookContext): KubeObject {
   const labels = labelsFor({ component: 'backup-delete', catalog: b.spec.catalogRef, backup: b.metadata.name, instance: b.metadata.name });
-  const pod = runnerPodSpec({ settings: ctx.settings, args: ['backup', 'delete', backupName(b)], ...catalogAccess(catalog, { catalogJob: true }) });
+  const pod = runnerPodSpec({
+    settings: ctx.settings,
+    args: ['backup', 'delete', backupName(b)],
+    ...catalogAccess(catalog, { catalogJob: true }),
+  });
   return job(childName(b.metadata.name, 'delete'), labels, pod) as KubeObject;
 }
 
@@ -74,7 +93,8 @@ interface Outcome {
 
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 /** The status's conditions as we wrote them; anything else (the status comes in with the request) counts as none. */
-const priorConditions = (v: unknown): Condition[] => (Array.isArray(v) ? v.filter((c): c is Condition => typeof c === 'object' && c !== null && typeof c.type === 'string') : []);
+const priorConditions = (v: unknown): Condition[] =>
+  Array.isArray(v) ? v.filter((c): c is Condition => typeof c === 'object' && c !== null && typeof c.type === 'string') : [];
 
 /** The full status: figures from a successful summary, else what the previous status had. */
 function status(b: BackupObject, ctx: HookContext, o: Outcome) {
@@ -85,7 +105,8 @@ function status(b: BackupObject, ctx: HookContext, o: Outcome) {
   const cr = o.catalogReady ?? { status: 'True', reason: 'CatalogReady', message: `catalog ${b.spec.catalogRef} is ready` };
   const catalogReady = condition(previous, 'CatalogReady', cr.status, cr.reason, cr.message, ctx.now, g);
   const r = o.result?.ok ? o.result : undefined;
-  const pick = (key: string, value: unknown) => (value !== undefined ? { [key]: value } : prev[key] !== undefined ? { [key]: prev[key] } : {});
+  const pick = (key: string, value: unknown) =>
+    value !== undefined ? { [key]: value } : prev[key] !== undefined ? { [key]: prev[key] } : {};
   return {
     phase: o.phase,
     observedGeneration: g,
@@ -124,7 +145,11 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
   if (TERMINAL.has(prevPhase) && b.status?.backupName === backupName(b)) {
     const prevReady = priorConditions(b.status?.conditions).find((c) => c.type === 'Ready');
     return {
-      status: status(b, ctx, { phase: prevPhase as Phase, reason: prevReady?.reason ?? prevPhase, message: String(b.status?.message ?? prevReady?.message ?? '') }),
+      status: status(b, ctx, {
+        phase: prevPhase as Phase,
+        reason: prevReady?.reason ?? prevPhase,
+        message: String(b.status?.message ?? prevReady?.message ?? ''),
+      }),
       children: keep,
     };
   }
@@ -132,15 +157,42 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
   if (!observed) {
     if (!catalog) {
       const message = `DuckLakeCatalog ${b.spec.catalogRef} does not exist in namespace ${ns}`;
-      return { status: status(b, ctx, { phase: 'Pending', reason: 'CatalogNotFound', message, catalogReady: { status: 'False', reason: 'CatalogNotFound', message } }), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+      return {
+        status: status(b, ctx, {
+          phase: 'Pending',
+          reason: 'CatalogNotFound',
+          message,
+          catalogReady: { status: 'False', reason: 'CatalogNotFound', message },
+        }),
+        children: [],
+        resyncAfterSeconds: WAITING_RESYNC_SECONDS,
+      };
     }
     if (!usable(catalog) || catalog.status?.phase !== 'Ready') {
       const message = `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${catalog.metadata.deletionTimestamp ? 'being deleted' : String(catalog.status?.phase ?? 'Pending')})`;
-      return { status: status(b, ctx, { phase: 'Pending', reason: 'CatalogNotReady', message, catalogReady: { status: 'False', reason: 'CatalogNotReady', message } }), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+      return {
+        status: status(b, ctx, {
+          phase: 'Pending',
+          reason: 'CatalogNotReady',
+          message,
+          catalogReady: { status: 'False', reason: 'CatalogNotReady', message },
+        }),
+        children: [],
+        resyncAfterSeconds: WAITING_RESYNC_SECONDS,
+      };
     }
     const desired = backupJob(b, catalog, ctx);
     const message = `job ${jobName} is backing up catalog ${catalog.metadata.name} as ${backupName(b)}`;
-    return { status: status(b, ctx, { phase: 'Running', reason: 'BackupRunning', message, extra: { includeData: includeData(b, catalog), location: `${backupPath(catalog)}${catalog.metadata.name}/${backupName(b)}/` } }), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+    return {
+      status: status(b, ctx, {
+        phase: 'Running',
+        reason: 'BackupRunning',
+        message,
+        extra: { includeData: includeData(b, catalog), location: `${backupPath(catalog)}${catalog.metadata.name}/${backupName(b)}/` },
+      }),
+      children: [desired],
+      resyncAfterSeconds: RUNNING_RESYNC_SECONDS,
+    };
   }
 
   // The Job exists: it runs to its end whatever happens to the catalog meanwhile (while the catalog
@@ -149,7 +201,10 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
   const state = jobState(observed);
   const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), jobName)[0];
   const times = (observed.status ?? {}) as { startTime?: unknown; completionTime?: unknown };
-  const jobStatus = { startTime: typeof times.startTime === 'string' ? times.startTime : undefined, completionTime: typeof times.completionTime === 'string' ? times.completionTime : undefined };
+  const jobStatus = {
+    startTime: typeof times.startTime === 'string' ? times.startTime : undefined,
+    completionTime: typeof times.completionTime === 'string' ? times.completionTime : undefined,
+  };
   const started = jobStatus.startTime ? { startedAt: jobStatus.startTime } : {};
   if (state === 'Succeeded') {
     if (result?.ok) {
@@ -159,16 +214,40 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
     }
     const since = jobStatus.completionTime ? (ctx.now.getTime() - Date.parse(jobStatus.completionTime)) / 1000 : 0;
     if (since < SUMMARY_GRACE_SECONDS) {
-      return { status: status(b, ctx, { phase: 'Running', reason: 'BackupRunning', message: `job ${jobName} succeeded; reading its summary`, extra: started }), children, resyncAfterSeconds: 2 };
+      return {
+        status: status(b, ctx, {
+          phase: 'Running',
+          reason: 'BackupRunning',
+          message: `job ${jobName} succeeded; reading its summary`,
+          extra: started,
+        }),
+        children,
+        resyncAfterSeconds: 2,
+      };
     }
-    return { status: status(b, ctx, { phase: 'Completed', reason: 'Completed', message: `job ${jobName} succeeded; its pod (and summary) is gone`, extra: { ...started, ...(jobStatus.completionTime ? { completionTime: jobStatus.completionTime } : {}) } }), children };
+    return {
+      status: status(b, ctx, {
+        phase: 'Completed',
+        reason: 'Completed',
+        message: `job ${jobName} succeeded; its pod (and summary) is gone`,
+        extra: { ...started, ...(jobStatus.completionTime ? { completionTime: jobStatus.completionTime } : {}) },
+      }),
+      children,
+    };
   }
   if (state === 'Failed') {
-    const why = result && !result.ok ? String(result.error ?? `exit code ${result.exitCode}`) : jobFailureReason(observed) ?? 'the backup Job failed';
+    const why =
+      result && !result.ok
+        ? String(result.error ?? `exit code ${result.exitCode}`)
+        : (jobFailureReason(observed) ?? 'the backup Job failed');
     return { status: status(b, ctx, { phase: 'Failed', reason: 'BackupFailed', message: why, extra: started }), children };
   }
   const message = `job ${jobName} is backing up catalog ${b.spec.catalogRef} as ${backupName(b)}${retryNote(observed, result)}`;
-  return { status: status(b, ctx, { phase: 'Running', reason: 'BackupRunning', message, extra: started }), children, resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+  return {
+    status: status(b, ctx, { phase: 'Running', reason: 'BackupRunning', message, extra: started }),
+    children,
+    resyncAfterSeconds: RUNNING_RESYNC_SECONDS,
+  };
 }
 
 /**
@@ -184,35 +263,75 @@ export function finalize(req: SyncRequest<BackupObject>, ctx: HookContext): Sync
   const phaseNow = (extra: Omit<Outcome, 'phase'> & { phase?: Phase }) => status(b, ctx, { phase: 'Deleting', ...extra });
   if (b.spec.deletionPolicy !== 'Delete') {
     const message = `deletionPolicy is Retain: backup ${name} stays in the backup location`;
-    return { status: phaseNow({ reason: 'Retained', message }), children: [], finalized: remaining === 0, ...(remaining ? { resyncAfterSeconds: 2 } : {}) };
+    return {
+      status: phaseNow({ reason: 'Retained', message }),
+      children: [],
+      finalized: remaining === 0,
+      ...(remaining ? { resyncAfterSeconds: 2 } : {}),
+    };
   }
   const catalog = catalogOf(req);
   if (!usable(catalog)) {
     // Without the catalog there is no storage configuration to reach the backup with.
     const message = `the catalog ${b.spec.catalogRef} is gone: backup ${name} was left in the backup location; delete it with \`featherman backup delete ${name}\``;
-    return { status: phaseNow({ reason: 'CatalogGone', message }), children: [], finalized: remaining === 0, ...(remaining ? { resyncAfterSeconds: 2 } : {}) };
+    return {
+      status: phaseNow({ reason: 'CatalogGone', message }),
+      children: [],
+      finalized: remaining === 0,
+      ...(remaining ? { resyncAfterSeconds: 2 } : {}),
+    };
   }
   const pods = objectsOf(req.related, 'Pod', 'v1');
   const backupJobName = childName(b.metadata.name, 'backup');
-  const backupStillRuns = objectNamed(req.children, 'Job', 'batch/v1', ns, backupJobName)
-    || pods.some((p) => p.metadata.labels?.['batch.kubernetes.io/job-name'] === backupJobName && !['Succeeded', 'Failed'].includes(String((p.status as { phase?: string } | undefined)?.phase)));
+  const backupStillRuns =
+    objectNamed(req.children, 'Job', 'batch/v1', ns, backupJobName) ||
+    pods.some(
+      (p) =>
+        p.metadata.labels?.['batch.kubernetes.io/job-name'] === backupJobName &&
+        !['Succeeded', 'Failed'].includes(String((p.status as { phase?: string } | undefined)?.phase)),
+    );
   if (backupStillRuns) {
-    return { status: phaseNow({ reason: 'StoppingBackup', message: `stopping the backup Job ${backupJobName} before deleting backup ${name}` }), children: [], finalized: false, resyncAfterSeconds: 2 };
+    return {
+      status: phaseNow({ reason: 'StoppingBackup', message: `stopping the backup Job ${backupJobName} before deleting backup ${name}` }),
+      children: [],
+      finalized: false,
+      resyncAfterSeconds: 2,
+    };
   }
   const del = deleteJob(b, catalog, ctx);
   const observed = objectNamed(req.children, 'Job', 'batch/v1', ns, del.metadata.name);
   const state = jobState(observed);
   const result = jobResults(pods, del.metadata.name)[0];
   if (state === 'Succeeded') {
-    const what = result?.ok ? (result.existed === false ? ' (it did not exist)' : ` (${String(result.filesDeleted ?? 0)} files, ${String(result.bytesReleased ?? 0)} bytes)`) : '';
+    const what = result?.ok
+      ? result.existed === false
+        ? ' (it did not exist)'
+        : ` (${String(result.filesDeleted ?? 0)} files, ${String(result.bytesReleased ?? 0)} bytes)`
+      : '';
     return { status: phaseNow({ reason: 'Deleted', message: `backup ${name} was deleted${what}` }), children: [], finalized: true };
   }
   if (state === 'Failed') {
-    const why = result && !result.ok ? String(result.error ?? `exit code ${result.exitCode}`) : jobFailureReason(observed) ?? 'the delete Job failed';
+    const why =
+      result && !result.ok
+        ? String(result.error ?? `exit code ${result.exitCode}`)
+        : (jobFailureReason(observed) ?? 'the delete Job failed');
     const message = `deleting backup ${name} failed: ${why}; delete Job ${del.metadata.name} to retry`;
-    return { status: phaseNow({ phase: 'Failed', reason: 'DeleteFailed', message }), children: [del], finalized: false, resyncAfterSeconds: 30 };
+    return {
+      status: phaseNow({ phase: 'Failed', reason: 'DeleteFailed', message }),
+      children: [del],
+      finalized: false,
+      resyncAfterSeconds: 30,
+    };
   }
-  return { status: phaseNow({ reason: 'DeletingBackup', message: `job ${del.metadata.name} is deleting backup ${name}${retryNote(observed, result)}` }), children: [del], finalized: false, resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+  return {
+    status: phaseNow({
+      reason: 'DeletingBackup',
+      message: `job ${del.metadata.name} is deleting backup ${name}${retryNote(observed, result)}`,
+    }),
+    children: [del],
+    finalized: false,
+    resyncAfterSeconds: RUNNING_RESYNC_SECONDS,
+  };
 }
 
 /** The backup's catalog, and the pods of its own Jobs (for their termination messages). */

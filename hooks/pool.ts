@@ -11,11 +11,24 @@ import { API_VERSION, shortHash } from '../lib/k8s/labels.js';
 import type { CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
 import {
-  disruptionBudget, isWorkerName, TEMPLATE_ANNOTATION, workerLabels, workerName, workerPod, workerPodSpec, workersNetworkPolicy,
+  disruptionBudget,
+  isWorkerName,
+  TEMPLATE_ANNOTATION,
+  workerLabels,
+  workerName,
+  workerPod,
+  workerPodSpec,
+  workersNetworkPolicy,
   workersService,
 } from '../lib/k8s/pool-workers.js';
 import {
-  decide, poolPolicy, type PodState, type PoolSpec, type ScalingDecision, type ScalingMemory, type WorkerObservation,
+  decide,
+  poolPolicy,
+  type PodState,
+  type PoolSpec,
+  type ScalingDecision,
+  type ScalingMemory,
+  type WorkerObservation,
 } from '../lib/pool/scaling.js';
 import { demandFrom } from '../lib/pool/demand.js';
 import type { HookContext } from './context.js';
@@ -24,7 +37,13 @@ export type PoolObject = KubeObject & { spec: PoolSpec; status?: Record<string, 
 
 // The children's builders (lib/k8s/pool-workers.ts), for the service's stats fetch and for tests.
 export {
-  serviceName, STATS_PORT_ANNOTATION, TEMPLATE_ANNOTATION, WORKER_PORT, workerLabels, workerName, workerResources,
+  serviceName,
+  STATS_PORT_ANNOTATION,
+  TEMPLATE_ANNOTATION,
+  WORKER_PORT,
+  workerLabels,
+  workerName,
+  workerResources,
 } from '../lib/k8s/pool-workers.js';
 
 const FINALIZE_RESYNC_SECONDS = 5;
@@ -86,9 +105,13 @@ function observeWorkers(req: SyncRequest<PoolObject>, ctx: HookContext, template
     const stats = ctx.workerStats?.[name];
     return {
       name,
-      phase: pod.metadata.deletionTimestamp ? 'terminating'
-        : phase === 'Failed' || phase === 'Succeeded' ? 'failed'
-          : isPodReady(pod) ? 'ready' : 'starting',
+      phase: pod.metadata.deletionTimestamp
+        ? 'terminating'
+        : phase === 'Failed' || phase === 'Succeeded'
+          ? 'failed'
+          : isPodReady(pod)
+            ? 'ready'
+            : 'starting',
       createdAt: typeof pod.metadata.creationTimestamp === 'string' ? pod.metadata.creationTimestamp : iso(ctx.now),
       ...(templateHash !== undefined && pod.metadata.annotations?.[TEMPLATE_ANNOTATION] !== templateHash ? { outdated: true } : {}),
       ...(stats ? { stats } : {}),
@@ -143,22 +166,41 @@ function poolStatus(p: PoolObject, ctx: HookContext, o: Outcome) {
 
   const removed = d.pods.filter((x) => !x.keep && workers.get(x.name)?.phase !== 'terminating');
   const retiring = d.pods.filter((x) => x.keep && x.state === 'Draining');
-  const stuck = o.workers.some((w) => (w.phase === 'creating' || w.phase === 'starting')
-    && (ctx.now.getTime() - Date.parse(w.createdAt)) / 1000 > STARTUP_GRACE_SECONDS);
+  const stuck = o.workers.some(
+    (w) =>
+      (w.phase === 'creating' || w.phase === 'starting') && (ctx.now.getTime() - Date.parse(w.createdAt)) / 1000 > STARTUP_GRACE_SECONDS,
+  );
   const failed = o.workers.some((w) => w.phase === 'failed');
-  const scaledReason = o.deleting ? 'Deleting' : o.problem ? o.problem.reason
-    : s.retiringPods > 0 ? 'Recycling'
-      : o.created.length > 0 ? 'ScalingUp'
-        : removed.length > 0 || s.currentSize > d.desiredSize ? 'ScalingDown'
-          : s.startingPods > 0 || s.readyPods < d.desiredSize ? 'Starting' : 'Scaled';
+  const scaledReason = o.deleting
+    ? 'Deleting'
+    : o.problem
+      ? o.problem.reason
+      : s.retiringPods > 0
+        ? 'Recycling'
+        : o.created.length > 0
+          ? 'ScalingUp'
+          : removed.length > 0 || s.currentSize > d.desiredSize
+            ? 'ScalingDown'
+            : s.startingPods > 0 || s.readyPods < d.desiredSize
+              ? 'Starting'
+              : 'Scaled';
   const minimumReady = s.readyPods >= policy.minSize;
-  const phase: Phase = o.deleting ? 'Deleting' : o.problem ? 'Pending'
-    : !minimumReady && (stuck || failed) ? 'Degraded'
-      : scaledReason === 'Scaled' ? 'Ready' : 'Scaling';
+  const phase: Phase = o.deleting
+    ? 'Deleting'
+    : o.problem
+      ? 'Pending'
+      : !minimumReady && (stuck || failed)
+        ? 'Degraded'
+        : scaledReason === 'Scaled'
+          ? 'Ready'
+          : 'Scaling';
 
   const parts = [
-    o.deleting ? `deleting ${s.currentSize} worker${plural(s.currentSize)}`
-      : o.problem ? o.problem.message : `${s.readyPods} worker${plural(s.readyPods)} Ready, ${d.desiredSize} wanted`,
+    o.deleting
+      ? `deleting ${s.currentSize} worker${plural(s.currentSize)}`
+      : o.problem
+        ? o.problem.message
+        : `${s.readyPods} worker${plural(s.readyPods)} Ready, ${d.desiredSize} wanted`,
     ...(o.deleting ? [] : d.notes),
     ...(o.created.length ? [`creating ${o.created.join(', ')}`] : []),
     ...(o.deleting ? [] : removed.map((x) => `removing ${x.name}: ${x.reason}`)),
@@ -171,29 +213,56 @@ function poolStatus(p: PoolObject, ctx: HookContext, o: Outcome) {
     ? condition(previous, 'Ready', 'False', 'Deleting', 'the pool is being deleted', ctx.now, g)
     : o.problem
       ? condition(previous, 'Ready', 'False', o.problem.reason, o.problem.message, ctx.now, g)
-      : condition(previous, 'Ready', minimumReady ? 'True' : 'False', minimumReady ? 'MinimumReady' : 'NotEnoughWorkers',
-        `${s.readyPods} worker${plural(s.readyPods)} Ready, minSize ${policy.minSize}`, ctx.now, g);
-  const scaled = condition(previous, 'Scaled', scaledReason === 'Scaled' ? 'True' : 'False', scaledReason,
-    scaledReason === 'Scaled' ? `${d.desiredSize} worker${plural(d.desiredSize)}, all Ready` : message, ctx.now, g);
-  const catalogReady = condition(previous, 'CatalogReady', o.problem ? 'False' : 'True', o.problem ? o.problem.reason : 'CatalogReady',
-    o.problem ? o.problem.message : `catalog ${p.spec.catalogRef.name} is ready`, ctx.now, g);
+      : condition(
+          previous,
+          'Ready',
+          minimumReady ? 'True' : 'False',
+          minimumReady ? 'MinimumReady' : 'NotEnoughWorkers',
+          `${s.readyPods} worker${plural(s.readyPods)} Ready, minSize ${policy.minSize}`,
+          ctx.now,
+          g,
+        );
+  const scaled = condition(
+    previous,
+    'Scaled',
+    scaledReason === 'Scaled' ? 'True' : 'False',
+    scaledReason,
+    scaledReason === 'Scaled' ? `${d.desiredSize} worker${plural(d.desiredSize)}, all Ready` : message,
+    ctx.now,
+    g,
+  );
+  const catalogReady = condition(
+    previous,
+    'CatalogReady',
+    o.problem ? 'False' : 'True',
+    o.problem ? o.problem.reason : 'CatalogReady',
+    o.problem ? o.problem.message : `catalog ${p.spec.catalogRef.name} is ready`,
+    ctx.now,
+    g,
+  );
 
   const pods: PodSummary[] = [
     ...d.pods.map((x) => {
       const w = workers.get(x.name)!;
       const prev = prevPods.get(x.name);
       // Without an answer now, the last known values stay (checked: the CRD refuses a wrong type).
-      const lastUsed = w.stats?.lastQueryAt
-        ?? (typeof prev?.lastUsed === 'string' && !Number.isNaN(Date.parse(prev.lastUsed)) ? prev.lastUsed : undefined);
-      const queryCount = w.stats?.queriesServed
-        ?? (Number.isInteger(prev?.queryCount) && prev!.queryCount! >= 0 ? prev!.queryCount : undefined);
+      const lastUsed =
+        w.stats?.lastQueryAt ??
+        (typeof prev?.lastUsed === 'string' && !Number.isNaN(Date.parse(prev.lastUsed)) ? prev.lastUsed : undefined);
+      const queryCount =
+        w.stats?.queriesServed ?? (Number.isInteger(prev?.queryCount) && prev!.queryCount! >= 0 ? prev!.queryCount : undefined);
       return {
-        name: x.name, state: x.state, createdAt: w.createdAt,
-        ...(lastUsed ? { lastUsed } : {}), ...(queryCount !== undefined ? { queryCount } : {}),
+        name: x.name,
+        state: x.state,
+        createdAt: w.createdAt,
+        ...(lastUsed ? { lastUsed } : {}),
+        ...(queryCount !== undefined ? { queryCount } : {}),
       };
     }),
     ...o.created.map((name) => ({ name, state: 'Creating' as const, createdAt: iso(ctx.now) })),
-  ].sort((a, b) => (a.name < b.name ? -1 : 1)).slice(0, 1000);
+  ]
+    .sort((a, b) => (a.name < b.name ? -1 : 1))
+    .slice(0, 1000);
 
   return {
     phase,
@@ -247,7 +316,9 @@ export function sync(req: SyncRequest<PoolObject>, ctx: HookContext): SyncRespon
     const status = poolStatus(p, ctx, { decision, workers, created: [], nextPodIndex, problem });
     // Busy pods are kept as observed (no catalog to rebuild them from); OnDelete never updates them.
     const keptPods = kept.map((pod) => ({
-      apiVersion: 'v1', kind: 'Pod', spec: pod.spec,
+      apiVersion: 'v1',
+      kind: 'Pod',
+      spec: pod.spec,
       metadata: { name: pod.metadata.name, labels: pod.metadata.labels ?? workerLabels(p), annotations: pod.metadata.annotations ?? {} },
     }));
     return { status, children: children(p, ctx, 0, keptPods), resyncAfterSeconds };
@@ -291,10 +362,11 @@ export function customize(req: CustomizeRequest<PoolObject>): CustomizeResponse 
   return {
     relatedResources: [
       {
-        apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: req.parent.metadata.namespace,
+        apiVersion: API_VERSION,
+        resource: 'ducklakecatalogs',
+        namespace: req.parent.metadata.namespace,
         names: [req.parent.spec.catalogRef?.name ?? ''],
       },
     ],
   };
 }
-

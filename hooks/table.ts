@@ -27,7 +27,13 @@ function appliedSpec(t: TableObject) {
 }
 
 function catalogOf(req: SyncRequest<TableObject>): CatalogObject | undefined {
-  return objectNamed<CatalogObject>(req.related, 'DuckLakeCatalog', API_VERSION, req.parent.metadata.namespace ?? 'default', req.parent.spec.catalogRef ?? '');
+  return objectNamed<CatalogObject>(
+    req.related,
+    'DuckLakeCatalog',
+    API_VERSION,
+    req.parent.metadata.namespace ?? 'default',
+    req.parent.spec.catalogRef ?? '',
+  );
 }
 
 function labels(t: TableObject, component: 'table-apply' | 'table-drop') {
@@ -48,7 +54,10 @@ export function applyJob(t: TableObject, catalog: CatalogObject, ctx: HookContex
 }
 
 export function dropJob(t: TableObject, catalog: CatalogObject, ctx: HookContext): KubeObject {
-  const name = childName(t.metadata.name, `drop-${shortHash({ name: t.spec.name, schema: tableSchema(t), catalog: catalogFingerprint(catalog) }, 10)}`);
+  const name = childName(
+    t.metadata.name,
+    `drop-${shortHash({ name: t.spec.name, schema: tableSchema(t), catalog: catalogFingerprint(catalog) }, 10)}`,
+  );
   const access = catalogAccess(catalog);
   const pod = runnerPodSpec({ settings: ctx.settings, args: ['table', 'drop', t.spec.name, '--schema', tableSchema(t)], ...access });
   return job(name, labels(t, 'table-drop'), pod) as KubeObject;
@@ -62,8 +71,10 @@ type Phase = 'Pending' | 'Applying' | 'Ready' | 'Failed' | 'Deleting';
  */
 function figures(t: TableObject, applied: RunnerResult | undefined, catalog: CatalogObject | undefined): Record<string, unknown> {
   const prev = t.status ?? {};
-  const own = applied && count(applied.files) !== undefined && count(applied.bytes) !== undefined && typeof applied.finishedAt === 'string'
-    ? { rows: count(applied.rows), files: count(applied.files), bytes: count(applied.bytes), time: applied.finishedAt } : undefined;
+  const own =
+    applied && count(applied.files) !== undefined && count(applied.bytes) !== undefined && typeof applied.finishedAt === 'string'
+      ? { rows: count(applied.rows), files: count(applied.files), bytes: count(applied.bytes), time: applied.finishedAt }
+      : undefined;
   const reported = tableFiguresFromCatalog(catalog?.status, tableSchema(t), t.spec.name);
   const newest = [own, reported].filter((x) => x !== undefined).sort((a, b) => b.time.localeCompare(a.time))[0];
   const seen = typeof prev.figuresTime === 'string' ? prev.figuresTime : '';
@@ -74,15 +85,31 @@ function figures(t: TableObject, applied: RunnerResult | undefined, catalog: Cat
   return Object.fromEntries(['rows', 'files', 'bytes', 'figuresTime'].filter((k) => prev[k] !== undefined).map((k) => [k, prev[k]]));
 }
 
-function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, message: string, result?: RunnerResult, catalog?: CatalogObject) {
+function status(
+  t: TableObject,
+  ctx: HookContext,
+  phase: Phase,
+  reason: string,
+  message: string,
+  result?: RunnerResult,
+  catalog?: CatalogObject,
+) {
   const previous = t.status?.conditions;
   const prev = t.status ?? {};
   const g = t.metadata.generation;
   const ready = condition(previous, 'Ready', phase === 'Ready' ? 'True' : 'False', reason, message, ctx.now, g);
-  const catalogReady = condition(previous, 'CatalogReady', reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? 'False' : 'True', reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? reason : 'CatalogReady',
-    reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? message : `catalog ${t.spec.catalogRef} is ready`, ctx.now, g);
+  const catalogReady = condition(
+    previous,
+    'CatalogReady',
+    reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? 'False' : 'True',
+    reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? reason : 'CatalogReady',
+    reason === 'CatalogNotReady' || reason === 'CatalogNotFound' ? message : `catalog ${t.spec.catalogRef} is ready`,
+    ctx.now,
+    g,
+  );
   const applied = result?.ok ? result : undefined;
-  const pick = (key: string, value: unknown) => (value !== undefined ? { [key]: value } : prev[key] !== undefined ? { [key]: prev[key] } : {});
+  const pick = (key: string, value: unknown) =>
+    value !== undefined ? { [key]: value } : prev[key] !== undefined ? { [key]: prev[key] } : {};
   return {
     phase,
     observedGeneration: g,
@@ -93,7 +120,7 @@ function status(t: TableObject, ctx: HookContext, phase: Phase, reason: string, 
     ...pick('snapshotId', applied?.snapshotId),
     ...pick('columns', applied?.columns),
     ...figures(t, applied, catalog),
-    ...pick('lastApplied', applied ? (applied as { finishedAt?: string }).finishedAt ?? ctx.now.toISOString() : undefined),
+    ...pick('lastApplied', applied ? ((applied as { finishedAt?: string }).finishedAt ?? ctx.now.toISOString()) : undefined),
   };
 }
 
@@ -106,27 +133,69 @@ export function sync(req: SyncRequest<TableObject>, ctx: HookContext): SyncRespo
   }
   const catalog = catalogOf(req);
   if (!catalog) {
-    return { status: status(t, ctx, 'Pending', 'CatalogNotFound', `DuckLakeCatalog ${t.spec.catalogRef} does not exist in namespace ${t.metadata.namespace}`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+    return {
+      status: status(
+        t,
+        ctx,
+        'Pending',
+        'CatalogNotFound',
+        `DuckLakeCatalog ${t.spec.catalogRef} does not exist in namespace ${t.metadata.namespace}`,
+      ),
+      children: [],
+      resyncAfterSeconds: WAITING_RESYNC_SECONDS,
+    };
   }
   if (validateSpec('DuckLakeCatalog', catalog.spec).problems.length) {
-    return { status: status(t, ctx, 'Pending', 'CatalogNotReady', `DuckLakeCatalog ${catalog.metadata.name} has an invalid spec; fix it first`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+    return {
+      status: status(t, ctx, 'Pending', 'CatalogNotReady', `DuckLakeCatalog ${catalog.metadata.name} has an invalid spec; fix it first`),
+      children: [],
+      resyncAfterSeconds: WAITING_RESYNC_SECONDS,
+    };
   }
   if (catalog.status?.phase !== 'Ready') {
-    return { status: status(t, ctx, 'Pending', 'CatalogNotReady', `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${String(catalog.status?.phase ?? 'Pending')})`), children: [], resyncAfterSeconds: WAITING_RESYNC_SECONDS };
+    return {
+      status: status(
+        t,
+        ctx,
+        'Pending',
+        'CatalogNotReady',
+        `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${String(catalog.status?.phase ?? 'Pending')})`,
+      ),
+      children: [],
+      resyncAfterSeconds: WAITING_RESYNC_SECONDS,
+    };
   }
   const desired = applyJob(t, catalog, ctx);
   const observed = objectNamed(req.children, 'Job', 'batch/v1', t.metadata.namespace ?? 'default', desired.metadata.name);
   const state = jobState(observed);
   const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), desired.metadata.name)[0];
   if (state === 'Succeeded') {
-    return { status: status(t, ctx, 'Ready', 'Applied', `table ${tableSchema(t)}.${t.spec.name} matches the spec (${result?.action ?? 'applied'})`, result, catalog), children: [desired] };
+    return {
+      status: status(
+        t,
+        ctx,
+        'Ready',
+        'Applied',
+        `table ${tableSchema(t)}.${t.spec.name} matches the spec (${result?.action ?? 'applied'})`,
+        result,
+        catalog,
+      ),
+      children: [desired],
+    };
   }
   if (state === 'Failed') {
     const why = result?.error ?? jobFailureReason(observed) ?? 'the apply Job failed';
-    return { status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why, undefined, catalog), children: [desired] };
+    return {
+      status: status(t, ctx, 'Failed', result?.exitCode === 2 ? 'InvalidChange' : 'ApplyFailed', why, undefined, catalog),
+      children: [desired],
+    };
   }
   const retrying = retryNote(observed, result);
-  return { status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`, undefined, catalog), children: [desired], resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+  return {
+    status: status(t, ctx, 'Applying', 'ApplyRunning', `job ${desired.metadata.name} is applying the spec${retrying}`, undefined, catalog),
+    children: [desired],
+    resyncAfterSeconds: RUNNING_RESYNC_SECONDS,
+  };
 }
 
 /**
@@ -137,7 +206,11 @@ export function finalize(req: SyncRequest<TableObject>, ctx: HookContext): SyncR
   const t = req.parent;
   const catalog = catalogOf(req);
   if (t.spec.deletionPolicy !== 'Delete') {
-    return { status: status(t, ctx, 'Deleting', 'Retained', 'deletionPolicy is Retain: the table stays in the lake'), children: [], finalized: true };
+    return {
+      status: status(t, ctx, 'Deleting', 'Retained', 'deletionPolicy is Retain: the table stays in the lake'),
+      children: [],
+      finalized: true,
+    };
   }
   if (!catalog || catalog.metadata.deletionTimestamp || validateSpec('DuckLakeCatalog', catalog.spec).problems.length) {
     return { status: status(t, ctx, 'Deleting', 'CatalogGone', 'the catalog is gone; nothing to drop'), children: [], finalized: true };
@@ -145,10 +218,23 @@ export function finalize(req: SyncRequest<TableObject>, ctx: HookContext): SyncR
   const drop = dropJob(t, catalog, ctx);
   const observed = objectNamed(req.children, 'Job', 'batch/v1', t.metadata.namespace ?? 'default', drop.metadata.name);
   const state = jobState(observed);
-  if (state === 'Succeeded') return { status: status(t, ctx, 'Deleting', 'Dropped', `table ${tableSchema(t)}.${t.spec.name} was dropped`), children: [], finalized: true };
+  if (state === 'Succeeded')
+    return {
+      status: status(t, ctx, 'Deleting', 'Dropped', `table ${tableSchema(t)}.${t.spec.name} was dropped`),
+      children: [],
+      finalized: true,
+    };
   const result = jobResults(objectsOf(req.related, 'Pod', 'v1'), drop.metadata.name)[0];
-  const message = state === 'Failed' ? `dropping failed: ${result?.error ?? jobFailureReason(observed) ?? 'the drop Job failed'}` : `job ${drop.metadata.name} is dropping the table`;
-  return { status: status(t, ctx, state === 'Failed' ? 'Failed' : 'Deleting', state === 'Failed' ? 'DropFailed' : 'Dropping', message), children: [drop], finalized: false, resyncAfterSeconds: RUNNING_RESYNC_SECONDS };
+  const message =
+    state === 'Failed'
+      ? `dropping failed: ${result?.error ?? jobFailureReason(observed) ?? 'the drop Job failed'}`
+      : `job ${drop.metadata.name} is dropping the table`;
+  return {
+    status: status(t, ctx, state === 'Failed' ? 'Failed' : 'Deleting', state === 'Failed' ? 'DropFailed' : 'Dropping', message),
+    children: [drop],
+    finalized: false,
+    resyncAfterSeconds: RUNNING_RESYNC_SECONDS,
+  };
 }
 
 /** The table's catalog, and the pods of its own Jobs (for their termination messages). */

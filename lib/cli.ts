@@ -56,7 +56,9 @@ export function resultLine(summary: Record<string, unknown>, limit = RESULT_LIMI
   const lake = out.lake as { tables?: unknown[]; tablesComplete?: boolean } | undefined;
   const size = (v: unknown) => JSON.stringify(v)?.length ?? 0;
   while (Buffer.byteLength(line()) > limit) {
-    const field = Object.keys(out).filter((k) => !keep.has(k)).sort((a, b) => size(out[b]) - size(out[a]))[0];
+    const field = Object.keys(out)
+      .filter((k) => !keep.has(k))
+      .sort((a, b) => size(out[b]) - size(out[a]))[0];
     if (lake?.tables?.length && size(lake.tables) >= size(field === undefined ? undefined : out[field])) {
       lake.tables = lake.tables.slice(0, Math.floor(lake.tables.length / 2));
       lake.tablesComplete = false;
@@ -95,7 +97,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const line = JSON.stringify({ ok: false, command: name, exitCode: code, error: message });
     console.error(line);
     if (env.FEATHERMAN_RESULT_FILE) {
-      try { writeFileSync(env.FEATHERMAN_RESULT_FILE, line + '\n'); } catch { /* the exit code still tells */ }
+      try {
+        writeFileSync(env.FEATHERMAN_RESULT_FILE, line + '\n');
+      } catch {
+        /* the exit code still tells */
+      }
     }
     return code;
   }
@@ -105,5 +111,8 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
   quietSdkWarnings();
   // A failed command exits at once: whatever it left pending (a worker's listening socket, a
   // lock wait still retrying) must not keep the process, or its pod, alive.
-  main(process.argv.slice(2)).then((code) => { if (code !== 0) process.exit(code); process.exitCode = code; });
+  main(process.argv.slice(2)).then((code) => {
+    if (code !== 0) process.exit(code);
+    process.exitCode = code;
+  });
 }

@@ -18,7 +18,10 @@ export const EXIT_DEADLINE = 124; // as timeout(1): the query ran past its deadl
 /** Bad input: the message names the field and the rule. Nothing was changed. */
 export class BadInputError extends Error {
   readonly exitCode = EXIT_BAD_INPUT;
-  constructor(message: string, readonly problems: FieldProblem[] = []) {
+  constructor(
+    message: string,
+    readonly problems: FieldProblem[] = [],
+  ) {
     super(message);
   }
   static fromProblems(problems: FieldProblem[]): BadInputError {

@@ -1,8 +1,13 @@
 // Secrets must never reach output: every error message and log line we print passes through here.
 /** Environment variables whose values are secrets. FEATHERMAN_API_TOKENS holds a list. */
 export const SECRET_ENV = [
-  'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'PGPASSWORD', 'FEATHERMAN_API_TOKENS',
-  'FEATHERMAN_BACKUP_ACCESS_KEY_ID', 'FEATHERMAN_BACKUP_SECRET_ACCESS_KEY',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'PGPASSWORD',
+  'FEATHERMAN_API_TOKENS',
+  'FEATHERMAN_BACKUP_ACCESS_KEY_ID',
+  'FEATHERMAN_BACKUP_SECRET_ACCESS_KEY',
 ] as const;
 
 /** Secret values taken out of the environment (takeSecrets), still scrubbed from output. */

@@ -40,10 +40,17 @@ t.test('the README names the two set-up commands that package.json defines', asy
   t.match(readFileSync(join(root, '.ci', 'run'), 'utf8'), /^npm test$/m, '.ci/run calls the README test command');
 });
 
-t.test('the README\'s table of listeners matches `featherman serve` and the install manifests', async (t) => {
+t.test("the README's table of listeners matches `featherman serve` and the install manifests", async (t) => {
   const { SERVE_USAGE } = await import('../lib/server/serve.js');
-  const rows = [...readme.matchAll(/^\| `(--[a-z-]+)` \| (\w+) \| ([^|]+) \|/gm)].map((m) => ({ flag: m[1]!, fallback: m[2]!, serves: m[3]!.trim() }));
-  t.same(rows.map((r) => r.flag), ['--port', '--hooks-port', '--tls-port']);
+  const rows = [...readme.matchAll(/^\| `(--[a-z-]+)` \| (\w+) \| ([^|]+) \|/gm)].map((m) => ({
+    flag: m[1]!,
+    fallback: m[2]!,
+    serves: m[3]!.trim(),
+  }));
+  t.same(
+    rows.map((r) => r.flag),
+    ['--port', '--hooks-port', '--tls-port'],
+  );
   for (const r of rows) {
     const usage = SERVE_USAGE.split('\n').find((l) => l.trim().startsWith(`${r.flag} `));
     t.ok(usage, `${r.flag} is in the usage`);
@@ -53,5 +60,9 @@ t.test('the README\'s table of listeners matches `featherman serve` and the inst
   const service = readFileSync(join(root, 'metacontroller', 'service.yaml'), 'utf8');
   t.match(service, /"--port", "8080", "--hooks-port", "8081", "--tls-port", "8443"/, 'the Deployment passes the flags the README names');
   t.match(readme, /metacontroller\/network-policy\.yaml/);
-  t.match(readFileSync(join(root, 'metacontroller', 'kustomization.yaml'), 'utf8'), /^ {2}- network-policy\.yaml$/m, 'and installs the NetworkPolicy');
+  t.match(
+    readFileSync(join(root, 'metacontroller', 'kustomization.yaml'), 'utf8'),
+    /^ {2}- network-policy\.yaml$/m,
+    'and installs the NetworkPolicy',
+  );
 });

@@ -55,16 +55,20 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 
 /** Checks the envelope and returns the request; throws MalformedReviewError naming what is wrong. */
 export function parseReview(body: unknown): AdmissionRequest {
-  const bad = (message: string): never => { throw new MalformedReviewError(message); };
+  const bad = (message: string): never => {
+    throw new MalformedReviewError(message);
+  };
   if (!isObj(body)) return bad('the body must be a JSON AdmissionReview object');
-  if (body.apiVersion !== ADMISSION_API_VERSION) return bad(`apiVersion must be ${ADMISSION_API_VERSION}, got ${JSON.stringify(body.apiVersion ?? null)}`);
+  if (body.apiVersion !== ADMISSION_API_VERSION)
+    return bad(`apiVersion must be ${ADMISSION_API_VERSION}, got ${JSON.stringify(body.apiVersion ?? null)}`);
   if (body.kind !== 'AdmissionReview') return bad(`kind must be AdmissionReview, got ${JSON.stringify(body.kind ?? null)}`);
   const r = body.request;
   if (!isObj(r)) return bad('request is missing');
   if (typeof r.uid !== 'string' || r.uid === '') return bad('request.uid must be a non-empty string');
   if (!OPERATIONS.includes(r.operation as never)) return bad(`request.operation must be one of ${OPERATIONS.join(', ')}`);
   if (!isObj(r.kind) || typeof r.kind.kind !== 'string') return bad('request.kind.kind must be a string');
-  if ((r.operation === 'CREATE' || r.operation === 'UPDATE') && !isObj(r.object)) return bad(`request.object must be an object for ${r.operation}`);
+  if ((r.operation === 'CREATE' || r.operation === 'UPDATE') && !isObj(r.object))
+    return bad(`request.object must be an object for ${r.operation}`);
   if (r.operation === 'UPDATE' && !isObj(r.oldObject)) return bad('request.oldObject must be an object for UPDATE');
   return r as unknown as AdmissionRequest;
 }

@@ -35,7 +35,10 @@ const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as con
 const DAY = 86_400_000;
 
 function pem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -57,7 +60,7 @@ interface Ca {
 }
 
 async function newCa(notBefore: Date): Promise<Ca> {
-  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: 'CN=featherman-webhook-ca,O=featherman',
@@ -97,15 +100,29 @@ export interface CertsResult {
 }
 
 export async function certsCommand(argv: string[], _env?: NodeJS.ProcessEnv): Promise<CertsResult | void> {
-  let values: { out?: string; service?: string; namespace?: string; dns?: string[]; ip?: string[]; days?: string; 'new-ca'?: boolean; help?: boolean };
+  let values: {
+    out?: string;
+    service?: string;
+    namespace?: string;
+    dns?: string[];
+    ip?: string[];
+    days?: string;
+    'new-ca'?: boolean;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: argv,
       strict: true,
       options: {
-        out: { type: 'string' }, service: { type: 'string' }, namespace: { type: 'string' },
-        dns: { type: 'string', multiple: true }, ip: { type: 'string', multiple: true },
-        days: { type: 'string' }, 'new-ca': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' },
+        service: { type: 'string' },
+        namespace: { type: 'string' },
+        dns: { type: 'string', multiple: true },
+        ip: { type: 'string', multiple: true },
+        days: { type: 'string' },
+        'new-ca': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (err) {
@@ -120,11 +137,14 @@ export async function certsCommand(argv: string[], _env?: NodeJS.ProcessEnv): Pr
   const service = values.service ?? 'featherman';
   const namespace = values.namespace ?? 'featherman';
   if (!name.test(service) || service.length > 63) throw new BadInputError(`--service: ${JSON.stringify(service)} is not a Service name`);
-  if (!name.test(namespace) || namespace.length > 63) throw new BadInputError(`--namespace: ${JSON.stringify(namespace)} is not a namespace name`);
+  if (!name.test(namespace) || namespace.length > 63)
+    throw new BadInputError(`--namespace: ${JSON.stringify(namespace)} is not a namespace name`);
   const days = values.days === undefined ? 365 : Number(values.days);
-  if (!Number.isInteger(days) || days < 1 || days > 3650) throw new BadInputError('--days: must be a whole number of days between 1 and 3650');
+  if (!Number.isInteger(days) || days < 1 || days > 3650)
+    throw new BadInputError('--days: must be a whole number of days between 1 and 3650');
   for (const dns of values.dns ?? []) {
-    if (!/^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/.test(dns)) throw new BadInputError(`--dns: ${JSON.stringify(dns)} is not a DNS name`);
+    if (!/^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/.test(dns))
+      throw new BadInputError(`--dns: ${JSON.stringify(dns)} is not a DNS name`);
   }
   for (const ip of values.ip ?? []) {
     if (!/^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f:]+)$/.test(ip)) throw new BadInputError(`--ip: ${JSON.stringify(ip)} is not an IP address`);
@@ -136,9 +156,17 @@ export async function certsCommand(argv: string[], _env?: NodeJS.ProcessEnv): Pr
   const reuse = !values['new-ca'] && existsSync(join(out, 'ca.crt')) && existsSync(join(out, 'ca.key'));
   const ca = reuse ? await loadCa(out) : await newCa(notBefore);
 
-  const dnsNames = [...new Set([service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`, ...(values.dns ?? [])])];
+  const dnsNames = [
+    ...new Set([
+      service,
+      `${service}.${namespace}`,
+      `${service}.${namespace}.svc`,
+      `${service}.${namespace}.svc.cluster.local`,
+      ...(values.dns ?? []),
+    ]),
+  ];
   const ipAddresses = [...new Set(values.ip ?? [])];
-  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
   const notAfter = new Date(Math.min(notBefore.getTime() + days * DAY, ca.cert.notAfter.getTime()));
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),

@@ -10,31 +10,91 @@ export type ColumnType =
   | { kind: 'map'; key: ColumnType; value: ColumnType };
 
 export type ScalarName =
-  | 'BOOLEAN' | 'TINYINT' | 'SMALLINT' | 'INTEGER' | 'BIGINT' | 'HUGEINT'
-  | 'UTINYINT' | 'USMALLINT' | 'UINTEGER' | 'UBIGINT' | 'UHUGEINT'
-  | 'FLOAT' | 'DOUBLE' | 'VARCHAR' | 'BLOB' | 'DATE' | 'TIME' | 'TIMETZ'
-  | 'TIMESTAMP' | 'TIMESTAMPTZ' | 'TIMESTAMP_S' | 'TIMESTAMP_MS' | 'TIMESTAMP_NS'
-  | 'INTERVAL' | 'UUID' | 'JSON' | 'VARIANT' | 'GEOMETRY';
+  | 'BOOLEAN'
+  | 'TINYINT'
+  | 'SMALLINT'
+  | 'INTEGER'
+  | 'BIGINT'
+  | 'HUGEINT'
+  | 'UTINYINT'
+  | 'USMALLINT'
+  | 'UINTEGER'
+  | 'UBIGINT'
+  | 'UHUGEINT'
+  | 'FLOAT'
+  | 'DOUBLE'
+  | 'VARCHAR'
+  | 'BLOB'
+  | 'DATE'
+  | 'TIME'
+  | 'TIMETZ'
+  | 'TIMESTAMP'
+  | 'TIMESTAMPTZ'
+  | 'TIMESTAMP_S'
+  | 'TIMESTAMP_MS'
+  | 'TIMESTAMP_NS'
+  | 'INTERVAL'
+  | 'UUID'
+  | 'JSON'
+  | 'VARIANT'
+  | 'GEOMETRY';
 
 export class ColumnTypeError extends Error {}
 
 // DuckDB's aliases (see `duckdb_types()`), mapped to the name DuckDB itself reports.
 const SCALARS: Record<string, ScalarName> = {
-  BOOLEAN: 'BOOLEAN', BOOL: 'BOOLEAN', LOGICAL: 'BOOLEAN',
-  TINYINT: 'TINYINT', INT1: 'TINYINT',
-  SMALLINT: 'SMALLINT', INT2: 'SMALLINT', SHORT: 'SMALLINT',
-  INTEGER: 'INTEGER', INT: 'INTEGER', INT4: 'INTEGER', SIGNED: 'INTEGER',
-  BIGINT: 'BIGINT', INT8: 'BIGINT', LONG: 'BIGINT',
-  HUGEINT: 'HUGEINT', INT128: 'HUGEINT',
-  UTINYINT: 'UTINYINT', USMALLINT: 'USMALLINT', UINTEGER: 'UINTEGER', UBIGINT: 'UBIGINT', UHUGEINT: 'UHUGEINT',
-  FLOAT: 'FLOAT', FLOAT4: 'FLOAT', REAL: 'FLOAT',
-  DOUBLE: 'DOUBLE', FLOAT8: 'DOUBLE',
-  VARCHAR: 'VARCHAR', STRING: 'VARCHAR', TEXT: 'VARCHAR', CHAR: 'VARCHAR', BPCHAR: 'VARCHAR', NVARCHAR: 'VARCHAR',
-  BLOB: 'BLOB', BYTEA: 'BLOB', BINARY: 'BLOB', VARBINARY: 'BLOB',
-  DATE: 'DATE', TIME: 'TIME', TIMETZ: 'TIMETZ',
-  TIMESTAMP: 'TIMESTAMP', DATETIME: 'TIMESTAMP', TIMESTAMPTZ: 'TIMESTAMPTZ',
-  TIMESTAMP_S: 'TIMESTAMP_S', TIMESTAMP_MS: 'TIMESTAMP_MS', TIMESTAMP_NS: 'TIMESTAMP_NS', TIMESTAMP_US: 'TIMESTAMP',
-  INTERVAL: 'INTERVAL', UUID: 'UUID', JSON: 'JSON', VARIANT: 'VARIANT', GEOMETRY: 'GEOMETRY',
+  BOOLEAN: 'BOOLEAN',
+  BOOL: 'BOOLEAN',
+  LOGICAL: 'BOOLEAN',
+  TINYINT: 'TINYINT',
+  INT1: 'TINYINT',
+  SMALLINT: 'SMALLINT',
+  INT2: 'SMALLINT',
+  SHORT: 'SMALLINT',
+  INTEGER: 'INTEGER',
+  INT: 'INTEGER',
+  INT4: 'INTEGER',
+  SIGNED: 'INTEGER',
+  BIGINT: 'BIGINT',
+  INT8: 'BIGINT',
+  LONG: 'BIGINT',
+  HUGEINT: 'HUGEINT',
+  INT128: 'HUGEINT',
+  UTINYINT: 'UTINYINT',
+  USMALLINT: 'USMALLINT',
+  UINTEGER: 'UINTEGER',
+  UBIGINT: 'UBIGINT',
+  UHUGEINT: 'UHUGEINT',
+  FLOAT: 'FLOAT',
+  FLOAT4: 'FLOAT',
+  REAL: 'FLOAT',
+  DOUBLE: 'DOUBLE',
+  FLOAT8: 'DOUBLE',
+  VARCHAR: 'VARCHAR',
+  STRING: 'VARCHAR',
+  TEXT: 'VARCHAR',
+  CHAR: 'VARCHAR',
+  BPCHAR: 'VARCHAR',
+  NVARCHAR: 'VARCHAR',
+  BLOB: 'BLOB',
+  BYTEA: 'BLOB',
+  BINARY: 'BLOB',
+  VARBINARY: 'BLOB',
+  DATE: 'DATE',
+  TIME: 'TIME',
+  TIMETZ: 'TIMETZ',
+  TIMESTAMP: 'TIMESTAMP',
+  DATETIME: 'TIMESTAMP',
+  TIMESTAMPTZ: 'TIMESTAMPTZ',
+  TIMESTAMP_S: 'TIMESTAMP_S',
+  TIMESTAMP_MS: 'TIMESTAMP_MS',
+  TIMESTAMP_NS: 'TIMESTAMP_NS',
+  TIMESTAMP_US: 'TIMESTAMP',
+  INTERVAL: 'INTERVAL',
+  UUID: 'UUID',
+  JSON: 'JSON',
+  VARIANT: 'VARIANT',
+  GEOMETRY: 'GEOMETRY',
 };
 
 // Types DuckDB knows but DuckLake cannot store; named so the message can say why.
@@ -73,8 +133,12 @@ class Parser {
     return t;
   }
 
-  private peek(): Token | undefined { return this.tokens[this.i]; }
-  private upper(): string { return this.peek()?.text.toUpperCase() ?? ''; }
+  private peek(): Token | undefined {
+    return this.tokens[this.i];
+  }
+  private upper(): string {
+    return this.peek()?.text.toUpperCase() ?? '';
+  }
   private next(): Token {
     const t = this.tokens[this.i++];
     if (!t) throw new ColumnTypeError('type ends too early');
@@ -82,7 +146,8 @@ class Parser {
   }
   private expect(text: string): void {
     const t = this.next();
-    if (t.text.toUpperCase() !== text) throw new ColumnTypeError(`expected ${JSON.stringify(text)} at position ${t.pos + 1}, found ${JSON.stringify(t.text)}`);
+    if (t.text.toUpperCase() !== text)
+      throw new ColumnTypeError(`expected ${JSON.stringify(text)} at position ${t.pos + 1}, found ${JSON.stringify(t.text)}`);
   }
   private accept(text: string): boolean {
     if (this.upper() !== text) return false;
@@ -110,10 +175,12 @@ class Parser {
   private parseBase(): ColumnType {
     const tok = this.next();
     const name = tok.text.toUpperCase();
-    if (!/^[A-Z_]/.test(name)) throw new ColumnTypeError(`expected a type name at position ${tok.pos + 1}, found ${JSON.stringify(tok.text)}`);
+    if (!/^[A-Z_]/.test(name))
+      throw new ColumnTypeError(`expected a type name at position ${tok.pos + 1}, found ${JSON.stringify(tok.text)}`);
     if (UNSUPPORTED.has(name)) throw new ColumnTypeError(`${name} cannot be stored in a DuckLake table`);
     switch (name) {
-      case 'DECIMAL': case 'NUMERIC': {
+      case 'DECIMAL':
+      case 'NUMERIC': {
         if (!this.accept('(')) return { kind: 'decimal', precision: 18, scale: 3 };
         const precision = this.integer('DECIMAL precision');
         const scale = this.accept(',') ? this.integer('DECIMAL scale') : 0;
@@ -136,14 +203,16 @@ class Parser {
         this.expect(')');
         return { kind: 'map', key, value };
       }
-      case 'STRUCT': case 'ROW': {
+      case 'STRUCT':
+      case 'ROW': {
         this.expect('(');
         const fields: { name: string; type: ColumnType }[] = [];
         do {
           const f = this.next();
           const fieldName = f.text.startsWith('"') ? f.text.slice(1, -1).replace(/""/g, '"') : f.text;
           if (!/^[A-Za-z_"]/.test(f.text)) throw new ColumnTypeError(`expected a STRUCT field name at position ${f.pos + 1}`);
-          if (fields.some((x) => x.name.toLowerCase() === fieldName.toLowerCase())) throw new ColumnTypeError(`STRUCT field ${JSON.stringify(fieldName)} appears twice`);
+          if (fields.some((x) => x.name.toLowerCase() === fieldName.toLowerCase()))
+            throw new ColumnTypeError(`STRUCT field ${JSON.stringify(fieldName)} appears twice`);
           fields.push({ name: fieldName, type: this.parseType() });
         } while (this.accept(','));
         this.expect(')');
@@ -156,10 +225,21 @@ class Parser {
         this.accept('VARYING');
         this.lengthSuffix();
         return { kind: 'scalar', name: 'VARCHAR' };
-      case 'TIMESTAMP': case 'TIME': {
-        if (name === 'TIMESTAMP' && this.accept('(')) { this.integer('TIMESTAMP precision'); this.expect(')'); }
-        if (this.accept('WITH')) { this.expect('TIME'); this.expect('ZONE'); return { kind: 'scalar', name: name === 'TIME' ? 'TIMETZ' : 'TIMESTAMPTZ' }; }
-        if (this.accept('WITHOUT')) { this.expect('TIME'); this.expect('ZONE'); }
+      case 'TIMESTAMP':
+      case 'TIME': {
+        if (name === 'TIMESTAMP' && this.accept('(')) {
+          this.integer('TIMESTAMP precision');
+          this.expect(')');
+        }
+        if (this.accept('WITH')) {
+          this.expect('TIME');
+          this.expect('ZONE');
+          return { kind: 'scalar', name: name === 'TIME' ? 'TIMETZ' : 'TIMESTAMPTZ' };
+        }
+        if (this.accept('WITHOUT')) {
+          this.expect('TIME');
+          this.expect('ZONE');
+        }
         return { kind: 'scalar', name };
       }
     }
@@ -171,7 +251,10 @@ class Parser {
 
   // VARCHAR(n): DuckDB accepts and ignores the length, so we do too.
   private lengthSuffix(): void {
-    if (this.accept('(')) { this.integer('VARCHAR length'); this.expect(')'); }
+    if (this.accept('(')) {
+      this.integer('VARCHAR length');
+      this.expect(')');
+    }
   }
 }
 
@@ -184,11 +267,16 @@ export function parseColumnType(text: string): ColumnType {
 /** The canonical DuckDB spelling; the only form that reaches SQL. */
 export function formatColumnType(t: ColumnType): string {
   switch (t.kind) {
-    case 'scalar': return t.name;
-    case 'decimal': return `DECIMAL(${t.precision},${t.scale})`;
-    case 'list': return `${formatColumnType(t.element)}[]`;
-    case 'map': return `MAP(${formatColumnType(t.key)}, ${formatColumnType(t.value)})`;
-    case 'struct': return `STRUCT(${t.fields.map((f) => `"${f.name.replace(/"/g, '""')}" ${formatColumnType(f.type)}`).join(', ')})`;
+    case 'scalar':
+      return t.name;
+    case 'decimal':
+      return `DECIMAL(${t.precision},${t.scale})`;
+    case 'list':
+      return `${formatColumnType(t.element)}[]`;
+    case 'map':
+      return `MAP(${formatColumnType(t.key)}, ${formatColumnType(t.value)})`;
+    case 'struct':
+      return `STRUCT(${t.fields.map((f) => `"${f.name.replace(/"/g, '""')}" ${formatColumnType(f.type)}`).join(', ')})`;
   }
 }
 
@@ -198,10 +286,16 @@ export function sameColumnType(a: ColumnType, b: ColumnType): boolean {
 
 // Bits of exact integer range, for the integer and floating widenings below.
 const INTEGER_BITS: Partial<Record<ScalarName, { bits: number; signed: boolean }>> = {
-  TINYINT: { bits: 8, signed: true }, SMALLINT: { bits: 16, signed: true }, INTEGER: { bits: 32, signed: true },
-  BIGINT: { bits: 64, signed: true }, HUGEINT: { bits: 128, signed: true },
-  UTINYINT: { bits: 8, signed: false }, USMALLINT: { bits: 16, signed: false }, UINTEGER: { bits: 32, signed: false },
-  UBIGINT: { bits: 64, signed: false }, UHUGEINT: { bits: 128, signed: false },
+  TINYINT: { bits: 8, signed: true },
+  SMALLINT: { bits: 16, signed: true },
+  INTEGER: { bits: 32, signed: true },
+  BIGINT: { bits: 64, signed: true },
+  HUGEINT: { bits: 128, signed: true },
+  UTINYINT: { bits: 8, signed: false },
+  USMALLINT: { bits: 16, signed: false },
+  UINTEGER: { bits: 32, signed: false },
+  UBIGINT: { bits: 64, signed: false },
+  UHUGEINT: { bits: 128, signed: false },
 };
 const FLOAT_MANTISSA: Partial<Record<ScalarName, number>> = { FLOAT: 24, DOUBLE: 53 };
 
@@ -210,7 +304,8 @@ const FLOAT_MANTISSA: Partial<Record<ScalarName, number>> = { FLOAT: 24, DOUBLE:
  * in place (it never rewrites files; old files are read through the new type).
  */
 export function isLosslessWidening(from: ColumnType, to: ColumnType): boolean {
-  if (from.kind === 'list' && to.kind === 'list') return sameColumnType(from.element, to.element) || isLosslessWidening(from.element, to.element);
+  if (from.kind === 'list' && to.kind === 'list')
+    return sameColumnType(from.element, to.element) || isLosslessWidening(from.element, to.element);
   if (from.kind === 'decimal' && to.kind === 'decimal') {
     return to.scale === from.scale && to.precision > from.precision;
   }

@@ -30,14 +30,16 @@ export function crd(kind: Kind): Record<string, unknown> {
         shortNames: [info.shortName],
         categories: ['featherman'],
       },
-      versions: [{
-        name: VERSION,
-        served: true,
-        storage: true,
-        subresources: { status: {} },
-        additionalPrinterColumns: info.printerColumns,
-        schema: { openAPIV3Schema: objectSchema(kind) },
-      }],
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: info.printerColumns,
+          schema: { openAPIV3Schema: objectSchema(kind) },
+        },
+      ],
     },
   };
 }
@@ -65,13 +67,15 @@ export function webhookConfigurations(opts: WebhookOptions = {}): Record<string,
   const service = opts.service ?? 'featherman';
   const namespace = opts.namespace ?? 'featherman';
   const certificate = opts.certificate ?? `${namespace}/featherman-webhook`;
-  const rules = [{
-    apiGroups: [GROUP],
-    apiVersions: [VERSION],
-    resources: KINDS.map((k) => KIND_INFO[k].plural),
-    operations: ['CREATE', 'UPDATE'],
-    scope: 'Namespaced',
-  }];
+  const rules = [
+    {
+      apiGroups: [GROUP],
+      apiVersions: [VERSION],
+      resources: KINDS.map((k) => KIND_INFO[k].plural),
+      operations: ['CREATE', 'UPDATE'],
+      scope: 'Namespaced',
+    },
+  ];
   const hook = (name: string, path: string, extra: Record<string, unknown> = {}) => ({
     name,
     admissionReviewVersions: ['v1'],
@@ -110,9 +114,15 @@ export function webhookConfigurations(opts: WebhookOptions = {}): Record<string,
 export function webhooksYaml(opts: WebhookOptions = {}): string {
   const intro = opts.caBundle
     ? '# Admission webhooks for the Featherman kinds, with the CA written by `featherman certs`.\n'
-    : HEADER + '# Admission webhooks for the Featherman kinds. cert-manager injects the CA from the Certificate named in\n' +
+    : HEADER +
+      '# Admission webhooks for the Featherman kinds. cert-manager injects the CA from the Certificate named in\n' +
       '# the annotation; without cert-manager, use the copy `featherman certs --out DIR` writes with the caBundle filled in.\n';
-  return intro + webhookConfigurations(opts).map((d) => toYaml(d)).join('---\n');
+  return (
+    intro +
+    webhookConfigurations(opts)
+      .map((d) => toYaml(d))
+      .join('---\n')
+  );
 }
 
 /** Every generated file, relative to the package root. */
@@ -136,10 +146,12 @@ export async function crdsCommand(argv: string[]): Promise<Record<string, unknow
     throw new BadInputError((err as Error).message);
   }
   if (values.help) {
-    console.log('usage: featherman crds [--dir ROOT] [--check] [--stdout]\n' +
-      '  writes ROOT/crds/*.yaml and ROOT/metacontroller/webhooks.yaml from lib/api/schema.ts\n' +
-      '  (ROOT defaults to the current directory); --check only compares and fails if any differ;\n' +
-      '  --stdout prints the CRDs, e.g. featherman crds --stdout | kubectl apply -f -');
+    console.log(
+      'usage: featherman crds [--dir ROOT] [--check] [--stdout]\n' +
+        '  writes ROOT/crds/*.yaml and ROOT/metacontroller/webhooks.yaml from lib/api/schema.ts\n' +
+        '  (ROOT defaults to the current directory); --check only compares and fails if any differ;\n' +
+        '  --stdout prints the CRDs, e.g. featherman crds --stdout | kubectl apply -f -',
+    );
     return;
   }
   if (values.stdout) {
@@ -152,7 +164,11 @@ export async function crdsCommand(argv: string[]): Promise<Record<string, unknow
   for (const [rel, text] of Object.entries(files)) {
     const path = join(root, rel);
     let current: string | undefined;
-    try { current = readFileSync(path, 'utf8'); } catch { current = undefined; }
+    try {
+      current = readFileSync(path, 'utf8');
+    } catch {
+      current = undefined;
+    }
     if (current === text) continue;
     stale.push(rel);
     if (!values.check) {

@@ -15,7 +15,8 @@ export function cronScheduleProblem(schedule: unknown): string | undefined {
   if (typeof schedule !== 'string' || schedule.trim() === '') return 'must be a cron schedule like "0 2 * * *" or @daily';
   const text = schedule.trim();
   if (text.length > 128) return 'must be at most 128 characters';
-  if (/^(CRON_)?TZ=/.test(text)) return 'time zones (TZ=...) are not supported in CronJob schedules; schedules run in the controller\'s time zone (UTC)';
+  if (/^(CRON_)?TZ=/.test(text))
+    return "time zones (TZ=...) are not supported in CronJob schedules; schedules run in the controller's time zone (UTC)";
   if (text.startsWith('@')) {
     if (MACROS.has(text.toLowerCase())) return undefined;
     return `${JSON.stringify(text)} is not a supported macro; use one of ${[...MACROS].join(', ')} or five cron fields`;
@@ -27,9 +28,11 @@ export function cronScheduleProblem(schedule: unknown): string | undefined {
   for (let i = 0; i < 5; i++) {
     const field = fields[i]!;
     for (const word of field.match(/[A-Za-z]+/g) ?? []) {
-      if (!NAMES[i]?.test(word)) return `${FIELDS[i]} field ${JSON.stringify(field)}: ${JSON.stringify(word)} is not allowed here (Kubernetes CronJobs do not support L, W, # or H)`;
+      if (!NAMES[i]?.test(word))
+        return `${FIELDS[i]} field ${JSON.stringify(field)}: ${JSON.stringify(word)} is not allowed here (Kubernetes CronJobs do not support L, W, # or H)`;
     }
-    if (/[^0-9A-Za-z*?,/-]/.test(field)) return `${FIELDS[i]} field ${JSON.stringify(field)} contains a character Kubernetes CronJobs do not accept`;
+    if (/[^0-9A-Za-z*?,/-]/.test(field))
+      return `${FIELDS[i]} field ${JSON.stringify(field)} contains a character Kubernetes CronJobs do not accept`;
     const endpoints = field.split(',').flatMap((part) => part.split('/')[0]!.split('-'));
     if (i === 4 && endpoints.some((n) => /^[0-9]+$/.test(n) && Number(n) > 6)) {
       return `day of week field ${JSON.stringify(field)}: days are 0-6 (Sunday is 0)`;

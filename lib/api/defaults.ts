@@ -6,9 +6,7 @@
 import { KIND_INFO, type Kind, type Schema } from './schema.js';
 
 export type PatchOp =
-  | { op: 'add'; path: string; value: unknown }
-  | { op: 'replace'; path: string; value: unknown }
-  | { op: 'remove'; path: string };
+  { op: 'add'; path: string; value: unknown } | { op: 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -49,7 +47,8 @@ function computedDefaults(kind: Kind, spec: Obj, ctx: DefaultingContext, warning
         spec.metadata = { ...metadata, connectionSecret: { name: `${ctx.name}-app` } };
       }
       const store = spec.objectStore;
-      if (isObj(store) && store.prefix === undefined && ctx.namespace) spec.objectStore = { ...store, prefix: `${ctx.namespace}/${ctx.name}` };
+      if (isObj(store) && store.prefix === undefined && ctx.namespace)
+        spec.objectStore = { ...store, prefix: `${ctx.namespace}/${ctx.name}` };
     }
     // A backup target without a prefix gets the layout backups have beside the data, recorded on
     // the object like the data prefix (lib/k8s/catalog-runner.ts backupPath computes the same).
@@ -59,9 +58,15 @@ function computedDefaults(kind: Kind, spec: Obj, ctx: DefaultingContext, warning
       spec.backupPolicy = { ...policy, target: { ...policy.target, prefix: backupPrefix(prefix) } };
     }
   }
-  if (kind === 'DuckLakePool' && typeof spec.targetUtilization === 'string' && /^\s*(0?\.[0-9]+|0|1(\.0+)?)\s*$/.test(spec.targetUtilization)) {
+  if (
+    kind === 'DuckLakePool' &&
+    typeof spec.targetUtilization === 'string' &&
+    /^\s*(0?\.[0-9]+|0|1(\.0+)?)\s*$/.test(spec.targetUtilization)
+  ) {
     // The original operator stored targetUtilization as a string ("0.8"); it is a number now.
-    warnings.push(`spec.targetUtilization: the string ${JSON.stringify(spec.targetUtilization)} was converted to the number ${Number(spec.targetUtilization)}`);
+    warnings.push(
+      `spec.targetUtilization: the string ${JSON.stringify(spec.targetUtilization)} was converted to the number ${Number(spec.targetUtilization)}`,
+    );
     spec.targetUtilization = Number(spec.targetUtilization);
   }
 }
@@ -92,7 +97,11 @@ export function diff(before: unknown, after: unknown, path = ''): PatchOp[] {
 }
 
 /** The patch (against the whole object) that fills in the spec's defaults, and warnings for the user. */
-export function defaultsPatch(kind: Kind, object: unknown, ctx: DefaultingContext = { operation: 'CREATE' }): { patch: PatchOp[]; warnings: string[] } {
+export function defaultsPatch(
+  kind: Kind,
+  object: unknown,
+  ctx: DefaultingContext = { operation: 'CREATE' },
+): { patch: PatchOp[]; warnings: string[] } {
   const warnings: string[] = [];
   if (!isObj(object) || !isObj(object.spec)) return { patch: [], warnings };
   const spec = withDefaults(KIND_INFO[kind].spec, object.spec) as Obj;

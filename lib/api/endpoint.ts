@@ -24,10 +24,12 @@ export function parseEndpoint(text: unknown): Endpoint | undefined {
 export function endpointProblem(text: unknown): string | undefined {
   if (typeof text !== 'string' || text.trim() === '') return 'must be a host, host:port or http(s) URL';
   if (parseEndpoint(text)) return undefined;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) && !/^https?:\/\//i.test(text)) return `${JSON.stringify(text)}: only http:// and https:// URLs are supported`;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) && !/^https?:\/\//i.test(text))
+    return `${JSON.stringify(text)}: only http:// and https:// URLs are supported`;
   if (/@/.test(text)) return `${JSON.stringify(text)}: must not contain credentials; put them in credentialsSecret`;
   const port = /:([0-9]+)\/?$/.exec(text);
-  if (port && (Number(port[1]) < 1 || Number(port[1]) > 65535)) return `${JSON.stringify(text)}: port ${port[1]} is not between 1 and 65535`;
+  if (port && (Number(port[1]) < 1 || Number(port[1]) > 65535))
+    return `${JSON.stringify(text)}: port ${port[1]} is not between 1 and 65535`;
   if (/^https?:\/\/[^/]+\/./i.test(text)) return `${JSON.stringify(text)}: must not have a path; put a key prefix in objectStore.prefix`;
   return `${JSON.stringify(text)} is not a host, host:port or http(s) URL`;
 }

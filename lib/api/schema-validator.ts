@@ -8,7 +8,12 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:
 
 function newAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false, strictRequired: false, validateFormats: true });
-  ajv.addVocabulary(['x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string', 'x-kubernetes-list-type', 'x-kubernetes-validations']);
+  ajv.addVocabulary([
+    'x-kubernetes-preserve-unknown-fields',
+    'x-kubernetes-int-or-string',
+    'x-kubernetes-list-type',
+    'x-kubernetes-validations',
+  ]);
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   ajv.addFormat('date-time', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
@@ -25,11 +30,13 @@ function newAjv(): Ajv {
         if (!item || typeof item !== 'object') continue;
         const id = JSON.stringify(keys.map((k) => (item as Record<string, unknown>)[k]));
         if (seen.has(id)) {
-          (uniqueKeys as unknown as { errors: Partial<ErrorObject>[] }).errors = [{
-            keyword: 'x-kubernetes-list-map-keys',
-            message: `duplicate entry with ${keys.map((k) => `${k}=${JSON.stringify((item as Record<string, unknown>)[k])}`).join(', ')}`,
-            params: { index: i },
-          }];
+          (uniqueKeys as unknown as { errors: Partial<ErrorObject>[] }).errors = [
+            {
+              keyword: 'x-kubernetes-list-map-keys',
+              message: `duplicate entry with ${keys.map((k) => `${k}=${JSON.stringify((item as Record<string, unknown>)[k])}`).join(', ')}`,
+              params: { index: i },
+            },
+          ];
           return false;
         }
         seen.add(id);
@@ -52,7 +59,8 @@ export function strictSchema(schema: Schema): Schema {
     if (copy.additionalProperties === undefined && !copy['x-kubernetes-preserve-unknown-fields']) copy.additionalProperties = false;
   }
   if (copy.items) copy.items = strictSchema(copy.items);
-  if (copy.additionalProperties && typeof copy.additionalProperties === 'object') copy.additionalProperties = strictSchema(copy.additionalProperties);
+  if (copy.additionalProperties && typeof copy.additionalProperties === 'object')
+    copy.additionalProperties = strictSchema(copy.additionalProperties);
   return copy;
 }
 
@@ -70,7 +78,11 @@ function compiled(key: string, schema: () => Schema): ValidateFunction {
 
 /** The spec of an object, checked against its kind's schema, unknown fields refused. */
 export function specSchemaProblems(kind: Kind, spec: unknown): FieldProblem[] {
-  const validate = compiled(`spec:${kind}`, () => ({ type: 'object', properties: { spec: strictSchema(objectSchema(kind).properties!.spec!) }, required: ['spec'] }));
+  const validate = compiled(`spec:${kind}`, () => ({
+    type: 'object',
+    properties: { spec: strictSchema(objectSchema(kind).properties!.spec!) },
+    required: ['spec'],
+  }));
   return validate({ spec }) ? [] : toProblems(validate.errors ?? [], { spec });
 }
 
@@ -131,7 +143,14 @@ function shown(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-const TYPE_NAMES: Record<string, string> = { object: 'an object', array: 'a list', string: 'a string', integer: 'a whole number', number: 'a number', boolean: 'true or false' };
+const TYPE_NAMES: Record<string, string> = {
+  object: 'an object',
+  array: 'a list',
+  string: 'a string',
+  integer: 'a whole number',
+  number: 'a number',
+  boolean: 'true or false',
+};
 
 function toProblems(errors: ErrorObject[], root: unknown): FieldProblem[] {
   const problems: FieldProblem[] = [];
@@ -142,29 +161,65 @@ function toProblems(errors: ErrorObject[], root: unknown): FieldProblem[] {
     const p = e.params as Record<string, unknown>;
     const join = (name: string) => keyPath(field === '(root)' ? '' : field, name);
     switch (e.keyword) {
-      case 'required': problems.push({ field: join(String(p.missingProperty)), message: 'is required' }); break;
-      case 'additionalProperties': problems.push({ field: join(String(p.additionalProperty)), message: 'is not a field of this kind (check the spelling and the indentation)' }); break;
+      case 'required':
+        problems.push({ field: join(String(p.missingProperty)), message: 'is required' });
+        break;
+      case 'additionalProperties':
+        problems.push({
+          field: join(String(p.additionalProperty)),
+          message: 'is not a field of this kind (check the spelling and the indentation)',
+        });
+        break;
       case 'type':
         if (anyOfPaths.has(e.instancePath)) break; // reported once, below
         problems.push({ field, message: `must be ${TYPE_NAMES[String(p.type)] ?? p.type}, got ${shown(value)}` });
         break;
-      case 'anyOf': problems.push({ field, message: `must be a quantity such as 2Gi or 500m, got ${shown(value)}` }); break;
-      case 'enum': problems.push({ field, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${shown(value)}` }); break;
+      case 'anyOf':
+        problems.push({ field, message: `must be a quantity such as 2Gi or 500m, got ${shown(value)}` });
+        break;
+      case 'enum':
+        problems.push({
+          field,
+          message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${shown(value)}`,
+        });
+        break;
       case 'pattern': {
         const msg = PATTERN_MESSAGES[String(p.pattern)] ?? `must match ${p.pattern}`;
         problems.push({ field, message: `${msg}, got ${shown(value)}` });
         break;
       }
-      case 'minimum': problems.push({ field, message: `must be at least ${p.limit}, got ${shown(value)}` }); break;
-      case 'maximum': problems.push({ field, message: `must be at most ${p.limit}, got ${shown(value)}` }); break;
-      case 'minLength': problems.push({ field, message: Number(p.limit) === 1 ? 'must not be empty' : `must be at least ${p.limit} characters` }); break;
-      case 'maxLength': problems.push({ field, message: `must be at most ${p.limit} characters` }); break;
-      case 'minItems': problems.push({ field, message: `must have at least ${p.limit} item${p.limit === 1 ? '' : 's'}` }); break;
-      case 'maxItems': problems.push({ field, message: `must have at most ${p.limit} items` }); break;
-      case 'maxProperties': problems.push({ field, message: `must have at most ${p.limit} entries` }); break;
-      case 'format': problems.push({ field, message: p.format === 'date-time' ? 'must be an RFC 3339 time' : `must be a ${p.format} number, got ${shown(value)}` }); break;
-      case 'x-kubernetes-list-map-keys': problems.push({ field: `${field}[${p.index}]`, message: e.message ?? 'duplicate entry' }); break;
-      default: problems.push({ field, message: e.message ?? 'is invalid' });
+      case 'minimum':
+        problems.push({ field, message: `must be at least ${p.limit}, got ${shown(value)}` });
+        break;
+      case 'maximum':
+        problems.push({ field, message: `must be at most ${p.limit}, got ${shown(value)}` });
+        break;
+      case 'minLength':
+        problems.push({ field, message: Number(p.limit) === 1 ? 'must not be empty' : `must be at least ${p.limit} characters` });
+        break;
+      case 'maxLength':
+        problems.push({ field, message: `must be at most ${p.limit} characters` });
+        break;
+      case 'minItems':
+        problems.push({ field, message: `must have at least ${p.limit} item${p.limit === 1 ? '' : 's'}` });
+        break;
+      case 'maxItems':
+        problems.push({ field, message: `must have at most ${p.limit} items` });
+        break;
+      case 'maxProperties':
+        problems.push({ field, message: `must have at most ${p.limit} entries` });
+        break;
+      case 'format':
+        problems.push({
+          field,
+          message: p.format === 'date-time' ? 'must be an RFC 3339 time' : `must be a ${p.format} number, got ${shown(value)}`,
+        });
+        break;
+      case 'x-kubernetes-list-map-keys':
+        problems.push({ field: `${field}[${p.index}]`, message: e.message ?? 'duplicate entry' });
+        break;
+      default:
+        problems.push({ field, message: e.message ?? 'is invalid' });
     }
   }
   return problems;

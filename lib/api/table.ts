@@ -26,7 +26,8 @@ export type { FieldProblem };
 export const COMPRESSIONS = ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'ZSTD', 'BROTLI', 'LZ4', 'LZ4_RAW'] as const;
 export const PARTITION_TRANSFORMS = ['year', 'month', 'day', 'hour'] as const;
 export type PartitionTransform = (typeof PARTITION_TRANSFORMS)[number];
-export const PARTITION_KEY_PATTERN = '^\\s*(?:(year|month|day|hour)\\s*\\(\\s*([A-Za-z_][A-Za-z0-9_]*)\\s*\\)|([A-Za-z_][A-Za-z0-9_]*))\\s*$';
+export const PARTITION_KEY_PATTERN =
+  '^\\s*(?:(year|month|day|hour)\\s*\\(\\s*([A-Za-z_][A-Za-z0-9_]*)\\s*\\)|([A-Za-z_][A-Za-z0-9_]*))\\s*$';
 const PARTITION_KEY = new RegExp(PARTITION_KEY_PATTERN, 'i');
 const TEMPORAL = new Set(['DATE', 'TIMESTAMP', 'TIMESTAMPTZ', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS']);
 
@@ -71,7 +72,8 @@ export function tableSpecProblems(spec: unknown, path = 'spec'): FieldProblem[] 
       if (!c || typeof c !== 'object') return add(at, 'must be an object with name and type');
       const p = identifierProblem(c.name);
       if (p) add(`${at}.name`, p);
-      else if (seen.has(c.name.toLowerCase())) add(`${at}.name`, `duplicate column name ${JSON.stringify(c.name)} (names are case-insensitive)`);
+      else if (seen.has(c.name.toLowerCase()))
+        add(`${at}.name`, `duplicate column name ${JSON.stringify(c.name)} (names are case-insensitive)`);
       if (!p) seen.add(c.name.toLowerCase());
       try {
         const t = parseColumnType(c.type);
@@ -93,18 +95,21 @@ export function tableSpecProblems(spec: unknown, path = 'spec'): FieldProblem[] 
       }
       if (format.partitioning !== undefined) {
         if (!Array.isArray(format.partitioning)) add('format.partitioning', 'must be a list of partition keys');
-        else format.partitioning.forEach((key, i) => {
-          const at = `format.partitioning[${i}]`;
-          const k = typeof key === 'string' ? parsePartitionKey(key) : undefined;
-          if (!k) return add(at, `${JSON.stringify(key)} is not a partition key: use a column name or year|month|day|hour(column)`);
-          const t = types.get(k.column.toLowerCase());
-          if (!seen.has(k.column.toLowerCase())) return add(at, `partition column ${JSON.stringify(k.column)} is not one of the table's columns`);
-          if (!t) return; // the column's type is invalid and reported above
-          if (k.transform && !(t.kind === 'scalar' && TEMPORAL.has(t.name))) {
-            add(at, `${k.transform}() needs a DATE or TIMESTAMP column, but ${k.column} is ${formatColumnType(t)}`);
-          }
-          if (!k.transform && t.kind !== 'scalar' && t.kind !== 'decimal') add(at, `cannot partition by ${k.column}: ${formatColumnType(t)} is a nested type`);
-        });
+        else
+          format.partitioning.forEach((key, i) => {
+            const at = `format.partitioning[${i}]`;
+            const k = typeof key === 'string' ? parsePartitionKey(key) : undefined;
+            if (!k) return add(at, `${JSON.stringify(key)} is not a partition key: use a column name or year|month|day|hour(column)`);
+            const t = types.get(k.column.toLowerCase());
+            if (!seen.has(k.column.toLowerCase()))
+              return add(at, `partition column ${JSON.stringify(k.column)} is not one of the table's columns`);
+            if (!t) return; // the column's type is invalid and reported above
+            if (k.transform && !(t.kind === 'scalar' && TEMPORAL.has(t.name))) {
+              add(at, `${k.transform}() needs a DATE or TIMESTAMP column, but ${k.column} is ${formatColumnType(t)}`);
+            }
+            if (!k.transform && t.kind !== 'scalar' && t.kind !== 'decimal')
+              add(at, `cannot partition by ${k.column}: ${formatColumnType(t)} is a nested type`);
+          });
       }
     }
   }
@@ -138,26 +143,45 @@ export function columnChangeProblems(
     const d = wanted.get(col.name.toLowerCase());
     if (!d) {
       if (partitionColumns.some((p) => p.toLowerCase() === col.name.toLowerCase())) {
-        problems.push({ field: `${path}.columns`, message: `column ${JSON.stringify(col.name)} is a partition column of the existing data and cannot be removed` });
+        problems.push({
+          field: `${path}.columns`,
+          message: `column ${JSON.stringify(col.name)} is a partition column of the existing data and cannot be removed`,
+        });
       } else if (!options.allowDrop) {
-        problems.push({ field: `${path}.columns`, message: `column ${JSON.stringify(col.name)} would be dropped; dropping columns needs --allow-drop` });
+        problems.push({
+          field: `${path}.columns`,
+          message: `column ${JSON.stringify(col.name)} would be dropped; dropping columns needs --allow-drop`,
+        });
       }
       continue;
     }
     const at = `${path}.columns[${d.i}]`;
     let next: ColumnType;
-    try { next = parseColumnType(d.c.type); } catch { continue; } // reported by tableSpecProblems
+    try {
+      next = parseColumnType(d.c.type);
+    } catch {
+      continue;
+    } // reported by tableSpecProblems
     if (!sameColumnType(col.type, next) && !isLosslessWidening(col.type, next)) {
-      problems.push({ field: `${at}.type`, message: `cannot change ${col.name} from ${formatColumnType(col.type)} to ${formatColumnType(next)}: only lossless widenings are allowed (e.g. INTEGER to BIGINT, FLOAT to DOUBLE)` });
+      problems.push({
+        field: `${at}.type`,
+        message: `cannot change ${col.name} from ${formatColumnType(col.type)} to ${formatColumnType(next)}: only lossless widenings are allowed (e.g. INTEGER to BIGINT, FLOAT to DOUBLE)`,
+      });
     }
     if (col.nullable && d.c.nullable === false) {
-      problems.push({ field: `${at}.nullable`, message: `cannot make existing column ${col.name} NOT NULL; nullability can only be relaxed` });
+      problems.push({
+        field: `${at}.nullable`,
+        message: `cannot make existing column ${col.name} NOT NULL; nullability can only be relaxed`,
+      });
     }
   }
   const existing = new Set(current.map((c) => c.name.toLowerCase()));
   desired.forEach((c, i) => {
     if (!existing.has(c.name.toLowerCase()) && c.nullable === false && current.length > 0) {
-      problems.push({ field: `${path}.columns[${i}].nullable`, message: `new column ${c.name} must be nullable: existing rows have no value for it` });
+      problems.push({
+        field: `${path}.columns[${i}].nullable`,
+        message: `new column ${c.name} must be nullable: existing rows have no value for it`,
+      });
     }
   });
   return problems;

@@ -11,7 +11,14 @@ import { MAX_SPEC_DEPTH, structureProblem } from './limits.js';
 import { GIBIBYTE, parseQuantity } from './quantity.js';
 import type { Kind } from './schema.js';
 import { keyPath, specSchemaProblems } from './schema-validator.js';
-import { columnChangeProblems, parsePartitionKey, tableSpecProblems, type ColumnSpec, type ExistingColumn, type FieldProblem } from './table.js';
+import {
+  columnChangeProblems,
+  parsePartitionKey,
+  tableSpecProblems,
+  type ColumnSpec,
+  type ExistingColumn,
+  type FieldProblem,
+} from './table.js';
 
 type Obj = Record<string, unknown>;
 
@@ -57,7 +64,10 @@ export function validateSpec(kind: Kind, spec: unknown, oldSpec?: unknown): Verd
   // (and a log line) as large as itself.
   if (problems.length > MAX_PROBLEMS) {
     const more = problems.length - MAX_PROBLEMS;
-    problems.splice(MAX_PROBLEMS, more, { field: 'spec', message: `and ${more} more problems (only the first ${MAX_PROBLEMS} are listed)` });
+    problems.splice(MAX_PROBLEMS, more, {
+      field: 'spec',
+      message: `and ${more} more problems (only the first ${MAX_PROBLEMS} are listed)`,
+    });
   }
   return { problems, warnings: v.warnings.slice(0, MAX_PROBLEMS) };
 }
@@ -82,15 +92,18 @@ function catalogRules(spec: Obj, v: Verdict): void {
     }
     const bucket = str(where.bucket);
     if (bucket) {
-      if (bucket.includes('..') || /\.-|-\./.test(bucket)) add(`${at}.bucket`, `${q(bucket)}: dots may not be next to each other or to a hyphen`);
+      if (bucket.includes('..') || /\.-|-\./.test(bucket))
+        add(`${at}.bucket`, `${q(bucket)}: dots may not be next to each other or to a hyphen`);
       if (/^\d+\.\d+\.\d+\.\d+$/.test(bucket)) add(`${at}.bucket`, `${q(bucket)}: must not be formatted as an IP address`);
-      if (bucket.startsWith('xn--') || bucket.endsWith('-s3alias') || bucket.endsWith('--ol-s3')) add(`${at}.bucket`, `${q(bucket)}: uses a prefix or suffix S3 reserves`);
+      if (bucket.startsWith('xn--') || bucket.endsWith('-s3alias') || bucket.endsWith('--ol-s3'))
+        add(`${at}.bucket`, `${q(bucket)}: uses a prefix or suffix S3 reserves`);
     }
     const prefix = str(where.prefix);
     if (prefix) {
       if (prefix.startsWith('/')) add(`${at}.prefix`, `${q(prefix)}: must not start with "/"`);
       if (prefix.includes('//')) add(`${at}.prefix`, `${q(prefix)}: must not contain empty segments ("//")`);
-      if (prefix.split('/').some((s) => s === '.' || s === '..')) add(`${at}.prefix`, `${q(prefix)}: must not contain "." or ".." segments`);
+      if (prefix.split('/').some((s) => s === '.' || s === '..'))
+        add(`${at}.prefix`, `${q(prefix)}: must not contain "." or ".." segments`);
     }
   };
   const store = spec.objectStore;
@@ -104,12 +117,17 @@ function catalogRules(spec: Obj, v: Verdict): void {
     const trim = (p: string) => p.replace(/^\/+|\/+$/g, '');
     const data = `${trim(dataPrefix) ? `${trim(dataPrefix)}/` : ''}data`;
     const t = trim(targetPrefix);
-    if (t === data || t.startsWith(`${data}/`)) add('backupPolicy.target.prefix', `${q(targetPrefix)} is inside the data path (${data}/): maintenance would delete the backups there; use a prefix beside it`);
+    if (t === data || t.startsWith(`${data}/`))
+      add(
+        'backupPolicy.target.prefix',
+        `${q(targetPrefix)} is inside the data path (${data}/): maintenance would delete the backups there; use a prefix beside it`,
+      );
   }
 
   const metadataType = str(get(spec, 'metadata', 'type')) ?? 'duckdb';
   const connection = get(spec, 'metadata', 'connectionSecret');
-  if (metadataType === 'duckdb' && connection !== undefined) add('metadata.connectionSecret', 'is only used when metadata.type is postgres');
+  if (metadataType === 'duckdb' && connection !== undefined)
+    add('metadata.connectionSecret', 'is only used when metadata.type is postgres');
   if (metadataType === 'postgres' && (spec.size !== undefined || spec.storageClass !== undefined)) {
     v.warnings.push('spec.size and spec.storageClass are not used when metadata.type is postgres: the metadata lives in the database');
   }
@@ -126,7 +144,8 @@ function catalogRules(spec: Obj, v: Verdict): void {
     add('maintenance.orphansOlderThan', 'must be at least 1h: younger unreferenced files may belong to a write still in flight');
   }
   const threshold = num(get(spec, 'maintenance', 'rewriteDeleteThreshold'));
-  if (threshold !== undefined && threshold < 0.000001) add('maintenance.rewriteDeleteThreshold', `must be above 0 (a file with no deleted rows is never rewritten), got ${threshold}`);
+  if (threshold !== undefined && threshold < 0.000001)
+    add('maintenance.rewriteDeleteThreshold', `must be above 0 (a file with no deleted rows is never rewritten), got ${threshold}`);
   const fileSize = get(spec, 'maintenance', 'targetFileSize');
   const fileBytes = parseQuantity(fileSize);
   if (fileSize !== undefined && fileBytes !== undefined && (fileBytes < 2 ** 20 || !Number.isInteger(fileBytes))) {
@@ -140,12 +159,37 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
       v.problems.push({ field: `spec.${field}`, message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}): ${why}` });
     }
   };
-  immutable('objectStore.bucket', get(old, 'objectStore', 'bucket'), get(spec, 'objectStore', 'bucket'), 'the lake\'s data files live there; create a new catalog to move it');
-  immutable('objectStore.prefix', get(old, 'objectStore', 'prefix') ?? '', get(spec, 'objectStore', 'prefix') ?? '', 'the lake\'s data files live there; create a new catalog to move it');
-  immutable('metadata.type', get(old, 'metadata', 'type') ?? 'duckdb', get(spec, 'metadata', 'type') ?? 'duckdb', 'the metadata cannot be moved between backends in place; back up and restore into a new catalog');
-  immutable('metadata.schema', get(old, 'metadata', 'schema') ?? '', get(spec, 'metadata', 'schema') ?? '', 'the metadata tables live there');
-  immutable('encryption.enabled', get(old, 'encryption', 'enabled') ?? false, get(spec, 'encryption', 'enabled') ?? false, 'DuckLake fixes encryption when the lake is created');
-  immutable('storageClass', old.storageClass ?? '', spec.storageClass ?? '', 'a volume\'s storage class cannot change');
+  immutable(
+    'objectStore.bucket',
+    get(old, 'objectStore', 'bucket'),
+    get(spec, 'objectStore', 'bucket'),
+    "the lake's data files live there; create a new catalog to move it",
+  );
+  immutable(
+    'objectStore.prefix',
+    get(old, 'objectStore', 'prefix') ?? '',
+    get(spec, 'objectStore', 'prefix') ?? '',
+    "the lake's data files live there; create a new catalog to move it",
+  );
+  immutable(
+    'metadata.type',
+    get(old, 'metadata', 'type') ?? 'duckdb',
+    get(spec, 'metadata', 'type') ?? 'duckdb',
+    'the metadata cannot be moved between backends in place; back up and restore into a new catalog',
+  );
+  immutable(
+    'metadata.schema',
+    get(old, 'metadata', 'schema') ?? '',
+    get(spec, 'metadata', 'schema') ?? '',
+    'the metadata tables live there',
+  );
+  immutable(
+    'encryption.enabled',
+    get(old, 'encryption', 'enabled') ?? false,
+    get(spec, 'encryption', 'enabled') ?? false,
+    'DuckLake fixes encryption when the lake is created',
+  );
+  immutable('storageClass', old.storageClass ?? '', spec.storageClass ?? '', "a volume's storage class cannot change");
 
   const before = parseQuantity(str(old.size));
   const after = parseQuantity(str(spec.size));
@@ -155,7 +199,10 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   const restoreBefore = q([get(old, 'restoreFrom', 'backup'), get(old, 'restoreFrom', 'catalog')]);
   const restoreAfter = q([get(spec, 'restoreFrom', 'backup'), get(spec, 'restoreFrom', 'catalog')]);
   if (get(spec, 'restoreFrom') !== undefined && restoreAfter !== restoreBefore) {
-    v.problems.push({ field: 'spec.restoreFrom', message: 'can only be set when the catalog is created; restore into a new catalog instead' });
+    v.problems.push({
+      field: 'spec.restoreFrom',
+      message: 'can only be set when the catalog is created; restore into a new catalog instead',
+    });
   }
 }
 
@@ -163,19 +210,26 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
 
 function tableRules(spec: Obj, v: Verdict): void {
   v.problems.push(...tableSpecProblems(spec, 'spec'));
-  if (spec.deletionPolicy === 'Delete') v.warnings.push('deletionPolicy Delete: deleting this object drops the table and its data from the lake');
+  if (spec.deletionPolicy === 'Delete')
+    v.warnings.push('deletionPolicy Delete: deleting this object drops the table and its data from the lake');
 }
 
 function wellFormedColumns(columns: unknown): ColumnSpec[] | undefined {
   if (!Array.isArray(columns)) return undefined;
-  const ok = columns.every((c) => isObj(c) && typeof c.name === 'string' && typeof c.type === 'string' && (c.nullable === undefined || typeof c.nullable === 'boolean'));
+  const ok = columns.every(
+    (c) =>
+      isObj(c) && typeof c.name === 'string' && typeof c.type === 'string' && (c.nullable === undefined || typeof c.nullable === 'boolean'),
+  );
   return ok ? (columns as ColumnSpec[]) : undefined;
 }
 
 function tableUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   const immutable = (field: string, before: unknown, after: unknown) => {
     if (JSON.stringify(before) !== JSON.stringify(after)) {
-      v.problems.push({ field: `spec.${field}`, message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}); create a new DuckLakeTable instead` });
+      v.problems.push({
+        field: `spec.${field}`,
+        message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}); create a new DuckLakeTable instead`,
+      });
     }
   };
   immutable('name', old.name, spec.name);
@@ -188,7 +242,11 @@ function tableUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   const existing: ExistingColumn[] = [];
   for (const c of before) {
     let type: ColumnType;
-    try { type = parseColumnType(c.type); } catch { continue; }
+    try {
+      type = parseColumnType(c.type);
+    } catch {
+      continue;
+    }
     existing.push({ name: c.name, type, nullable: c.nullable !== false });
   }
   const partitioning = get(old, 'format', 'partitioning');
@@ -211,7 +269,10 @@ function backupUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
     const before = old[field] ?? dflt;
     const after = spec[field] ?? dflt;
     if (JSON.stringify(before) !== JSON.stringify(after)) {
-      v.problems.push({ field: `spec.${field}`, message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}); create a new DuckLakeBackup instead` });
+      v.problems.push({
+        field: `spec.${field}`,
+        message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}); create a new DuckLakeBackup instead`,
+      });
     }
   }
 }
@@ -229,7 +290,10 @@ function poolRules(spec: Obj, v: Verdict): void {
   if (target !== undefined && target <= 0) add('targetUtilization', `must be greater than 0 and at most 1, got ${target}`);
 
   const minimum: [string, number, string][] = [
-    ['scaleInterval', 1, '1s'], ['maxQueryDuration', 1, '1s'], ['maxIdleTime', 1, '1s'], ['maxLifetime', 60, '1m'],
+    ['scaleInterval', 1, '1s'],
+    ['maxQueryDuration', 1, '1s'],
+    ['maxIdleTime', 1, '1s'],
+    ['maxLifetime', 60, '1m'],
   ];
   for (const [field, least, text] of minimum) {
     const seconds = parseDuration(str(spec[field]) ?? '');
@@ -242,7 +306,10 @@ function poolRules(spec: Obj, v: Verdict): void {
   if (isObj(resources)) {
     const requests = isObj(resources.requests) ? resources.requests : {};
     const limits = isObj(resources.limits) ? resources.limits : {};
-    for (const [section, map] of [['requests', requests], ['limits', limits]] as const) {
+    for (const [section, map] of [
+      ['requests', requests],
+      ['limits', limits],
+    ] as const) {
       for (const [name, value] of Object.entries(map)) {
         const at = keyPath(`template.resources.${section}`, name);
         const keyProblem = labelKeyProblem(name);
@@ -272,7 +339,8 @@ function poolRules(spec: Obj, v: Verdict): void {
       const operator = t.operator ?? 'Equal';
       if (operator === 'Exists' && t.value !== undefined && t.value !== '') add(`${at}.value`, 'must be empty when operator is Exists');
       if ((t.key === undefined || t.key === '') && operator !== 'Exists') add(`${at}.operator`, 'must be Exists when key is empty');
-      if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') add(`${at}.tolerationSeconds`, 'is only valid with effect NoExecute');
+      if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute')
+        add(`${at}.tolerationSeconds`, 'is only valid with effect NoExecute');
       if (typeof t.key === 'string' && t.key !== '') {
         const p = labelKeyProblem(t.key);
         if (p) add(`${at}.key`, p);

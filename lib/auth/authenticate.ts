@@ -27,7 +27,10 @@ export class Unauthenticated extends Error {}
 /** The API server could not be asked: 503, never 401 (the token may be fine). */
 export class AuthUnavailable extends Error {}
 
-interface StaticEntry { digest: Buffer; principal: Principal }
+interface StaticEntry {
+  digest: Buffer;
+  principal: Principal;
+}
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -41,7 +44,10 @@ export function parseStaticTokens(text: string): { token: string; principal: Pri
   const out: { token: string; principal: Principal }[] = [];
   for (const entry of text.split(/[\s,]+/).filter((t) => t.length > 0)) {
     const eq = entry.indexOf('=');
-    if (eq < 0) { out.push({ token: entry, principal: { user: 'featherman:static', groups: ['featherman:static-tokens'], allAccess: true } }); continue; }
+    if (eq < 0) {
+      out.push({ token: entry, principal: { user: 'featherman:static', groups: ['featherman:static-tokens'], allAccess: true } });
+      continue;
+    }
     const token = entry.slice(0, eq);
     // User names hold colons (system:serviceaccount:ns:name), so groups follow semicolons.
     const [user, ...groups] = entry.slice(eq + 1).split(';');
@@ -64,7 +70,9 @@ export function kubernetesTokenReviewer(kc: KubeConfig): TokenReviewer {
   return async (token, audiences) => {
     let review;
     try {
-      review = await api.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } });
+      review = await api.createTokenReview({
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
+      });
     } catch (err) {
       metrics.authChecks.inc({ check: 'tokenreview', result: 'error' });
       throw new AuthUnavailable(`the API server could not review the token (${(err as { code?: number }).code ?? 'unreachable'})`);
@@ -75,7 +83,12 @@ export function kubernetesTokenReviewer(kc: KubeConfig): TokenReviewer {
     const ok = s?.authenticated === true && s.user?.username && (s.audiences ?? []).some((a) => audiences.includes(a));
     metrics.authChecks.inc({ check: 'tokenreview', result: ok ? 'allowed' : 'denied' });
     if (!ok) return undefined;
-    return { user: s!.user!.username!, groups: s!.user!.groups ?? [], ...(s!.user!.uid ? { uid: s!.user!.uid } : {}), ...(s!.user!.extra ? { extra: s!.user!.extra } : {}) };
+    return {
+      user: s!.user!.username!,
+      groups: s!.user!.groups ?? [],
+      ...(s!.user!.uid ? { uid: s!.user!.uid } : {}),
+      ...(s!.user!.extra ? { extra: s!.user!.extra } : {}),
+    };
   };
 }
 
@@ -104,9 +117,13 @@ export class Authenticator {
   }
 
   /** Whether any way to authenticate is configured. */
-  get configured(): boolean { return this.statics.length > 0 || this.opts.reviewer !== undefined; }
+  get configured(): boolean {
+    return this.statics.length > 0 || this.opts.reviewer !== undefined;
+  }
   /** Whether the cluster decides (TokenReview and SubjectAccessReview). */
-  get kubernetes(): boolean { return this.opts.reviewer !== undefined; }
+  get kubernetes(): boolean {
+    return this.opts.reviewer !== undefined;
+  }
 
   /** The principal behind an Authorization header; Unauthenticated (401) or AuthUnavailable (503). */
   async authenticate(header: string | undefined): Promise<Principal> {
@@ -118,7 +135,10 @@ export class Authenticator {
     let found: Principal | undefined;
     for (const s of this.statics) if (timingSafeEqual(given, s.digest)) found ??= s.principal;
     if (found) return found;
-    if (!this.opts.reviewer) throw new Unauthenticated(this.statics.length ? 'a valid bearer token is required' : 'no API tokens are configured (FEATHERMAN_API_TOKENS)');
+    if (!this.opts.reviewer)
+      throw new Unauthenticated(
+        this.statics.length ? 'a valid bearer token is required' : 'no API tokens are configured (FEATHERMAN_API_TOKENS)',
+      );
     // The cache is keyed by the token's digest: the token itself is never kept.
     const key = given.toString('base64');
     const now = Date.now();

@@ -25,12 +25,16 @@ export interface AccessQuestion {
 export type AccessReviewer = (principal: Principal, q: AccessQuestion) => Promise<boolean>;
 
 /** The DuckLakeTable objects of a namespace, as the tables they stand for. */
-export interface TableObject { name: string; catalog: string; schema: string; table: string }
+export interface TableObject {
+  name: string;
+  catalog: string;
+  schema: string;
+  table: string;
+}
 export type TableObjects = (namespace: string) => Promise<TableObject[]>;
 
 export type Decision =
-  | { allowed: true; grant?: { read: TableRef[]; write: TableRef[] } }
-  | { allowed: false; table: string; verb: Verb; message: string };
+  { allowed: true; grant?: { read: TableRef[]; write: TableRef[] } } | { allowed: false; table: string; verb: Verb; message: string };
 
 const VERSION = API_VERSION.split('/')[1]!;
 
@@ -41,10 +45,21 @@ export function kubernetesAccessReviewer(kc: KubeConfig): AccessReviewer {
     try {
       review = await api.createSubjectAccessReview({
         body: {
-          apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview',
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SubjectAccessReview',
           spec: {
-            user: p.user, groups: p.groups, ...(p.uid ? { uid: p.uid } : {}), ...(p.extra ? { extra: p.extra } : {}),
-            resourceAttributes: { group: GROUP, resource: q.resource, subresource: 'data', verb: q.verb, name: q.name, namespace: q.namespace },
+            user: p.user,
+            groups: p.groups,
+            ...(p.uid ? { uid: p.uid } : {}),
+            ...(p.extra ? { extra: p.extra } : {}),
+            resourceAttributes: {
+              group: GROUP,
+              resource: q.resource,
+              subresource: 'data',
+              verb: q.verb,
+              name: q.name,
+              namespace: q.namespace,
+            },
           },
         },
       });
@@ -58,7 +73,11 @@ export function kubernetesAccessReviewer(kc: KubeConfig): AccessReviewer {
   };
 }
 
-interface TableSpec { catalogRef?: unknown; name?: unknown; schema?: unknown }
+interface TableSpec {
+  catalogRef?: unknown;
+  name?: unknown;
+  schema?: unknown;
+}
 
 /** DuckLakeTable objects from the API server, read again at most every `ms` per namespace. */
 export function kubernetesTableObjects(kc: KubeConfig, ms = 2000): TableObjects {
@@ -69,11 +88,17 @@ export function kubernetesTableObjects(kc: KubeConfig, ms = 2000): TableObjects 
     if (hit && Date.now() - hit.at < ms) return hit.value;
     const value = (async () => {
       try {
-        const list = (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'ducklaketables' })) as { items: { metadata: { name: string }; spec?: TableSpec }[] };
-        return list.items.filter((o) => typeof o.spec?.name === 'string' && typeof o.spec?.catalogRef === 'string').map((o) => ({
-          name: o.metadata.name, catalog: o.spec!.catalogRef as string,
-          schema: (typeof o.spec!.schema === 'string' ? o.spec!.schema : 'main').toLowerCase(), table: (o.spec!.name as string).toLowerCase(),
-        }));
+        const list = (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'ducklaketables' })) as {
+          items: { metadata: { name: string }; spec?: TableSpec }[];
+        };
+        return list.items
+          .filter((o) => typeof o.spec?.name === 'string' && typeof o.spec?.catalogRef === 'string')
+          .map((o) => ({
+            name: o.metadata.name,
+            catalog: o.spec!.catalogRef as string,
+            schema: (typeof o.spec!.schema === 'string' ? o.spec!.schema : 'main').toLowerCase(),
+            table: (o.spec!.name as string).toLowerCase(),
+          }));
       } catch (err) {
         throw new AuthUnavailable(`the API server could not list the DuckLakeTables (${(err as { code?: number }).code ?? 'unreachable'})`);
       }
@@ -113,7 +138,10 @@ export class Authorizer {
     const key = JSON.stringify([principalKey(p), [...p.groups].sort(), p.extra ?? {}, q.namespace, q.verb, q.resource, q.name]);
     const now = Date.now();
     const hit = this.cache.get(key);
-    if (hit && now - hit.at < this.cacheMs) { metrics.authCache.inc({ check: 'subjectaccessreview', result: 'hit' }); return hit.allowed; }
+    if (hit && now - hit.at < this.cacheMs) {
+      metrics.authCache.inc({ check: 'subjectaccessreview', result: 'hit' });
+      return hit.allowed;
+    }
     metrics.authCache.inc({ check: 'subjectaccessreview', result: 'miss' });
     if (hit) this.cache.delete(key);
     while (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
@@ -128,30 +156,51 @@ export class Authorizer {
    * each allowed by its DuckLakeTable object or by the catalog; the first refused names the
    * table and the verb. Allowed, the grant lists what was allowed, for the worker's own check.
    */
-  async authorize(p: Principal, pool: { namespace: string; catalog: string }, tables: Pick<QueryTables, 'read' | 'write' | 'catalog'>): Promise<Decision> {
+  async authorize(
+    p: Principal,
+    pool: { namespace: string; catalog: string },
+    tables: Pick<QueryTables, 'read' | 'write' | 'catalog'>,
+  ): Promise<Decision> {
     if (!this.decides(p)) return { allowed: true };
     const objects = (await this.opts.tables?.(pool.namespace)) ?? [];
-    const catalogAllows = (verb: Verb) => this.ask(p, { namespace: pool.namespace, verb, resource: 'ducklakecatalogs', name: pool.catalog });
+    const catalogAllows = (verb: Verb) =>
+      this.ask(p, { namespace: pool.namespace, verb, resource: 'ducklakecatalogs', name: pool.catalog });
     const grant: { read: TableRef[]; write: TableRef[] } = { read: [], write: [] };
     const refuse = (table: string, verb: Verb, object?: string): Decision => ({
-      allowed: false, table, verb,
+      allowed: false,
+      table,
+      verb,
       message: `${p.user} may not ${VERB_WORD[verb]} ${table === '*' ? 'the metadata' : `table ${table}`} of catalog ${pool.catalog}: that needs ${verb} on ${object ? `ducklaketables/data ${JSON.stringify(object)} or ` : ''}ducklakecatalogs/data ${JSON.stringify(pool.catalog)} in namespace ${pool.namespace}`,
     });
     if (tables.catalog) {
       if (!(await catalogAllows('get'))) return refuse('*', 'get');
       grant.read = ALL_TABLES;
     }
-    const steps: [Verb, TableRef][] = [...tables.write.map((t) => ['update', t] as [Verb, TableRef]), ...tables.read.map((t) => ['get', t] as [Verb, TableRef])];
+    const steps: [Verb, TableRef][] = [
+      ...tables.write.map((t) => ['update', t] as [Verb, TableRef]),
+      ...tables.read.map((t) => ['get', t] as [Verb, TableRef]),
+    ];
     for (const [verb, t] of steps) {
       const list = verb === 'get' ? grant.read : grant.write;
       if (isAll(list)) continue;
-      const matches = objects.filter((o) => o.catalog === pool.catalog && o.schema === t.schema && o.table === t.table).map((o) => o.name).sort();
+      const matches = objects
+        .filter((o) => o.catalog === pool.catalog && o.schema === t.schema && o.table === t.table)
+        .map((o) => o.name)
+        .sort();
       // A table literally named "*"."*" would read as the wildcard in a grant: only the catalog's grant covers it.
       let ok = false;
       if (isAll([t])) matches.length = 0;
-      for (const name of matches) if (!ok && await this.ask(p, { namespace: pool.namespace, verb, resource: 'ducklaketables', name })) ok = true;
-      if (ok) { list.push(t); continue; }
-      if (await catalogAllows(verb)) { if (verb === 'get') grant.read = ALL_TABLES; else grant.write = ALL_TABLES; continue; }
+      for (const name of matches)
+        if (!ok && (await this.ask(p, { namespace: pool.namespace, verb, resource: 'ducklaketables', name }))) ok = true;
+      if (ok) {
+        list.push(t);
+        continue;
+      }
+      if (await catalogAllows(verb)) {
+        if (verb === 'get') grant.read = ALL_TABLES;
+        else grant.write = ALL_TABLES;
+        continue;
+      }
       return refuse(showTable(t), verb, matches[0]);
     }
     return { allowed: true, grant };
@@ -166,7 +215,9 @@ export class Authorizer {
     for (const verb of ['update', 'get'] as Verb[]) {
       if (!(await this.ask(p, { namespace: pool.namespace, verb, resource: 'ducklakecatalogs', name: pool.catalog }))) {
         return {
-          allowed: false, table: '*', verb,
+          allowed: false,
+          table: '*',
+          verb,
           message: `${p.user} may not ${VERB_WORD[verb]} catalog ${pool.catalog} as a whole: with no ready worker (the cold path) a statement other than SELECT needs ${verb} on ducklakecatalogs/data ${JSON.stringify(pool.catalog)} in namespace ${pool.namespace}, since its tables are known only once bound; retry when the pool has a ready worker`,
         };
       }

@@ -9,7 +9,13 @@ let connection: Promise<DuckDBConnection> | undefined;
 
 function parser(): Promise<DuckDBConnection> {
   connection ??= (async () => {
-    const db = await DuckDBInstance.create(':memory:', { enable_external_access: 'false', autoload_known_extensions: 'false', autoinstall_known_extensions: 'false', lock_configuration: 'true', threads: '1' });
+    const db = await DuckDBInstance.create(':memory:', {
+      enable_external_access: 'false',
+      autoload_known_extensions: 'false',
+      autoinstall_known_extensions: 'false',
+      lock_configuration: 'true',
+      threads: '1',
+    });
     return db.connect();
   })();
   return connection;
@@ -27,6 +33,8 @@ export async function selectTables(sql: string): Promise<{ read: TableRef[]; cat
   if (ast.error) return /Only SELECT statements/i.test(ast.error_message ?? '') ? undefined : { read: [], catalog: false };
   // DuckLake's table functions (snapshots(), table_changes(), ...) name their tables in arguments,
   // seen only once bound: here they count as reading the catalog.
-  const catalog = /"function_name":"(ducklake_)?(snapshots|table_info|table_changes|table_insertions|table_deletions)"/i.test(JSON.stringify(ast.statements));
+  const catalog = /"function_name":"(ducklake_)?(snapshots|table_info|table_changes|table_insertions|table_deletions)"/i.test(
+    JSON.stringify(ast.statements),
+  );
   return { read: tablesFromParseTree(ast.statements, LAKE), catalog };
 }

@@ -27,7 +27,9 @@ export interface QueryLogLine {
 
 export type QueryLogger = (line: QueryLogLine) => void;
 
-export const stdoutQueryLog: QueryLogger = (line) => { process.stdout.write(`${JSON.stringify(line)}\n`); };
+export const stdoutQueryLog: QueryLogger = (line) => {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+};
 
 export function tablesForLog(t: QueryTables | undefined): QueryLogLine['tables'] {
   return { read: (t?.read ?? []).map(showTable), write: (t?.write ?? []).map(showTable), catalog: t?.catalog ?? false };
@@ -44,7 +46,9 @@ export class AnswerCounter extends Transform {
   private lines = 0;
   private quoted = false;
   private tail = '';
-  constructor(private readonly format: 'json' | 'ndjson' | 'csv') { super(); }
+  constructor(private readonly format: 'json' | 'ndjson' | 'csv') {
+    super();
+  }
   override _transform(chunk: Buffer | string, _enc: BufferEncoding, done: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     this.bytes += buf.length;

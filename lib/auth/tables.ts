@@ -35,14 +35,27 @@ export function outsideGrant(tables: QueryTables, grant: Grant): { table: string
 export function checkGrant(tables: QueryTables, grant: Grant | undefined): void {
   if (!grant) return;
   const out = outsideGrant(tables, grant);
-  if (out) throw new SandboxError(`sql: ${out.table === '*' ? 'the catalog\'s metadata' : `table ${out.table}`} was not authorised for this query (${out.verb})`);
+  if (out)
+    throw new SandboxError(
+      `sql: ${out.table === '*' ? "the catalog's metadata" : `table ${out.table}`} was not authorised for this query (${out.verb})`,
+    );
 }
 
-const ref = { type: 'object', required: ['schema', 'table'], additionalProperties: false, properties: { schema: { type: 'string', maxLength: 255 }, table: { type: 'string', maxLength: 255 } } };
+const ref = {
+  type: 'object',
+  required: ['schema', 'table'],
+  additionalProperties: false,
+  properties: { schema: { type: 'string', maxLength: 255 }, table: { type: 'string', maxLength: 255 } },
+};
 // One type per field: Fastify's type coercion would turn an array into a string inside an anyOf.
 const refs = { type: 'array', maxItems: 1000, items: ref };
 /** JSON schema of a Grant, for the worker's request body. */
-export const GRANT_SCHEMA = { type: 'object', required: ['read', 'write'], additionalProperties: false, properties: { read: refs, write: refs } };
+export const GRANT_SCHEMA = {
+  type: 'object',
+  required: ['read', 'write'],
+  additionalProperties: false,
+  properties: { read: refs, write: refs },
+};
 
 /** A Grant from FEATHERMAN_QUERY_GRANT (the cold path's process), or undefined when unset. */
 export function grantFromEnv(env: NodeJS.ProcessEnv): Grant | undefined {
@@ -71,7 +84,10 @@ export function tablesFromParseTree(ast: unknown, lake: string): TableRef[] {
   while (stack.length) {
     const n = stack.pop();
     // Pushed in reverse, so tables come out in the order the SQL names them.
-    if (Array.isArray(n)) { for (let i = n.length - 1; i >= 0; i--) stack.push(n[i]); continue; }
+    if (Array.isArray(n)) {
+      for (let i = n.length - 1; i >= 0; i--) stack.push(n[i]);
+      continue;
+    }
     if (!n || typeof n !== 'object') continue;
     const o = n as Json;
     const map = (o.cte_map as { map?: { key?: unknown }[] } | undefined)?.map;

@@ -8,7 +8,11 @@ import type { KubeObject } from './metacontroller.js';
 import { CATALOG_MOUNT, secretEnv } from './workloads.js';
 
 /** A Secret with an S3 access key pair (lib/api/schema.ts: credentialsSecret). */
-export interface CredentialsSecret { name: string; accessKeyField?: string; secretKeyField?: string }
+export interface CredentialsSecret {
+  name: string;
+  accessKeyField?: string;
+  secretKeyField?: string;
+}
 
 export interface CatalogSpec {
   storageClass?: string;
@@ -56,7 +60,8 @@ export type CatalogObject = KubeObject & { spec: CatalogSpec; status?: Record<st
 export const metadataType = (c: CatalogObject) => c.spec.metadata?.type ?? 'duckdb';
 export const catalogVolumeName = (c: CatalogObject) => `${c.metadata.name}-catalog`;
 
-const dataPrefix = (c: CatalogObject) => (c.spec.objectStore.prefix ?? `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`).replace(/^\/+|\/+$/g, '');
+const dataPrefix = (c: CatalogObject) =>
+  (c.spec.objectStore.prefix ?? `${c.metadata.namespace ?? 'default'}/${c.metadata.name}`).replace(/^\/+|\/+$/g, '');
 
 /** s3://bucket/<prefix>/data/: the prefix defaults to <namespace>/<name>, so catalogs can share a bucket. */
 export function dataPath(c: CatalogObject): string {
@@ -107,7 +112,8 @@ export function maintainArgs(m: NonNullable<CatalogSpec['maintenance']>): string
   const size = parseQuantity(m.targetFileSize);
   if (size !== undefined) args.push('--target-file-size', String(Math.round(size)));
   if (m.rewriteDataFiles === false) args.push('--no-rewrite');
-  else if (m.rewriteDeleteThreshold !== undefined) args.push('--rewrite-delete-threshold', m.rewriteDeleteThreshold.toFixed(6).replace(/0+$/, '').replace(/\.$/, ''));
+  else if (m.rewriteDeleteThreshold !== undefined)
+    args.push('--rewrite-delete-threshold', m.rewriteDeleteThreshold.toFixed(6).replace(/0+$/, '').replace(/\.$/, ''));
   if (m.flushInlinedData === false) args.push('--no-flush');
   return args;
 }
@@ -125,7 +131,10 @@ export interface RunnerAccess {
  * marker, the backup location and a backup target's credentials. Warm workers, which run users'
  * SQL, and table Jobs get none of it.
  */
-export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean; credentials?: CredentialsSecret; catalogJob?: boolean } = {}): RunnerAccess {
+export function catalogAccess(
+  c: CatalogObject,
+  opts: { readOnlyVolume?: boolean; credentials?: CredentialsSecret; catalogJob?: boolean } = {},
+): RunnerAccess {
   const store = c.spec.objectStore;
   const env: V1EnvVar[] = [
     { name: 'FEATHERMAN_CATALOG', value: c.metadata.name },
@@ -169,5 +178,13 @@ export function catalogAccess(c: CatalogObject, opts: { readOnlyVolume?: boolean
 /** The catalog settings a table Job depends on: a change to any of them makes a new Job. */
 export function catalogFingerprint(c: CatalogObject): unknown {
   const s = c.spec;
-  return { metadata: metadataType(c), schema: s.metadata?.schema, data: dataPath(c), endpoint: s.objectStore.endpoint, region: s.objectStore.region, urlStyle: s.objectStore.urlStyle, encrypted: Boolean(s.encryption?.enabled) };
+  return {
+    metadata: metadataType(c),
+    schema: s.metadata?.schema,
+    data: dataPath(c),
+    endpoint: s.objectStore.endpoint,
+    region: s.objectStore.region,
+    urlStyle: s.objectStore.urlStyle,
+    encrypted: Boolean(s.encryption?.enabled),
+  };
 }

@@ -37,7 +37,12 @@ export interface Lookup {
 type Json = Record<string, unknown>;
 const rec = (v: unknown): Json => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-const KIND_RESOURCE: Record<string, Resource> = { DuckLakeCatalog: 'catalogs', DuckLakeTable: 'tables', DuckLakePool: 'pools', DuckLakeBackup: 'backups' };
+const KIND_RESOURCE: Record<string, Resource> = {
+  DuckLakeCatalog: 'catalogs',
+  DuckLakeTable: 'tables',
+  DuckLakePool: 'pools',
+  DuckLakeBackup: 'backups',
+};
 
 /** One line, no secrets, bounded. */
 export function cleanMessage(text: string): string {
@@ -62,7 +67,8 @@ export function parentOf(child: KubeObject, lookup: Lookup): KubeObject | undefi
     if (resource && String(r.apiVersion ?? '').startsWith(`${GROUP}/`)) {
       const found = lookup.list(resource).find((o) => o.metadata.namespace === ns && o.metadata.uid === r.uid);
       if (found) return found;
-      if (str(r.name) && str(r.uid)) return { apiVersion: API_VERSION, kind: String(r.kind), metadata: { name: String(r.name), namespace: ns, uid: String(r.uid) } };
+      if (str(r.name) && str(r.uid))
+        return { apiVersion: API_VERSION, kind: String(r.kind), metadata: { name: String(r.name), namespace: ns, uid: String(r.uid) } };
     }
   }
   const labels = child.metadata.labels ?? {};
@@ -74,8 +80,14 @@ export function parentOf(child: KubeObject, lookup: Lookup): KubeObject | undefi
 }
 
 const OPERATION_WORDS: Record<string, string> = {
-  init: 'catalog init', restore: 'restore', apply: 'table apply', drop: 'table drop', backup: 'backup',
-  maintain: 'maintenance', backup_delete: 'backup delete', query: 'query',
+  init: 'catalog init',
+  restore: 'restore',
+  apply: 'table apply',
+  drop: 'table drop',
+  backup: 'backup',
+  maintain: 'maintenance',
+  backup_delete: 'backup delete',
+  query: 'query',
 };
 
 function jobTransitions(change: Change, lookup: Lookup): EventSpec[] {
@@ -92,25 +104,58 @@ function jobTransitions(change: Change, lookup: Lookup): EventSpec[] {
   const before = change.old ? jobOutcome(change.old) : undefined;
   // Query Jobs are the router's cold path, one per query: only their failures are worth an Event.
   if (change.type === 'added' && !outcome && operation !== 'query') {
-    out.push({ ...base, reason: 'JobStarted', type: 'Normal', message: `${what} started`, key: `${uid}:started`, time: str(rec(job.status).startTime) ?? job.metadata.creationTimestamp ?? '' });
+    out.push({
+      ...base,
+      reason: 'JobStarted',
+      type: 'Normal',
+      message: `${what} started`,
+      key: `${uid}:started`,
+      time: str(rec(job.status).startTime) ?? job.metadata.creationTimestamp ?? '',
+    });
   }
   if (outcome && !before) {
     const finished = jobFinishedAt(job);
     const time = finished !== undefined ? new Date(finished * 1000).toISOString() : '';
     if (outcome === 'succeeded') {
-      if (operation !== 'query') out.push({ ...base, reason: 'JobSucceeded', type: 'Normal', message: `${what} succeeded`, key: `${uid}:succeeded`, time });
-      if (operation === 'drop') out.push({ ...base, reason: 'TableDropped', type: 'Normal', message: `the table was dropped from the lake by job ${job.metadata.name}`, key: `${uid}:dropped`, time });
+      if (operation !== 'query')
+        out.push({ ...base, reason: 'JobSucceeded', type: 'Normal', message: `${what} succeeded`, key: `${uid}:succeeded`, time });
+      if (operation === 'drop')
+        out.push({
+          ...base,
+          reason: 'TableDropped',
+          type: 'Normal',
+          message: `the table was dropped from the lake by job ${job.metadata.name}`,
+          key: `${uid}:dropped`,
+          time,
+        });
     } else {
-      const failed = jobResults(lookup.list('pods').filter((p) => p.metadata.namespace === job.metadata.namespace), job.metadata.name).find((r) => !r.ok);
-      const why = failed?.error ?? (failed?.exitCode !== undefined ? `exit code ${failed.exitCode}` : undefined) ?? jobFailureReason(job) ?? 'no reason given';
-      out.push({ ...base, reason: 'JobFailed', type: 'Warning', message: cleanMessage(`${what} failed: ${why}`), key: `${uid}:failed`, time });
+      const failed = jobResults(
+        lookup.list('pods').filter((p) => p.metadata.namespace === job.metadata.namespace),
+        job.metadata.name,
+      ).find((r) => !r.ok);
+      const why =
+        failed?.error ??
+        (failed?.exitCode !== undefined ? `exit code ${failed.exitCode}` : undefined) ??
+        jobFailureReason(job) ??
+        'no reason given';
+      out.push({
+        ...base,
+        reason: 'JobFailed',
+        type: 'Warning',
+        message: cleanMessage(`${what} failed: ${why}`),
+        key: `${uid}:failed`,
+        time,
+      });
     }
   }
   return out;
 }
 
 /** A lastBackup/lastMaintenance run's identity: the finish time of the run it describes. */
-const runKey = (run: Json) => (run.outcome === 'Failed' ? `failed:${str(run.attemptTime) ?? ''}:${str(run.message) ?? ''}` : `ok:${str(run.time) ?? ''}:${str(run.name) ?? ''}`);
+const runKey = (run: Json) =>
+  run.outcome === 'Failed'
+    ? `failed:${str(run.attemptTime) ?? ''}:${str(run.message) ?? ''}`
+    : `ok:${str(run.time) ?? ''}:${str(run.name) ?? ''}`;
 
 function catalogTransitions(change: Change): EventSpec[] {
   if (change.type === 'deleted') return [];
@@ -121,20 +166,57 @@ function catalogTransitions(change: Change): EventSpec[] {
   const oldB = rec(rec(change.old?.status).lastBackup);
   if (Object.keys(b).length && runKey(b) !== runKey(oldB)) {
     if (b.outcome === 'Failed') {
-      out.push({ ...base, reason: 'BackupFailed', type: 'Warning', message: cleanMessage(`backup failed: ${str(b.message) ?? 'no reason given'}`), key: runKey(b), time: str(b.attemptTime) ?? '' });
+      out.push({
+        ...base,
+        reason: 'BackupFailed',
+        type: 'Warning',
+        message: cleanMessage(`backup failed: ${str(b.message) ?? 'no reason given'}`),
+        key: runKey(b),
+        time: str(b.attemptTime) ?? '',
+      });
     } else if (str(b.time)) {
-      const figures = [b.snapshotId !== undefined ? `snapshot ${String(b.snapshotId)}` : '', typeof b.bytes === 'number' ? `${b.bytes} bytes` : '', typeof b.durationSeconds === 'number' ? `in ${b.durationSeconds}s` : ''].filter(Boolean).join(', ');
-      out.push({ ...base, reason: 'BackupTaken', type: 'Normal', message: cleanMessage(`backup ${str(b.name) ?? ''} taken${figures ? `: ${figures}` : ''}`), key: runKey(b), time: str(b.time)! });
+      const figures = [
+        b.snapshotId !== undefined ? `snapshot ${String(b.snapshotId)}` : '',
+        typeof b.bytes === 'number' ? `${b.bytes} bytes` : '',
+        typeof b.durationSeconds === 'number' ? `in ${b.durationSeconds}s` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+      out.push({
+        ...base,
+        reason: 'BackupTaken',
+        type: 'Normal',
+        message: cleanMessage(`backup ${str(b.name) ?? ''} taken${figures ? `: ${figures}` : ''}`),
+        key: runKey(b),
+        time: str(b.time)!,
+      });
     }
   }
   const m = rec(rec(c.status).lastMaintenance);
   const oldM = rec(rec(change.old?.status).lastMaintenance);
   if (Object.keys(m).length && runKey(m) !== runKey(oldM)) {
     if (m.outcome === 'Failed') {
-      out.push({ ...base, reason: 'MaintenanceFailed', type: 'Warning', message: cleanMessage(`maintenance failed: ${str(m.message) ?? 'no reason given'}`), key: runKey(m), time: str(m.attemptTime) ?? '' });
+      out.push({
+        ...base,
+        reason: 'MaintenanceFailed',
+        type: 'Warning',
+        message: cleanMessage(`maintenance failed: ${str(m.message) ?? 'no reason given'}`),
+        key: runKey(m),
+        time: str(m.attemptTime) ?? '',
+      });
     } else if (str(m.time)) {
-      const figures = ['filesMerged', 'filesDeleted', 'bytesReclaimed', 'snapshotsExpired'].filter((k) => typeof m[k] === 'number').map((k) => `${k} ${String(m[k])}`).join(', ');
-      out.push({ ...base, reason: 'MaintenanceDone', type: 'Normal', message: cleanMessage(`maintenance done${figures ? `: ${figures}` : ''}`), key: runKey(m), time: str(m.time)! });
+      const figures = ['filesMerged', 'filesDeleted', 'bytesReclaimed', 'snapshotsExpired']
+        .filter((k) => typeof m[k] === 'number')
+        .map((k) => `${k} ${String(m[k])}`)
+        .join(', ');
+      out.push({
+        ...base,
+        reason: 'MaintenanceDone',
+        type: 'Normal',
+        message: cleanMessage(`maintenance done${figures ? `: ${figures}` : ''}`),
+        key: runKey(m),
+        time: str(m.time)!,
+      });
     }
   }
   return out;
@@ -148,9 +230,27 @@ function backupTransitions(change: Change): EventSpec[] {
   if (phase === str(rec(change.old?.status).phase) || (phase !== 'Completed' && phase !== 'Failed')) return [];
   const base = { namespace: b.metadata.namespace ?? '', involved: ref(b), key: `${b.metadata.uid ?? b.metadata.name}:${phase}` };
   if (phase === 'Completed') {
-    return [{ ...base, reason: 'BackupTaken', type: 'Normal', message: cleanMessage(`backup ${str(s.backupName) ?? ''} taken${s.snapshotId !== undefined ? `: snapshot ${String(s.snapshotId)}` : ''}`), time: str(s.completionTime) ?? '' }];
+    return [
+      {
+        ...base,
+        reason: 'BackupTaken',
+        type: 'Normal',
+        message: cleanMessage(
+          `backup ${str(s.backupName) ?? ''} taken${s.snapshotId !== undefined ? `: snapshot ${String(s.snapshotId)}` : ''}`,
+        ),
+        time: str(s.completionTime) ?? '',
+      },
+    ];
   }
-  return [{ ...base, reason: 'BackupFailed', type: 'Warning', message: cleanMessage(`backup failed: ${str(s.message) ?? 'no reason given'}`), time: '' }];
+  return [
+    {
+      ...base,
+      reason: 'BackupFailed',
+      type: 'Warning',
+      message: cleanMessage(`backup failed: ${str(s.message) ?? 'no reason given'}`),
+      time: '',
+    },
+  ];
 }
 
 function poolTransitions(change: Change): EventSpec[] {
@@ -163,10 +263,17 @@ function poolTransitions(change: Change): EventSpec[] {
   const at = str(rec(p.status).lastScaleTime);
   // The same watch event reaches every replica with the same resourceVersion.
   const rv = (p.metadata as { resourceVersion?: string }).resourceVersion ?? '';
-  return [{
-    namespace: p.metadata.namespace ?? '', involved: ref(p), reason: up ? 'PoolScaledUp' : 'PoolScaledDown', type: 'Normal',
-    message: `desired workers ${before} → ${now}`, key: `${before}->${now}:${at ?? rv}`, time: at ?? '',
-  }];
+  return [
+    {
+      namespace: p.metadata.namespace ?? '',
+      involved: ref(p),
+      reason: up ? 'PoolScaledUp' : 'PoolScaledDown',
+      type: 'Normal',
+      message: `desired workers ${before} → ${now}`,
+      key: `${before}->${now}:${at ?? rv}`,
+      time: at ?? '',
+    },
+  ];
 }
 
 /** A pod's exit code once its featherman container has terminated. */
@@ -193,11 +300,17 @@ function attemptTransitions(change: Change, lookup: Lookup): EventSpec[] {
   if (!parent?.metadata.uid) return [];
   const result = jobResults([pod], jobName)[0];
   const why = result?.error ?? `exit code ${code}`;
-  return [{
-    namespace: pod.metadata.namespace ?? '', involved: ref(parent), reason: 'JobAttemptFailed', type: 'Warning',
-    message: cleanMessage(`job ${jobName}: an attempt failed (exit code ${code}${code === 75 ? ', temporary: retried' : ''}): ${why}`),
-    key: `${pod.metadata.uid ?? pod.metadata.name}:attempt-failed`, time: result?.finishedAt ?? '',
-  }];
+  return [
+    {
+      namespace: pod.metadata.namespace ?? '',
+      involved: ref(parent),
+      reason: 'JobAttemptFailed',
+      type: 'Warning',
+      message: cleanMessage(`job ${jobName}: an attempt failed (exit code ${code}${code === 75 ? ', temporary: retried' : ''}): ${why}`),
+      key: `${pod.metadata.uid ?? pod.metadata.name}:attempt-failed`,
+      time: result?.finishedAt ?? '',
+    },
+  ];
 }
 
 function podTransitions(change: Change, lookup: Lookup): EventSpec[] {
@@ -206,10 +319,17 @@ function podTransitions(change: Change, lookup: Lookup): EventSpec[] {
   if (change.type !== 'deleted') return [];
   const pool = parentOf(pod, lookup);
   if (!pool?.metadata.uid || pool.metadata.deletionTimestamp || pool.kind !== 'DuckLakePool') return [];
-  return [{
-    namespace: pod.metadata.namespace ?? '', involved: ref(pool), reason: 'WorkerRecycled', type: 'Normal',
-    message: `worker pod ${pod.metadata.name} was removed; the pool replaces it as its size requires`, key: `${pod.metadata.uid ?? pod.metadata.name}:removed`, time: '',
-  }];
+  return [
+    {
+      namespace: pod.metadata.namespace ?? '',
+      involved: ref(pool),
+      reason: 'WorkerRecycled',
+      type: 'Normal',
+      message: `worker pod ${pod.metadata.name} was removed; the pool replaces it as its size requires`,
+      key: `${pod.metadata.uid ?? pod.metadata.name}:removed`,
+      time: '',
+    },
+  ];
 }
 
 /**
@@ -218,11 +338,18 @@ function podTransitions(change: Change, lookup: Lookup): EventSpec[] {
  * history. Events with no time of their own take `now`.
  */
 export function transitions(change: Change, lookup: Lookup, now: Date): EventSpec[] {
-  const specs = change.resource === 'jobs' ? jobTransitions(change, lookup)
-    : change.resource === 'catalogs' ? catalogTransitions(change)
-      : change.resource === 'backups' ? backupTransitions(change)
-        : change.resource === 'pools' ? poolTransitions(change)
-          : change.resource === 'pods' ? podTransitions(change, lookup) : [];
+  const specs =
+    change.resource === 'jobs'
+      ? jobTransitions(change, lookup)
+      : change.resource === 'catalogs'
+        ? catalogTransitions(change)
+        : change.resource === 'backups'
+          ? backupTransitions(change)
+          : change.resource === 'pools'
+            ? poolTransitions(change)
+            : change.resource === 'pods'
+              ? podTransitions(change, lookup)
+              : [];
   return specs.flatMap((s) => {
     const t = s.time ? Date.parse(s.time) : NaN;
     if (change.listed && (!Number.isFinite(t) || now.getTime() - t > ANNOUNCE_WINDOW_SECONDS * 1000)) return [];
@@ -233,12 +360,19 @@ export function transitions(change: Change, lookup: Lookup, now: Date): EventSpe
 export function eventBody(spec: EventSpec, instance: string): CoreV1Event {
   const time = new Date(spec.time);
   return {
-    apiVersion: 'v1', kind: 'Event',
+    apiVersion: 'v1',
+    kind: 'Event',
     metadata: { name: eventName(spec), namespace: spec.namespace },
     involvedObject: { ...spec.involved, namespace: spec.namespace },
-    reason: spec.reason, message: spec.message, type: spec.type,
-    source: { component: 'featherman' }, reportingComponent: 'featherman', reportingInstance: instance,
-    firstTimestamp: time, lastTimestamp: time, count: 1,
+    reason: spec.reason,
+    message: spec.message,
+    type: spec.type,
+    source: { component: 'featherman' },
+    reportingComponent: 'featherman',
+    reportingInstance: instance,
+    firstTimestamp: time,
+    lastTimestamp: time,
+    count: 1,
   };
 }
 
@@ -255,16 +389,29 @@ export class EventRecorder {
   created = 0;
   existed = 0;
 
-  constructor(private readonly create: (body: CoreV1Event) => Promise<void>, private readonly log: EventLog, private readonly instance = hostname(), private readonly concurrency = 4) {}
+  constructor(
+    private readonly create: (body: CoreV1Event) => Promise<void>,
+    private readonly log: EventLog,
+    private readonly instance = hostname(),
+    private readonly concurrency = 4,
+  ) {}
 
   static forCluster(kc: KubeConfig, log: EventLog, instance?: string): EventRecorder {
     const core = kc.makeApiClient(CoreV1Api);
-    return new EventRecorder(async (body) => { await core.createNamespacedEvent({ namespace: body.metadata!.namespace!, body }); }, log, instance);
+    return new EventRecorder(
+      async (body) => {
+        await core.createNamespacedEvent({ namespace: body.metadata!.namespace!, body });
+      },
+      log,
+      instance,
+    );
   }
 
   /** Records the Events of every change of `cache` from now on. */
   attach(cache: WatchCache, now: () => Date = () => new Date()): void {
-    cache.onChange((change) => { for (const s of transitions(change, cache, now())) this.record(s); });
+    cache.onChange((change) => {
+      for (const s of transitions(change, cache, now())) this.record(s);
+    });
   }
 
   record(spec: EventSpec): void {
@@ -303,10 +450,16 @@ export class EventRecorder {
         return;
       } catch (err) {
         const code = (err as { code?: number; statusCode?: number }).code ?? (err as { statusCode?: number }).statusCode;
-        if (code === 409) { this.existed++; return; }
+        if (code === 409) {
+          this.existed++;
+          return;
+        }
         // 404: the namespace is going away; 403/422: retrying will not help.
         if (attempt >= 3 || code === 403 || code === 404 || code === 422) {
-          this.log.warn({ event: body.metadata!.name, reason: spec.reason, code, err: (err as Error).message?.slice(0, 300) }, 'could not create an Event');
+          this.log.warn(
+            { event: body.metadata!.name, reason: spec.reason, code, err: (err as Error).message?.slice(0, 300) },
+            'could not create an Event',
+          );
           return;
         }
         await new Promise((r) => setTimeout(r, 500 * attempt));

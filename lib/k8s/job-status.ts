@@ -5,7 +5,12 @@ import type { KubeObject } from './metacontroller.js';
 export type JobState = 'Running' | 'Succeeded' | 'Failed';
 
 interface JobLike extends KubeObject {
-  status?: { conditions?: { type: string; status: string; message?: string; reason?: string }[]; succeeded?: number; failed?: number; active?: number };
+  status?: {
+    conditions?: { type: string; status: string; message?: string; reason?: string }[];
+    succeeded?: number;
+    failed?: number;
+    active?: number;
+  };
 }
 
 /** A Job's conditions; anything else in the request (it comes from outside) counts as none. */
@@ -35,7 +40,9 @@ export interface RunnerResult {
 }
 
 interface PodLike extends KubeObject {
-  status?: { containerStatuses?: { name: string; state?: { terminated?: { exitCode?: number; message?: string; finishedAt?: string } } }[] };
+  status?: {
+    containerStatuses?: { name: string; state?: { terminated?: { exitCode?: number; message?: string; finishedAt?: string } } }[];
+  };
 }
 
 export type PodResult = RunnerResult & { finishedAt?: string; pod?: string };
@@ -50,20 +57,33 @@ function podResult(pod: PodLike): PodResult | undefined {
     parsed = JSON.parse((terminated.message ?? '').trim().split('\n').pop() ?? '') as RunnerResult;
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a summary');
   } catch {
-    parsed = { ok: terminated.exitCode === 0, exitCode: terminated.exitCode, error: terminated.message?.trim().slice(-500) || `exit code ${terminated.exitCode}` };
+    parsed = {
+      ok: terminated.exitCode === 0,
+      exitCode: terminated.exitCode,
+      error: terminated.message?.trim().slice(-500) || `exit code ${terminated.exitCode}`,
+    };
   }
   // finishedAt is the kubelet's (RFC 3339), never the summary's own, which may be anything.
   const { finishedAt: _own, ...summary } = parsed;
-  return { ...summary, ...(typeof terminated.finishedAt === 'string' ? { finishedAt: terminated.finishedAt } : {}), pod: pod.metadata.name };
+  return {
+    ...summary,
+    ...(typeof terminated.finishedAt === 'string' ? { finishedAt: terminated.finishedAt } : {}),
+    pod: pod.metadata.name,
+  };
 }
 
 const newestFirst = (results: PodResult[]) => results.sort((a, b) => String(b.finishedAt ?? '').localeCompare(String(a.finishedAt ?? '')));
 
 /** The summaries written by the pods of one Job, newest first. */
 export function jobResults(pods: KubeObject[], jobName: string): PodResult[] {
-  return newestFirst((pods as PodLike[])
-    .filter((pod) => pod.metadata.labels?.['job-name'] === jobName || pod.metadata.labels?.['batch.kubernetes.io/job-name'] === jobName)
-    .flatMap((pod): PodResult[] => { const r = podResult(pod); return r ? [r] : []; }));
+  return newestFirst(
+    (pods as PodLike[])
+      .filter((pod) => pod.metadata.labels?.['job-name'] === jobName || pod.metadata.labels?.['batch.kubernetes.io/job-name'] === jobName)
+      .flatMap((pod): PodResult[] => {
+        const r = podResult(pod);
+        return r ? [r] : [];
+      }),
+  );
 }
 
 /**
@@ -71,9 +91,14 @@ export function jobResults(pods: KubeObject[], jobName: string): PodResult[] {
  * Job ran them: the CronJob's, one made with `kubectl create job --from`, a DuckLakeBackup's), newest first.
  */
 export function labelledResults(pods: KubeObject[], labels: Record<string, string>): PodResult[] {
-  return newestFirst((pods as PodLike[])
-    .filter((pod) => Object.entries(labels).every(([k, v]) => pod.metadata.labels?.[k] === v))
-    .flatMap((pod): PodResult[] => { const r = podResult(pod); return r ? [r] : []; }));
+  return newestFirst(
+    (pods as PodLike[])
+      .filter((pod) => Object.entries(labels).every(([k, v]) => pod.metadata.labels?.[k] === v))
+      .flatMap((pod): PodResult[] => {
+        const r = podResult(pod);
+        return r ? [r] : [];
+      }),
+  );
 }
 
 /**

@@ -9,30 +9,55 @@ export { API_VERSION, GROUP };
  * A customize answer for a kind that lives in a catalog: its DuckLakeCatalog, and the pods of its
  * own Jobs (labelled `<group>/<ownLabel>` with its name), for their termination messages.
  */
-export function catalogAndOwnPods(parent: { metadata: { name: string; namespace?: string } }, catalogRef: string | undefined, ownLabel: 'table' | 'backup') {
+export function catalogAndOwnPods(
+  parent: { metadata: { name: string; namespace?: string } },
+  catalogRef: string | undefined,
+  ownLabel: 'table' | 'backup',
+) {
   const ns = parent.metadata.namespace;
   return {
     relatedResources: [
       { apiVersion: API_VERSION, resource: 'ducklakecatalogs', namespace: ns, names: [catalogRef ?? ''] },
-      { apiVersion: 'v1', resource: 'pods', namespace: ns, labelSelector: { matchLabels: { [`${GROUP}/${ownLabel}`]: labelValue(parent.metadata.name) } } },
+      {
+        apiVersion: 'v1',
+        resource: 'pods',
+        namespace: ns,
+        labelSelector: { matchLabels: { [`${GROUP}/${ownLabel}`]: labelValue(parent.metadata.name) } },
+      },
     ],
   };
 }
 
 // A DuckLakeBackup's backup Job is a catalog-backup too: the catalog's status reports the newest
 // backup whichever way it was started.
-export type Component = 'catalog-storage' | 'catalog-init' | 'catalog-backup' | 'catalog-maintenance' | 'catalog-inspect' | 'backup-delete' | 'table-apply' | 'table-drop' | 'worker' | 'query';
+export type Component =
+  | 'catalog-storage'
+  | 'catalog-init'
+  | 'catalog-backup'
+  | 'catalog-maintenance'
+  | 'catalog-inspect'
+  | 'backup-delete'
+  | 'table-apply'
+  | 'table-drop'
+  | 'worker'
+  | 'query';
 
 export function shortHash(value: unknown, length = 10): string {
-  return createHash('sha256').update(typeof value === 'string' ? value : stableJson(value)).digest('hex').slice(0, length);
+  return createHash('sha256')
+    .update(typeof value === 'string' ? value : stableJson(value))
+    .digest('hex')
+    .slice(0, length);
 }
 
 /** JSON with sorted keys, so equal objects hash equally. */
 export function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
   if (value && typeof value === 'object') {
-    return `{${Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(value)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }
@@ -49,7 +74,14 @@ export function childName(base: string, suffix: string, max = 63): string {
   return `${head}-${suffix}`;
 }
 
-export function labelsFor(opts: { component: Component; catalog: string; table?: string; pool?: string; backup?: string; instance: string }): Record<string, string> {
+export function labelsFor(opts: {
+  component: Component;
+  catalog: string;
+  table?: string;
+  pool?: string;
+  backup?: string;
+  instance: string;
+}): Record<string, string> {
   const labels: Record<string, string> = {
     'app.kubernetes.io/name': 'featherman',
     'app.kubernetes.io/instance': labelValue(opts.instance),

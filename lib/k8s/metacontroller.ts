@@ -69,6 +69,12 @@ export function objectsOf<T extends KubeObject = KubeObject>(map: ObjectMap | un
 }
 
 /** One object by namespace and name (v2 keys are "namespace/name"). */
-export function objectNamed<T extends KubeObject = KubeObject>(map: ObjectMap | undefined, kind: string, apiVersion: string, namespace: string, name: string): T | undefined {
+export function objectNamed<T extends KubeObject = KubeObject>(
+  map: ObjectMap | undefined,
+  kind: string,
+  apiVersion: string,
+  namespace: string,
+  name: string,
+): T | undefined {
   return map?.[typeKey(kind, apiVersion)]?.[`${namespace}/${name}`] as T | undefined;
 }

@@ -13,8 +13,17 @@ import { RESOURCE_NAMES } from './watch-cache.js';
 export type Operation = 'init' | 'restore' | 'apply' | 'drop' | 'backup' | 'maintain' | 'backup_delete' | 'query';
 export type FailureReason = 'bad_input' | 'temporary' | 'other' | 'deadline' | 'backoff_limit' | 'pod_failure_policy' | 'job_failed';
 
-export interface Sample { labels: Record<string, string>; value: number; metricName?: string }
-export interface Family { name: string; help: string; type: 'gauge' | 'counter' | 'histogram'; values: Sample[] }
+export interface Sample {
+  labels: Record<string, string>;
+  value: number;
+  metricName?: string;
+}
+export interface Family {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter' | 'histogram';
+  values: Sample[];
+}
 
 export const CATALOG_PHASES = ['Pending', 'Provisioning', 'Ready', 'Failed', 'Deleting'] as const;
 export const TABLE_PHASES = ['Pending', 'Applying', 'Ready', 'Failed', 'Deleting'] as const;
@@ -41,14 +50,22 @@ export function operationOf(o: KubeObject): Operation | undefined {
   const containers = Array.isArray(podSpec.containers) ? podSpec.containers : [];
   const firstArg = (rec(containers.find((c) => rec(c).name === 'featherman') ?? containers[0]).args as unknown[] | undefined)?.[0];
   switch (component) {
-    case 'catalog-init': return firstArg === 'restore' ? 'restore' : 'init';
-    case 'catalog-backup': return 'backup';
-    case 'catalog-maintenance': return 'maintain';
-    case 'backup-delete': return 'backup_delete';
-    case 'table-apply': return 'apply';
-    case 'table-drop': return 'drop';
-    case 'query': return 'query';
-    default: return undefined;
+    case 'catalog-init':
+      return firstArg === 'restore' ? 'restore' : 'init';
+    case 'catalog-backup':
+      return 'backup';
+    case 'catalog-maintenance':
+      return 'maintain';
+    case 'backup-delete':
+      return 'backup_delete';
+    case 'table-apply':
+      return 'apply';
+    case 'table-drop':
+      return 'drop';
+    case 'query':
+      return 'query';
+    default:
+      return undefined;
   }
 }
 
@@ -59,7 +76,8 @@ export function jobOutcome(job: KubeObject): 'succeeded' | 'failed' | undefined 
 
 function finishedCondition(job: KubeObject): Json | undefined {
   const conditions = rec(job.status).conditions;
-  return (Array.isArray(conditions) ? conditions : []).map(rec)
+  return (Array.isArray(conditions) ? conditions : [])
+    .map(rec)
     .find((c) => ['Complete', 'SuccessCriteriaMet', 'Failed', 'FailureTarget'].includes(String(c.type)) && c.status === 'True');
 }
 
@@ -84,7 +102,13 @@ export function exitReason(exitCode: number): FailureReason {
 export function conditionReason(job: KubeObject): FailureReason {
   const conditions = rec(job.status).conditions;
   const reason = (Array.isArray(conditions) ? conditions : []).map(rec).find((c) => c.type === 'Failed' && c.status === 'True')?.reason;
-  return reason === 'DeadlineExceeded' ? 'deadline' : reason === 'BackoffLimitExceeded' ? 'backoff_limit' : reason === 'PodFailurePolicy' ? 'pod_failure_policy' : 'job_failed';
+  return reason === 'DeadlineExceeded'
+    ? 'deadline'
+    : reason === 'BackoffLimitExceeded'
+      ? 'backoff_limit'
+      : reason === 'PodFailurePolicy'
+        ? 'pod_failure_policy'
+        : 'job_failed';
 }
 
 /** The featherman container's exit code of a failed pod (non-zero), else undefined. */
@@ -107,7 +131,10 @@ export function jobLevelFailure(job: KubeObject): FailureReason | undefined {
   return reason === 'deadline' || failedPods === 0 ? reason : undefined;
 }
 
-export interface ObjectOperation { kind: 'catalog' | 'table'; operation: 'create' | 'update' | 'delete' }
+export interface ObjectOperation {
+  kind: 'catalog' | 'table';
+  operation: 'create' | 'update' | 'delete';
+}
 
 const ownerUid = (o: KubeObject): string | undefined => {
   const refs = o.metadata.ownerReferences;
@@ -127,10 +154,16 @@ export function objectOperation(job: KubeObject, jobs: KubeObject[]): ObjectOper
   const owner = ownerUid(job);
   const table = job.metadata.labels?.[`${GROUP}/table`];
   const mine = `${job.metadata.creationTimestamp ?? ''}\u0000${job.metadata.name}`;
-  const earlier = jobs.some((j) => j.metadata.namespace === job.metadata.namespace && j.metadata.labels?.[`${GROUP}/table`] === table
-    && j !== job && j.metadata.uid !== job.metadata.uid && operationOf(j) === 'apply'
-    && (!owner || ownerUid(j) === owner)
-    && `${j.metadata.creationTimestamp ?? ''}\u0000${j.metadata.name}` < mine);
+  const earlier = jobs.some(
+    (j) =>
+      j.metadata.namespace === job.metadata.namespace &&
+      j.metadata.labels?.[`${GROUP}/table`] === table &&
+      j !== job &&
+      j.metadata.uid !== job.metadata.uid &&
+      operationOf(j) === 'apply' &&
+      (!owner || ownerUid(j) === owner) &&
+      `${j.metadata.creationTimestamp ?? ''}\u0000${j.metadata.name}` < mine,
+  );
   return { kind: 'table', operation: earlier ? 'update' : 'create' };
 }
 
@@ -149,8 +182,16 @@ export function scheduleIntervalSeconds(schedule: unknown, now: Date): number | 
 
 // ---- Job tallies: counted once per Job or pod, never decreasing ---------------------------------
 
-interface HistogramCell { labels: Record<string, string>; buckets: number[]; sum: number; count: number }
-interface CounterCell { labels: Record<string, string>; value: number }
+interface HistogramCell {
+  labels: Record<string, string>;
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+interface CounterCell {
+  labels: Record<string, string>;
+  value: number;
+}
 
 /**
  * Counters and the duration histogram over Jobs and pods, fed by the cache's changes. Each finished
@@ -198,8 +239,12 @@ export class JobTallies {
     if (duration !== undefined) {
       const labels = { operation, outcome };
       const key = `${operation}\u0000${outcome}`;
-      const cell = this.durations.get(key) ?? this.durations.set(key, { labels, buckets: JOB_DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 }).get(key)!;
-      JOB_DURATION_BUCKETS.forEach((le, i) => { if (duration <= le) cell.buckets[i]!++; });
+      const cell =
+        this.durations.get(key) ??
+        this.durations.set(key, { labels, buckets: JOB_DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 }).get(key)!;
+      JOB_DURATION_BUCKETS.forEach((le, i) => {
+        if (duration <= le) cell.buckets[i]!++;
+      });
       cell.sum += duration;
       cell.count++;
     }
@@ -213,31 +258,43 @@ export class JobTallies {
 // ---- families from a snapshot (pure) ------------------------------------------------------------
 
 const OBJECT_FAMILIES: [string, string, Family['type']][] = [
-  ['featherman_catalog_info', 'A DuckLakeCatalog, with its metadata database type and DuckLake format version as labels (always 1).', 'gauge'],
-  ['featherman_catalog_phase', 'The catalog\'s status.phase: 1 for the current phase, 0 for the others.', 'gauge'],
+  [
+    'featherman_catalog_info',
+    'A DuckLakeCatalog, with its metadata database type and DuckLake format version as labels (always 1).',
+    'gauge',
+  ],
+  ['featherman_catalog_phase', "The catalog's status.phase: 1 for the current phase, 0 for the others.", 'gauge'],
   ['featherman_catalog_snapshot_id', 'The newest known DuckLake snapshot id of the catalog.', 'gauge'],
   ['featherman_catalog_tables', 'Tables in the lake, as last reported.', 'gauge'],
   ['featherman_catalog_rows', 'Rows in all tables of the lake, as last reported.', 'gauge'],
   ['featherman_catalog_bytes', 'Bytes in the data files of the lake, as last reported.', 'gauge'],
   ['featherman_catalog_files', 'Data files of the lake, as last reported.', 'gauge'],
-  ['featherman_catalog_last_backup_success_timestamp_seconds', 'When the last successful backup of the catalog finished (Unix time).', 'gauge'],
+  [
+    'featherman_catalog_last_backup_success_timestamp_seconds',
+    'When the last successful backup of the catalog finished (Unix time).',
+    'gauge',
+  ],
   ['featherman_catalog_last_backup_duration_seconds', 'How long the last successful backup took.', 'gauge'],
   ['featherman_catalog_last_backup_bytes', 'Data bytes of the snapshot the last successful backup holds.', 'gauge'],
   ['featherman_catalog_last_backup_failed', '1 when the newest backup attempt failed (status.lastBackup.outcome Failed), else 0.', 'gauge'],
   ['featherman_catalog_backup_interval_seconds', 'Seconds between the next two runs of spec.backupPolicy.schedule (UTC).', 'gauge'],
-  ['featherman_catalog_last_maintenance_success_timestamp_seconds', 'When the last successful maintenance run of the catalog finished (Unix time).', 'gauge'],
+  [
+    'featherman_catalog_last_maintenance_success_timestamp_seconds',
+    'When the last successful maintenance run of the catalog finished (Unix time).',
+    'gauge',
+  ],
   ['featherman_catalog_last_maintenance_duration_seconds', 'How long the last successful maintenance run took.', 'gauge'],
   ['featherman_catalog_last_maintenance_failed', '1 when the newest maintenance run failed, else 0.', 'gauge'],
   ['featherman_catalog_last_maintenance_bytes_reclaimed', 'Bytes the last successful maintenance run freed by deleting files.', 'gauge'],
   ['featherman_catalog_maintenance_interval_seconds', 'Seconds between the next two runs of spec.maintenance.schedule (UTC).', 'gauge'],
   ['featherman_table_info', 'A DuckLakeTable, with its catalog and SQL name (schema.table) as labels (always 1).', 'gauge'],
-  ['featherman_table_phase', 'The table\'s status.phase: 1 for the current phase, 0 for the others.', 'gauge'],
+  ['featherman_table_phase', "The table's status.phase: 1 for the current phase, 0 for the others.", 'gauge'],
   ['featherman_table_rows', 'Rows in the table, as last reported.', 'gauge'],
-  ['featherman_table_bytes', 'Bytes in the table\'s data files, as last reported.', 'gauge'],
+  ['featherman_table_bytes', "Bytes in the table's data files, as last reported.", 'gauge'],
   ['featherman_table_files', 'Data files of the table, as last reported.', 'gauge'],
   ['featherman_table_snapshot_id', 'The lake snapshot that last changed the table.', 'gauge'],
   ['featherman_pool_info', 'A DuckLakePool, with its catalog as a label (always 1).', 'gauge'],
-  ['featherman_pool_phase', 'The pool\'s status.phase: 1 for the current phase, 0 for the others.', 'gauge'],
+  ['featherman_pool_phase', "The pool's status.phase: 1 for the current phase, 0 for the others.", 'gauge'],
   ['featherman_pool_workers', 'Workers of the pool from its status, by state: desired, current, idle, busy.', 'gauge'],
   ['featherman_pool_queue_length', 'Queries waiting in the pool, from its status (as its sync hook last saw them).', 'gauge'],
   ['featherman_operations_running', 'Catalog and table operations whose Job is still running, by kind and operation.', 'gauge'],
@@ -252,15 +309,24 @@ export function groupSamples(samples: ObjectSample[]): Sample[][] {
   return out;
 }
 
-const TALLY_HELP = 'Counted once per Job when this replica first sees it finished; its first list counts the Jobs the API server still holds (Jobs have a TTL and CronJob history limits), so a replica started later may count fewer.';
+const TALLY_HELP =
+  'Counted once per Job when this replica first sees it finished; its first list counts the Jobs the API server still holds (Jobs have a TTL and CronJob history limits), so a replica started later may count fewer.';
 
-export interface ObjectSample { family: string; labels: Record<string, string>; value: number }
+export interface ObjectSample {
+  family: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 /**
  * The samples of one catalog, table or pool. `interval` maps a cron schedule to the seconds between
  * its next two runs (scheduleIntervalSeconds at the scrape's time).
  */
-export function objectSamples(resource: 'catalogs' | 'tables' | 'pools', o: KubeObject, interval: (schedule: unknown) => number | undefined): ObjectSample[] {
+export function objectSamples(
+  resource: 'catalogs' | 'tables' | 'pools',
+  o: KubeObject,
+  interval: (schedule: unknown) => number | undefined,
+): ObjectSample[] {
   const out: ObjectSample[] = [];
   const put = (family: string, labels: Record<string, string>, value: number | undefined) => {
     if (value !== undefined) out.push({ family, labels, value });
@@ -275,7 +341,11 @@ export function objectSamples(resource: 'catalogs' | 'tables' | 'pools', o: Kube
   const namespace = o.metadata.namespace ?? '';
   if (resource === 'catalogs') {
     const l = { namespace, catalog: o.metadata.name };
-    put('featherman_catalog_info', { ...l, metadata_type: str(s.metadataType) ?? str(rec(spec.metadata).type) ?? '', ducklake_version: str(s.ducklakeVersion) ?? '' }, 1);
+    put(
+      'featherman_catalog_info',
+      { ...l, metadata_type: str(s.metadataType) ?? str(rec(spec.metadata).type) ?? '', ducklake_version: str(s.ducklakeVersion) ?? '' },
+      1,
+    );
     phases('featherman_catalog_phase', l, CATALOG_PHASES, str(s.phase) ?? 'Pending');
     put('featherman_catalog_snapshot_id', l, num(s.snapshotId));
     put('featherman_catalog_tables', l, num(s.tableCount));
@@ -340,17 +410,25 @@ export function intervalsAt(now: Date): (schedule: unknown) => number | undefine
  * Every object metric family for one snapshot (the reference: installObjectMetrics renders the same
  * samples, memoised per object). `now` only feeds the schedule intervals.
  */
-export function objectFamilies(snap: Pick<Snapshot, 'catalogs' | 'tables' | 'pools' | 'jobs'>, tallies: JobTallies | undefined, now: Date): Family[] {
+export function objectFamilies(
+  snap: Pick<Snapshot, 'catalogs' | 'tables' | 'pools' | 'jobs'>,
+  tallies: JobTallies | undefined,
+  now: Date,
+): Family[] {
   const f = new Map<string, Family>(OBJECT_FAMILIES.map(([name, help, type]) => [name, { name, help, type, values: [] }]));
   const index = new Map(OBJECT_FAMILIES.map(([name], i) => [name, i]));
   const families = [...f.values()];
   const interval = intervalsAt(now);
   for (const resource of ['catalogs', 'tables', 'pools'] as const) {
     for (const o of snap[resource]) {
-      groupSamples(objectSamples(resource, o, interval)).forEach((samples, i) => { if (samples.length) families[i]!.values.push(...samples); });
+      groupSamples(objectSamples(resource, o, interval)).forEach((samples, i) => {
+        if (samples.length) families[i]!.values.push(...samples);
+      });
     }
   }
-  const put = (name: string, labels: Record<string, string>, value: number) => { families[index.get(name)!]!.values.push({ labels, value }); };
+  const put = (name: string, labels: Record<string, string>, value: number) => {
+    families[index.get(name)!]!.values.push({ labels, value });
+  };
   const running = new Map<string, number>();
   for (const j of snap.jobs) {
     if (jobOutcome(j)) continue;
@@ -367,18 +445,33 @@ export function objectFamilies(snap: Pick<Snapshot, 'catalogs' | 'tables' | 'poo
   if (tallies) {
     const hist: Sample[] = [];
     for (const cell of tallies.durations.values()) {
-      JOB_DURATION_BUCKETS.forEach((le, i) => hist.push({ metricName: 'featherman_job_duration_seconds_bucket', labels: { ...cell.labels, le: String(le) }, value: cell.buckets[i]! }));
+      JOB_DURATION_BUCKETS.forEach((le, i) =>
+        hist.push({
+          metricName: 'featherman_job_duration_seconds_bucket',
+          labels: { ...cell.labels, le: String(le) },
+          value: cell.buckets[i]!,
+        }),
+      );
       hist.push({ metricName: 'featherman_job_duration_seconds_bucket', labels: { ...cell.labels, le: '+Inf' }, value: cell.count });
       hist.push({ metricName: 'featherman_job_duration_seconds_sum', labels: cell.labels, value: cell.sum });
       hist.push({ metricName: 'featherman_job_duration_seconds_count', labels: cell.labels, value: cell.count });
     }
-    out.push({ name: 'featherman_job_duration_seconds', type: 'histogram', values: hist, help: `Start to completion of finished featherman Jobs, by operation (init, restore, apply, drop, backup, maintain, backup_delete, query) and outcome (succeeded, failed). ${TALLY_HELP}` });
     out.push({
-      name: 'featherman_job_failures_total', type: 'counter', values: [...tallies.failures.values()].map((c) => ({ labels: c.labels, value: c.value })),
+      name: 'featherman_job_duration_seconds',
+      type: 'histogram',
+      values: hist,
+      help: `Start to completion of finished featherman Jobs, by operation (init, restore, apply, drop, backup, maintain, backup_delete, query) and outcome (succeeded, failed). ${TALLY_HELP}`,
+    });
+    out.push({
+      name: 'featherman_job_failures_total',
+      type: 'counter',
+      values: [...tallies.failures.values()].map((c) => ({ labels: c.labels, value: c.value })),
       help: `Failed attempts of featherman Jobs by operation and reason: a failed pod by its runner exit code (bad_input 2, temporary 75, other), and a Job failed as a whole at its deadline (deadline) or with no failed pod (backoff_limit, pod_failure_policy, job_failed). Counted once per pod or Job when this replica first sees it; its first list counts what the API server still holds (Jobs have a TTL and CronJob history limits).`,
     });
     out.push({
-      name: 'featherman_operations_total', type: 'counter', values: [...tallies.operations.values()].map((c) => ({ labels: c.labels, value: c.value })),
+      name: 'featherman_operations_total',
+      type: 'counter',
+      values: [...tallies.operations.values()].map((c) => ({ labels: c.labels, value: c.value })),
       help: `Finished catalog and table operations by kind, operation and outcome (succeeded, failed): catalog create = an init or restore Job; table create = the table's first apply Job (none of the same table object created before it), update = a later one; table delete = a drop Job. ${TALLY_HELP}`,
     });
   }
@@ -387,8 +480,18 @@ export function objectFamilies(snap: Pick<Snapshot, 'catalogs' | 'tables' | 'poo
 
 export function cacheFamilies(cache: WatchCache): Family[] {
   return [
-    { name: 'featherman_watch_cache_objects', type: 'gauge', help: 'Objects in this replica\'s watch cache, by resource (catalogs, tables, pools, backups, and the managed-by=featherman jobs, cronjobs, pods).', values: RESOURCE_NAMES.map((resource: Resource) => ({ labels: { resource }, value: cache.size(resource) })) },
-    { name: 'featherman_watch_cache_synced', type: 'gauge', help: '1 when every resource of the watch cache has been listed and its last list succeeded, else 0.', values: [{ labels: {}, value: RESOURCE_NAMES.every((r) => cache.synced[r]) ? 1 : 0 }] },
+    {
+      name: 'featherman_watch_cache_objects',
+      type: 'gauge',
+      help: "Objects in this replica's watch cache, by resource (catalogs, tables, pools, backups, and the managed-by=featherman jobs, cronjobs, pods).",
+      values: RESOURCE_NAMES.map((resource: Resource) => ({ labels: { resource }, value: cache.size(resource) })),
+    },
+    {
+      name: 'featherman_watch_cache_synced',
+      type: 'gauge',
+      help: '1 when every resource of the watch cache has been listed and its last list succeeded, else 0.',
+      values: [{ labels: {}, value: RESOURCE_NAMES.every((r) => cache.synced[r]) ? 1 : 0 }],
+    },
   ];
 }
 
@@ -407,20 +510,31 @@ export function renderSample(name: string, labels: Record<string, string>, value
 }
 
 /** The text lines of one object's samples of one family, and its last sample apart (see blockSample). */
-interface Chunk { full: string; prefix: string; lastName: string; lastValue: number }
+interface Chunk {
+  full: string;
+  prefix: string;
+  lastName: string;
+  lastValue: number;
+}
 
 const valueText = (v: number) => (Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : String(v));
 
 function chunkOf(family: string, samples: Sample[]): Chunk | undefined {
   if (!samples.length) return undefined;
   const lines = samples.map((x) => renderSample(family, x.labels, x.value));
-  const prefix = lines.slice(0, -1).map((l) => `${l.metricName} ${valueText(l.value)}\n`).join('');
+  const prefix = lines
+    .slice(0, -1)
+    .map((l) => `${l.metricName} ${valueText(l.value)}\n`)
+    .join('');
   const last = lines[lines.length - 1]!;
   return { full: `${prefix}${last.metricName} ${valueText(last.value)}`, prefix, lastName: last.metricName!, lastValue: last.value };
 }
 
 const BUCKET = 64;
-interface Bucket { chunks: Chunk[]; text: string }
+interface Bucket {
+  chunks: Chunk[];
+  text: string;
+}
 
 /**
  * A whole family's lines as one prom-client sample: every line but the last goes into the sample's
@@ -434,13 +548,21 @@ function blockSample(chunks: Chunk[], previous: Bucket[]): { sample: Sample; buc
   for (let start = 0; start < chunks.length - 1; start += BUCKET) {
     const part = chunks.slice(start, Math.min(start + BUCKET, chunks.length - 1));
     const prev = previous[buckets.length];
-    buckets.push(prev && prev.chunks.length === part.length && prev.chunks.every((c, k) => c === part[k]) ? prev : { chunks: part, text: part.map((c) => c.full).join('\n') });
+    buckets.push(
+      prev && prev.chunks.length === part.length && prev.chunks.every((c, k) => c === part[k])
+        ? prev
+        : { chunks: part, text: part.map((c) => c.full).join('\n') },
+    );
   }
   const head = buckets.map((b) => b.text).join('\n');
-  return { sample: { metricName: `${head}${head ? '\n' : ''}${last.prefix}${last.lastName}`, labels: NO_LABELS, value: last.lastValue }, buckets };
+  return {
+    sample: { metricName: `${head}${head ? '\n' : ''}${last.prefix}${last.lastName}`, labels: NO_LABELS, value: last.lastValue },
+    buckets,
+  };
 }
 
-const rendered = (family: Family): Sample[] => family.values.map((v) => (v.labels === NO_LABELS ? v : renderSample(v.metricName ?? family.name, v.labels, v.value)));
+const rendered = (family: Family): Sample[] =>
+  family.values.map((v) => (v.labels === NO_LABELS ? v : renderSample(v.metricName ?? family.name, v.labels, v.value)));
 
 /**
  * Registers the object metrics on `registry` as collectors: each scrape computes them once from
@@ -474,7 +596,10 @@ export function installObjectMetrics(cache: WatchCache, registry: Registry, opts
       const interval = intervalsAt(at);
       const blocks: Chunk[][] = OBJECT_FAMILIES.map(() => []);
       for (const resource of ['catalogs', 'tables', 'pools'] as const) {
-        for (const o of snap[resource]) chunksOf(resource, o, interval).forEach((c, i) => { if (c) blocks[i]!.push(c); });
+        for (const o of snap[resource])
+          chunksOf(resource, o, interval).forEach((c, i) => {
+            if (c) blocks[i]!.push(c);
+          });
       }
       const rest = [...objectFamilies({ catalogs: [], tables: [], pools: [], jobs: snap.jobs }, tallies, at), ...cacheFamilies(cache)];
       const values = new Map<string, Sample[]>(rest.map((x) => [x.name, rendered(x)]));
@@ -492,7 +617,12 @@ export function installObjectMetrics(cache: WatchCache, registry: Registry, opts
   for (const fam of [...objectFamilies({ catalogs: [], tables: [], pools: [], jobs: [] }, tallies, now()), ...cacheFamilies(cache)]) {
     const { name, help, type } = fam;
     // prom-client's Registry takes any object with name, help, type and get().
-    registry.registerMetric({ name, help, type, get: async () => ({ name, help, type, values: families().get(name) ?? [], aggregator: 'first' }) } as never);
+    registry.registerMetric({
+      name,
+      help,
+      type,
+      get: async () => ({ name, help, type, values: families().get(name) ?? [], aggregator: 'first' }),
+    } as never);
   }
   return tallies;
 }

@@ -21,9 +21,19 @@ export function trackPoolDesired(cache: WatchCache, gauge: Gauge<'pool' | 'names
   });
 }
 
-export interface Observer { cache: WatchCache; events?: EventRecorder; stop(): void }
+export interface Observer {
+  cache: WatchCache;
+  events?: EventRecorder;
+  stop(): void;
+}
 
-export function startObserver(kc: KubeConfig, env: NodeJS.ProcessEnv, log: CacheLog, registry: Registry, poolDesired: Gauge<'pool' | 'namespace'>): Observer | undefined {
+export function startObserver(
+  kc: KubeConfig,
+  env: NodeJS.ProcessEnv,
+  log: CacheLog,
+  registry: Registry,
+  poolDesired: Gauge<'pool' | 'namespace'>,
+): Observer | undefined {
   if (off(env.FEATHERMAN_WATCH_CACHE)) return undefined;
   const cache = new WatchCache();
   installObjectMetrics(cache, registry);

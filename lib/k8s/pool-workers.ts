@@ -2,9 +2,7 @@
 // Service in front of them, their PodDisruptionBudget and NetworkPolicy. hooks/pool.ts decides how
 // many workers there are and which go; what each child looks like is decided here.
 import { createHash } from 'node:crypto';
-import type {
-  V1Container, V1Pod, V1PodDisruptionBudget, V1PodSpec, V1ResourceRequirements, V1Service,
-} from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1PodDisruptionBudget, V1PodSpec, V1ResourceRequirements, V1Service } from '@kubernetes/client-node';
 import { parseQuantity } from '../api/quantity.js';
 import type { KubeObject } from './metacontroller.js';
 import { catalogAccess, type CatalogObject, type CredentialsSecret } from './catalog-runner.js';
@@ -50,12 +48,16 @@ export const workerLabels = (p: WorkerPool) =>
   labelsFor({ component: 'worker', catalog: p.spec.catalogRef.name, pool: p.metadata.name, instance: p.metadata.name });
 
 const workerSelector = (p: WorkerPool) => ({
-  'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'worker', [`${GROUP}/pool`]: labelValue(p.metadata.name),
+  'app.kubernetes.io/name': 'featherman',
+  'app.kubernetes.io/component': 'worker',
+  [`${GROUP}/pool`]: labelValue(p.metadata.name),
 });
 
 /** `<pool>-<6 characters>`: looks random, but is a hash of the pool and a counter kept in .status. */
 export function workerName(p: WorkerPool, index: number): string {
-  const digest = createHash('sha256').update(`${p.metadata.uid ?? `${p.metadata.namespace}/${p.metadata.name}`}/${index}`).digest();
+  const digest = createHash('sha256')
+    .update(`${p.metadata.uid ?? `${p.metadata.namespace}/${p.metadata.name}`}/${index}`)
+    .digest();
   let suffix = '';
   for (let i = 0; i < 6; i++) suffix += SUFFIX_ALPHABET[digest[i]! % SUFFIX_ALPHABET.length];
   return childName(p.metadata.name, suffix);
@@ -122,7 +124,11 @@ export function workerPodSpec(p: WorkerPool, catalog: CatalogObject, settings: H
     securityContext: containerSecurity(),
     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2 },
     livenessProbe: {
-      httpGet: { path: '/healthz', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6,
+      httpGet: { path: '/healthz', port: 'http' },
+      initialDelaySeconds: 10,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 6,
     },
     volumeMounts: [SCRATCH_MOUNT, ...access.mounts],
   };
@@ -199,13 +205,17 @@ export function workersNetworkPolicy(p: WorkerPool, serviceNamespace: string): K
     spec: {
       podSelector: { matchLabels: workerSelector(p) },
       policyTypes: ['Ingress'],
-      ingress: [{
-        from: [{
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': serviceNamespace } },
-          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' } },
-        }],
-        ports: [{ protocol: 'TCP', port: WORKER_PORT }],
-      }],
+      ingress: [
+        {
+          from: [
+            {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': serviceNamespace } },
+              podSelector: { matchLabels: { 'app.kubernetes.io/name': 'featherman', 'app.kubernetes.io/component': 'service' } },
+            },
+          ],
+          ports: [{ protocol: 'TCP', port: WORKER_PORT }],
+        },
+      ],
     },
   };
 }

@@ -55,15 +55,26 @@ const pick = (v: unknown, keys: string[]): Json | undefined => {
 function slimContainers(spec: unknown): Json {
   const containers = obj(spec)?.containers;
   const list = Array.isArray(containers) ? containers : [];
-  return { containers: list.map((c) => ({ name: obj(c)?.name, args: (Array.isArray(obj(c)?.args) ? (obj(c)!.args as unknown[]) : []).slice(0, 1) })) };
+  return {
+    containers: list.map((c) => ({
+      name: obj(c)?.name,
+      args: (Array.isArray(obj(c)?.args) ? (obj(c)!.args as unknown[]) : []).slice(0, 1),
+    })),
+  };
 }
 
 /** What metrics and Events read of an object; everything else is dropped before caching. */
 export function slim(resource: Resource, o: KubeObject): KubeObject {
   const m = o.metadata;
   const metadata = {
-    name: m.name, namespace: m.namespace, uid: m.uid, generation: m.generation, labels: m.labels,
-    creationTimestamp: m.creationTimestamp, deletionTimestamp: m.deletionTimestamp, ownerReferences: m.ownerReferences,
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    generation: m.generation,
+    labels: m.labels,
+    creationTimestamp: m.creationTimestamp,
+    deletionTimestamp: m.deletionTimestamp,
+    ownerReferences: m.ownerReferences,
     resourceVersion: (m as { resourceVersion?: string }).resourceVersion,
   };
   const { apiVersion, kind } = RESOURCES[resource];
@@ -71,23 +82,83 @@ export function slim(resource: Resource, o: KubeObject): KubeObject {
   const status = obj(o.status);
   switch (resource) {
     case 'catalogs':
-      return { apiVersion, kind, metadata, spec: { backupPolicy: pick(spec?.backupPolicy, ['schedule']), maintenance: pick(spec?.maintenance, ['schedule']), metadata: pick(spec?.metadata, ['type']) }, status: pick(status, ['phase', 'metadataType', 'ducklakeVersion', 'snapshotId', 'tableCount', 'totalRows', 'totalBytes', 'totalFiles', 'lastBackup', 'lastMaintenance']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: {
+          backupPolicy: pick(spec?.backupPolicy, ['schedule']),
+          maintenance: pick(spec?.maintenance, ['schedule']),
+          metadata: pick(spec?.metadata, ['type']),
+        },
+        status: pick(status, [
+          'phase',
+          'metadataType',
+          'ducklakeVersion',
+          'snapshotId',
+          'tableCount',
+          'totalRows',
+          'totalBytes',
+          'totalFiles',
+          'lastBackup',
+          'lastMaintenance',
+        ]),
+      };
     case 'tables':
-      return { apiVersion, kind, metadata, spec: pick(spec, ['catalogRef', 'name', 'schema']), status: pick(status, ['phase', 'catalog', 'table', 'snapshotId', 'rows', 'files', 'bytes']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: pick(spec, ['catalogRef', 'name', 'schema']),
+        status: pick(status, ['phase', 'catalog', 'table', 'snapshotId', 'rows', 'files', 'bytes']),
+      };
     case 'pools':
       // status.pods (up to 1,000 entries) is left out: the counts beside it say the same.
-      return { apiVersion, kind, metadata, spec: pick(spec, ['catalogRef']), status: pick(status, ['phase', 'desiredSize', 'currentSize', 'idlePods', 'busyPods', 'queueLength', 'lastScaleTime']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: pick(spec, ['catalogRef']),
+        status: pick(status, ['phase', 'desiredSize', 'currentSize', 'idlePods', 'busyPods', 'queueLength', 'lastScaleTime']),
+      };
     case 'backups':
-      return { apiVersion, kind, metadata, spec: pick(spec, ['catalogRef']), status: pick(status, ['phase', 'message', 'backupName', 'bytes', 'durationSeconds', 'completionTime', 'snapshotId']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: pick(spec, ['catalogRef']),
+        status: pick(status, ['phase', 'message', 'backupName', 'bytes', 'durationSeconds', 'completionTime', 'snapshotId']),
+      };
     case 'jobs':
-      return { apiVersion, kind, metadata, spec: { template: { spec: slimContainers(obj(obj(spec?.template)?.spec)) } }, status: pick(status, ['conditions', 'startTime', 'completionTime', 'succeeded', 'failed', 'active']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: { template: { spec: slimContainers(obj(obj(spec?.template)?.spec)) } },
+        status: pick(status, ['conditions', 'startTime', 'completionTime', 'succeeded', 'failed', 'active']),
+      };
     case 'cronjobs':
-      return { apiVersion, kind, metadata, spec: pick(spec, ['schedule', 'suspend']), status: pick(status, ['lastScheduleTime', 'lastSuccessfulTime']) };
+      return {
+        apiVersion,
+        kind,
+        metadata,
+        spec: pick(spec, ['schedule', 'suspend']),
+        status: pick(status, ['lastScheduleTime', 'lastSuccessfulTime']),
+      };
     case 'pods': {
       const statuses = status?.containerStatuses;
       return {
-        apiVersion, kind, metadata, spec: slimContainers(spec),
-        status: { phase: status?.phase, containerStatuses: (Array.isArray(statuses) ? statuses : []).map((c) => ({ name: obj(c)?.name, state: { terminated: pick(obj(obj(c)?.state)?.terminated, ['exitCode', 'message', 'finishedAt', 'reason']) } })) },
+        apiVersion,
+        kind,
+        metadata,
+        spec: slimContainers(spec),
+        status: {
+          phase: status?.phase,
+          containerStatuses: (Array.isArray(statuses) ? statuses : []).map((c) => ({
+            name: obj(c)?.name,
+            state: { terminated: pick(obj(obj(c)?.state)?.terminated, ['exitCode', 'message', 'finishedAt', 'reason']) },
+          })),
+        },
       };
     }
   }
@@ -96,7 +167,10 @@ export function slim(resource: Resource, o: KubeObject): KubeObject {
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 export class WatchCache {
-  private readonly stores = Object.fromEntries(RESOURCE_NAMES.map((r) => [r, new Map<string, KubeObject>()])) as Record<Resource, Map<string, KubeObject>>;
+  private readonly stores = Object.fromEntries(RESOURCE_NAMES.map((r) => [r, new Map<string, KubeObject>()])) as Record<
+    Resource,
+    Map<string, KubeObject>
+  >;
   /** Each resource has been listed at least once, and its last list succeeded. */
   readonly synced = Object.fromEntries(RESOURCE_NAMES.map((r) => [r, false])) as Record<Resource, boolean>;
   /** Bumped on every change: a scrape reuses its computation while this is unchanged. */
@@ -140,7 +214,13 @@ export class WatchCache {
       this.stores[resource].set(key, object);
     }
     this.version++;
-    const change: Change = { resource, type: type === 'deleted' ? 'deleted' : old ? 'modified' : 'added', ...(old ? { old } : {}), object, listed };
+    const change: Change = {
+      resource,
+      type: type === 'deleted' ? 'deleted' : old ? 'modified' : 'added',
+      ...(old ? { old } : {}),
+      object,
+      listed,
+    };
     for (const l of this.listeners) l(change);
   }
 
@@ -170,7 +250,11 @@ export class WatchCache {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const wake = () => { clearTimeout(timer); this.sleeps.delete(wake); resolve(); };
+      const wake = () => {
+        clearTimeout(timer);
+        this.sleeps.delete(wake);
+        resolve();
+      };
       const timer = setTimeout(wake, ms);
       this.sleeps.add(wake);
     });
@@ -183,7 +267,10 @@ export class WatchCache {
     while (!this.stopped) {
       try {
         if (!resourceVersion) {
-          const list = await getJson(kc, `${path}${selector ? `?labelSelector=${encodeURIComponent(selector)}` : ''}`) as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
+          const list = (await getJson(kc, `${path}${selector ? `?labelSelector=${encodeURIComponent(selector)}` : ''}`)) as {
+            items?: KubeObject[];
+            metadata?: { resourceVersion?: string };
+          };
           this.replace(resource, Array.isArray(list.items) ? list.items : []);
           resourceVersion = list.metadata?.resourceVersion ?? '';
         }
@@ -192,11 +279,17 @@ export class WatchCache {
       } catch (err) {
         if (this.stopped) return;
         const code = (err as { statusCode?: number }).statusCode;
-        if (code === 410) { resourceVersion = ''; continue; }
+        if (code === 410) {
+          resourceVersion = '';
+          continue;
+        }
         // Forbidden or missing (CRDs not installed yet) stays un-synced until a list works.
         if (!resourceVersion) this.synced[resource] = false;
         // A broken watch resumes from its resourceVersion (nothing is missed); a failed list lists again.
-        log.warn({ resource, err: (err as Error).message, retryInMs: pause }, resourceVersion ? 'watch cache: watch failed; resuming' : 'watch cache: list failed; retrying');
+        log.warn(
+          { resource, err: (err as Error).message, retryInMs: pause },
+          resourceVersion ? 'watch cache: watch failed; resuming' : 'watch cache: list failed; retrying',
+        );
         await this.sleep(pause);
         pause = Math.min(pause * 2, 30_000);
       }
@@ -215,21 +308,28 @@ export class WatchCache {
         if (err && (err as { name?: string }).name !== 'AbortError') reject(err);
         else resolve(rv);
       };
-      watch.watch(path, { resourceVersion, allowWatchBookmarks: true, ...(selector ? { labelSelector: selector } : {}) }, (type: string, o: KubeObject) => {
-        if (type === 'ERROR') {
-          if ((o as { code?: number }).code === 410) rv = '';
-          return;
-        }
-        const next = (o?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
-        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
-          this.apply(resource, type === 'DELETED' ? 'deleted' : type === 'ADDED' ? 'added' : 'modified', { ...o, apiVersion, kind });
-        }
-        if (next && rv !== '') rv = next;
-      }, done).then((c) => {
-        controller = c;
-        this.aborts.add(c);
-        if (this.stopped) c.abort();
-      }, reject);
+      watch
+        .watch(
+          path,
+          { resourceVersion, allowWatchBookmarks: true, ...(selector ? { labelSelector: selector } : {}) },
+          (type: string, o: KubeObject) => {
+            if (type === 'ERROR') {
+              if ((o as { code?: number }).code === 410) rv = '';
+              return;
+            }
+            const next = (o?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+            if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+              this.apply(resource, type === 'DELETED' ? 'deleted' : type === 'ADDED' ? 'added' : 'modified', { ...o, apiVersion, kind });
+            }
+            if (next && rv !== '') rv = next;
+          },
+          done,
+        )
+        .then((c) => {
+          controller = c;
+          this.aborts.add(c);
+          if (this.stopped) c.abort();
+        }, reject);
     });
   }
 }
@@ -251,7 +351,11 @@ async function getJson(kc: KubeConfig, path: string): Promise<unknown> {
           reject(Object.assign(new Error(`GET ${url.pathname}: HTTP ${res.statusCode}`), { statusCode: res.statusCode }));
           return;
         }
-        try { resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))); } catch (e) { reject(e); }
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch (e) {
+          reject(e);
+        }
       });
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url.pathname}: timed out`)));

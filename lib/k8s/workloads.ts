@@ -1,8 +1,17 @@
 // Typed builders for the children the hooks return. Security settings, labels, the image and
 // the scratch volume are decided here once, so a hook reads as a list of the children it wants.
 import type {
-  V1Container, V1CronJob, V1EnvVar, V1Job, V1PersistentVolumeClaim, V1PodSecurityContext, V1PodSpec, V1ResourceRequirements,
-  V1SecurityContext, V1Volume, V1VolumeMount,
+  V1Container,
+  V1CronJob,
+  V1EnvVar,
+  V1Job,
+  V1PersistentVolumeClaim,
+  V1PodSecurityContext,
+  V1PodSpec,
+  V1ResourceRequirements,
+  V1SecurityContext,
+  V1Volume,
+  V1VolumeMount,
 } from '@kubernetes/client-node';
 
 /** Settings of the service that every generated object shares (from the service's environment). */
@@ -66,7 +75,12 @@ export function runnerPodSpec(o: RunnerOptions): V1PodSpec {
     image: o.settings.image,
     imagePullPolicy: o.settings.imagePullPolicy,
     args: o.args,
-    env: [...o.env, { name: 'FEATHERMAN_RESULT_FILE', value: RESULT_FILE }, { name: 'HOME', value: '/tmp' }, { name: 'TMPDIR', value: '/tmp' }],
+    env: [
+      ...o.env,
+      { name: 'FEATHERMAN_RESULT_FILE', value: RESULT_FILE },
+      { name: 'HOME', value: '/tmp' },
+      { name: 'TMPDIR', value: '/tmp' },
+    ],
     resources: o.settings.runnerResources,
     securityContext: containerSecurity(),
     terminationMessagePath: RESULT_FILE,
@@ -87,7 +101,12 @@ export function runnerPodSpec(o: RunnerOptions): V1PodSpec {
  * A run-to-completion Job. Exit 2 (bad input) fails the Job at once; other failures, such as
  * exit 75 (storage unreachable, catalog locked), are retried with Kubernetes' backoff.
  */
-export function job(name: string, labels: Record<string, string>, pod: V1PodSpec, opts: { backoffLimit?: number; activeDeadlineSeconds?: number } = {}): V1Job {
+export function job(
+  name: string,
+  labels: Record<string, string>,
+  pod: V1PodSpec,
+  opts: { backoffLimit?: number; activeDeadlineSeconds?: number } = {},
+): V1Job {
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',

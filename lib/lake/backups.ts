@@ -55,7 +55,10 @@ export interface BackupManifest extends LakeSummary {
 }
 
 export function backupName(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.(\d{3})Z$/, '$1Z');
 }
 
 export function nameTime(name: string): Date {
@@ -72,7 +75,10 @@ export const fileUrl = (m: { dataPath: string }, f: BackedUpFile) => (isExternal
 /** The backups of one catalog in its backup root. */
 export class BackupSet {
   readonly store: BlobStore;
-  constructor(readonly config: LakeConfig, readonly catalog = config.catalogName) {
+  constructor(
+    readonly config: LakeConfig,
+    readonly catalog = config.catalogName,
+  ) {
     this.store = blobStore(config.backupS3, config.backupPath);
   }
 
@@ -108,7 +114,8 @@ export class BackupSet {
 
   /** `name`, or the newest for "latest"; a clear bad-input error when there is none. */
   async resolve(name: string, flag = '--backup'): Promise<string> {
-    if (name !== 'latest' && !BACKUP_NAME.test(name)) throw new BadInputError(`${flag}: ${JSON.stringify(name)} is not a backup name (like 20261124T120000123Z) or latest`);
+    if (name !== 'latest' && !BACKUP_NAME.test(name))
+      throw new BadInputError(`${flag}: ${JSON.stringify(name)} is not a backup name (like 20261124T120000123Z) or latest`);
     const names = await this.names();
     const found = name === 'latest' ? names[names.length - 1] : names.find((n) => n === name);
     if (!found) throw new BadInputError(`${flag}: no ${name === 'latest' ? '' : `backup ${name} `}found under ${this.location}`);
@@ -159,7 +166,8 @@ export class BackupSet {
     for (const m of await this.manifests()) for (const f of copied(m)) stillNeeded.add(this.dataKey(f));
     const copies = removed.some((m) => m.includeData) ? await this.copiesOfData() : new Map<string, ObjectInfo>();
     const release = new Set<string>();
-    for (const m of removed) for (const f of copied(m)) if (!stillNeeded.has(this.dataKey(f)) && copies.has(this.dataKey(f))) release.add(this.dataKey(f));
+    for (const m of removed)
+      for (const f of copied(m)) if (!stillNeeded.has(this.dataKey(f)) && copies.has(this.dataKey(f))) release.add(this.dataKey(f));
     await this.store.deleteKeys([...release]);
     return { filesDeleted: release.size, bytesReleased: [...release].reduce((n, k) => n + (copies.get(k)?.size ?? 0), 0) };
   }
@@ -192,7 +200,8 @@ export async function snapshotFiles(session: LakeSession, summary: LakeSummary):
     );
     for (const r of rows) {
       files.set(String(r.data_file), { path: relative(String(r.data_file)), size: Number(r.data_file_size_bytes) });
-      if (r.delete_file) files.set(String(r.delete_file), { path: relative(String(r.delete_file)), size: Number(r.delete_file_size_bytes) });
+      if (r.delete_file)
+        files.set(String(r.delete_file), { path: relative(String(r.delete_file)), size: Number(r.delete_file_size_bytes) });
     }
   }
   return [...files.values()].sort((a, b) => a.path.localeCompare(b.path));
@@ -202,7 +211,11 @@ export async function snapshotFiles(session: LakeSession, summary: LakeSummary):
 export async function tableContents(session: LakeSession, tables: TableSummary[]): Promise<TableContents[]> {
   const out: TableContents[] = [];
   for (const t of tables) {
-    const row = (await session.rows(`SELECT count(*) AS n, coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0)::VARCHAR AS h FROM ${tableRef(t.schema, t.name)}`))[0]!;
+    const row = (
+      await session.rows(
+        `SELECT count(*) AS n, coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0)::VARCHAR AS h FROM ${tableRef(t.schema, t.name)}`,
+      )
+    )[0]!;
     out.push({ ...t, rows: Number(row.n), checksum: `${row.n}:${row.h}` });
   }
   return out;
@@ -217,7 +230,8 @@ export function contentMismatches(manifest: BackupManifest, read: TableContents[
     const w = want.get(key(t));
     if (!w) problems.push(`unexpected table ${key(t)}`);
     else if (w.rows !== t.rows) problems.push(`${key(t)} has ${t.rows} rows, the backup had ${w.rows}`);
-    else if (w.checksum !== undefined && w.checksum !== t.checksum) problems.push(`${key(t)} has different rows than when it was backed up`);
+    else if (w.checksum !== undefined && w.checksum !== t.checksum)
+      problems.push(`${key(t)} has different rows than when it was backed up`);
     want.delete(key(t));
   }
   for (const k of want.keys()) problems.push(`table ${k} missing`);
@@ -228,7 +242,12 @@ export function contentMismatches(manifest: BackupManifest, read: TableContents[
  * Which of a manifest's files are missing or changed in `store` (a listing of it, keyed like
  * `keyOf`). A file is changed when its size differs, or its ETag when both are known.
  */
-export function fileProblems(files: BackedUpFile[], listing: Map<string, ObjectInfo>, keyOf: (f: BackedUpFile) => string, compareEtags: boolean): { file: BackedUpFile; problem: string }[] {
+export function fileProblems(
+  files: BackedUpFile[],
+  listing: Map<string, ObjectInfo>,
+  keyOf: (f: BackedUpFile) => string,
+  compareEtags: boolean,
+): { file: BackedUpFile; problem: string }[] {
   const out: { file: BackedUpFile; problem: string }[] = [];
   for (const f of files) {
     const o = listing.get(keyOf(f));
@@ -241,6 +260,9 @@ export function fileProblems(files: BackedUpFile[], listing: Map<string, ObjectI
 
 /** One line naming the first few problem files (a termination message has 4 KiB). */
 export function describeFileProblems(problems: { file: BackedUpFile; problem: string }[], where: string): string {
-  const shown = problems.slice(0, 5).map((p) => `${p.file.path} (${p.problem})`).join(', ');
+  const shown = problems
+    .slice(0, 5)
+    .map((p) => `${p.file.path} (${p.problem})`)
+    .join(', ');
   return `${problems.length} data file${problems.length === 1 ? '' : 's'} missing or changed under ${where}: ${shown}${problems.length > 5 ? `, and ${problems.length - 5} more` : ''}`;
 }

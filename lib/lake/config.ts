@@ -5,10 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BadInputError } from '../errors.js';
 
-export type Metadata =
-  | { type: 'duckdb'; path: string }
-  | { type: 'sqlite'; path: string }
-  | { type: 'postgres'; connection: string };
+export type Metadata = { type: 'duckdb'; path: string } | { type: 'sqlite'; path: string } | { type: 'postgres'; connection: string };
 
 export interface S3Settings {
   endpoint?: string; // host:port, no scheme
@@ -56,7 +53,8 @@ export function packageRoot(): string {
 
 export function parseMetadata(value: string | undefined): Metadata {
   const field = 'FEATHERMAN_METADATA';
-  if (!value) throw new BadInputError(`${field}: required (duckdb:/path/file.ducklake, sqlite:/path or postgres:<libpq connection string>)`);
+  if (!value)
+    throw new BadInputError(`${field}: required (duckdb:/path/file.ducklake, sqlite:/path or postgres:<libpq connection string>)`);
   const colon = value.indexOf(':');
   const scheme = colon > 0 ? value.slice(0, colon) : '';
   const rest = value.slice(colon + 1);
@@ -92,7 +90,9 @@ export function defaultBackupPath(dataPath: string): string {
   const cut = trimmed.lastIndexOf('/');
   const parent = trimmed.slice(0, cut);
   if (parent === 's3:/' || parent === 's3:' || cut <= 0) {
-    throw new BadInputError('FEATHERMAN_BACKUP_PATH: required when FEATHERMAN_DATA_PATH is a bucket root (backups must not live inside the data path)');
+    throw new BadInputError(
+      'FEATHERMAN_BACKUP_PATH: required when FEATHERMAN_DATA_PATH is a bucket root (backups must not live inside the data path)',
+    );
   }
   return `${parent}/backups/`;
 }
@@ -115,13 +115,20 @@ export function parseEndpoint(value: string | undefined, field = 'AWS_ENDPOINT_U
 export function memoryLimit(value: string | undefined): string | undefined {
   if (!value) return undefined;
   if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.5) / 1024 / 1024))}MiB`;
-  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value)) throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
+  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value))
+    throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
   return value;
 }
 
 /** The backup target's own connection when any FEATHERMAN_BACKUP_* setting is given; otherwise the data's. */
 function backupConnection(env: NodeJS.ProcessEnv, data: S3Settings): S3Settings {
-  const own = ['FEATHERMAN_BACKUP_ENDPOINT', 'FEATHERMAN_BACKUP_REGION', 'FEATHERMAN_BACKUP_URL_STYLE', 'FEATHERMAN_BACKUP_ACCESS_KEY_ID', 'FEATHERMAN_BACKUP_SECRET_ACCESS_KEY'];
+  const own = [
+    'FEATHERMAN_BACKUP_ENDPOINT',
+    'FEATHERMAN_BACKUP_REGION',
+    'FEATHERMAN_BACKUP_URL_STYLE',
+    'FEATHERMAN_BACKUP_ACCESS_KEY_ID',
+    'FEATHERMAN_BACKUP_SECRET_ACCESS_KEY',
+  ];
   if (!own.some((k) => env[k])) return data;
   const { endpoint, useSsl } = env.FEATHERMAN_BACKUP_ENDPOINT
     ? parseEndpoint(env.FEATHERMAN_BACKUP_ENDPOINT, 'FEATHERMAN_BACKUP_ENDPOINT')
@@ -158,9 +165,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
     throw new BadInputError('FEATHERMAN_CATALOG: must be a Kubernetes object name (lowercase letters, digits, dots, hyphens)');
   }
   const lockTimeout = Number(env.FEATHERMAN_LOCK_TIMEOUT_SECONDS ?? '60');
-  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) throw new BadInputError('FEATHERMAN_LOCK_TIMEOUT_SECONDS: must be a number of seconds >= 0');
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0)
+    throw new BadInputError('FEATHERMAN_LOCK_TIMEOUT_SECONDS: must be a number of seconds >= 0');
   const threads = env.FEATHERMAN_THREADS ? Number(env.FEATHERMAN_THREADS) : undefined;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new BadInputError('FEATHERMAN_THREADS: must be a positive integer');
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
+    throw new BadInputError('FEATHERMAN_THREADS: must be a positive integer');
   const metadataSchema = env.FEATHERMAN_METADATA_SCHEMA || undefined;
   if (metadataSchema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(metadataSchema)) {
     throw new BadInputError('FEATHERMAN_METADATA_SCHEMA: must be letters, digits and underscores, not starting with a digit');
@@ -175,7 +184,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): LakeConfig {
     sessionToken: env.AWS_SESSION_TOKEN || undefined,
   };
   const catalogId = env.FEATHERMAN_CATALOG_ID || catalogName;
-  if (!/^[a-z0-9]([a-z0-9./-]{0,300}[a-z0-9])?$/.test(catalogId)) throw new BadInputError('FEATHERMAN_CATALOG_ID: must be <namespace>/<name> or a catalog name');
+  if (!/^[a-z0-9]([a-z0-9./-]{0,300}[a-z0-9])?$/.test(catalogId))
+    throw new BadInputError('FEATHERMAN_CATALOG_ID: must be <namespace>/<name> or a catalog name');
   return {
     catalogName,
     catalogId,

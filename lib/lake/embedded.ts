@@ -15,7 +15,9 @@ export async function ensureEmbeddedLake(
   env.FEATHERMAN_DATA_PATH ??= join(local, 'data');
   const config = loadConfig(env);
   let relocatedFrom: string | undefined;
-  const follow = async (session: LakeSession) => { relocatedFrom = await followMovedCheckout(session); };
+  const follow = async (session: LakeSession) => {
+    relocatedFrom = await followMovedCheckout(session);
+  };
   (await openLake(config, { create: true }, owned ? follow : undefined)).close();
   return { metadata: env.FEATHERMAN_METADATA, dataPath: config.dataPath, ...(relocatedFrom ? { relocatedFrom } : {}) };
 }
@@ -32,9 +34,12 @@ async function followMovedCheckout(session: LakeSession): Promise<string | undef
   await session.run(catalogDatabaseSql(config, 'embedded_catalog', false));
   try {
     const stored = await session.value<string | undefined>(
-      `SELECT value FROM embedded_catalog.ducklake_metadata WHERE key = 'data_path' AND scope IS NULL`);
+      `SELECT value FROM embedded_catalog.ducklake_metadata WHERE key = 'data_path' AND scope IS NULL`,
+    );
     if (stored === undefined || stored === config.dataPath) return undefined;
-    await session.run(`UPDATE embedded_catalog.ducklake_metadata SET value = $1 WHERE key = 'data_path' AND scope IS NULL`, [config.dataPath]);
+    await session.run(`UPDATE embedded_catalog.ducklake_metadata SET value = $1 WHERE key = 'data_path' AND scope IS NULL`, [
+      config.dataPath,
+    ]);
     return stored;
   } finally {
     // The lake attaches the same file next, through DuckLake.

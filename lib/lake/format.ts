@@ -1,17 +1,31 @@
 // Result serialisation shared by the query command and the worker: rows converted one at a time,
 // each row's size known before its values are converted, and CSV lines.
 import {
-  DuckDBArrayVector, DuckDBBlobVector, DuckDBListVector, DuckDBMapVector, DuckDBStructVector, DuckDBUnionVector, DuckDBVarCharVector,
-  JsonDuckDBValueConverter, type DuckDBDataChunk, type DuckDBResult, type DuckDBVector, type Json,
+  DuckDBArrayVector,
+  DuckDBBlobVector,
+  DuckDBListVector,
+  DuckDBMapVector,
+  DuckDBStructVector,
+  DuckDBUnionVector,
+  DuckDBVarCharVector,
+  JsonDuckDBValueConverter,
+  type DuckDBDataChunk,
+  type DuckDBResult,
+  type DuckDBVector,
+  type Json,
 } from '@duckdb/node-api';
 
 /** One RFC 4180 CSV line (with CRLF-free "\n" ending); nested values are written as JSON. */
 export function csvLine(values: unknown[]): string {
-  return values.map((v) => {
-    if (v === null || v === undefined) return '';
-    const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  }).join(',') + '\n';
+  return (
+    values
+      .map((v) => {
+        if (v === null || v === undefined) return '';
+        const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+        return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+      })
+      .join(',') + '\n'
+  );
 }
 
 // The vectors' raw views are private in @duckdb/node-api's types but stable: a string_t is 16
@@ -50,7 +64,8 @@ export function valueBytes(v: DuckDBVector, i: number, limit: number): number {
     if (!v.isItemValid(i)) return 4;
     let total = 2;
     const entries = v.type.entryNames;
-    for (let e = 0; e < entries.length && total <= limit; e++) total += entries[e]!.length + 4 + valueBytes(v.entryVectorAt(e), i, limit - total);
+    for (let e = 0; e < entries.length && total <= limit; e++)
+      total += entries[e]!.length + 4 + valueBytes(v.entryVectorAt(e), i, limit - total);
     return total;
   }
   if (v instanceof DuckDBMapVector) return valueBytes(raw(v).listVector, i, limit);
@@ -79,7 +94,15 @@ export interface RowChunk {
   cells(row: number): Json[];
 }
 
-const VARIABLE = [DuckDBVarCharVector, DuckDBBlobVector, DuckDBListVector, DuckDBStructVector, DuckDBMapVector, DuckDBUnionVector, DuckDBArrayVector];
+const VARIABLE = [
+  DuckDBVarCharVector,
+  DuckDBBlobVector,
+  DuckDBListVector,
+  DuckDBStructVector,
+  DuckDBMapVector,
+  DuckDBUnionVector,
+  DuckDBArrayVector,
+];
 
 /**
  * The chunks of a streamed result, as JSON-safe values (BIGINT and DECIMAL as strings, as
@@ -105,7 +128,8 @@ export async function* resultChunks(result: DuckDBResult): AsyncGenerator<RowChu
       },
       values: (i) => {
         const row: Record<string, Json> = {};
-        for (let c = 0; c < vectors.length; c++) row[names[c]!] = JsonDuckDBValueConverter(vectors[c]!.getItem(i), types[c]!, JsonDuckDBValueConverter);
+        for (let c = 0; c < vectors.length; c++)
+          row[names[c]!] = JsonDuckDBValueConverter(vectors[c]!.getItem(i), types[c]!, JsonDuckDBValueConverter);
         return row;
       },
       cells: (i) => vectors.map((v, c) => JsonDuckDBValueConverter(v.getItem(i), types[c]!, JsonDuckDBValueConverter)),

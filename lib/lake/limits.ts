@@ -26,7 +26,8 @@ export function killGraceMs(env: NodeJS.ProcessEnv): number {
 /** Refuses SQL above the size limit before anything parses it (a 400 naming the limit). */
 export function checkSqlSize(sql: string, limit: number, field = 'sql'): void {
   const bytes = Buffer.byteLength(sql);
-  if (bytes > limit) throw new BadInputError(`${field}: ${bytes} bytes, larger than the limit of ${limit} bytes (FEATHERMAN_MAX_SQL_BYTES)`);
+  if (bytes > limit)
+    throw new BadInputError(`${field}: ${bytes} bytes, larger than the limit of ${limit} bytes (FEATHERMAN_MAX_SQL_BYTES)`);
 }
 
 export const isOutOfMemory = (message: string) => /Out of Memory Error/i.test(message);
@@ -37,7 +38,9 @@ export const isOutOfMemory = (message: string) => /Out of Memory Error/i.test(me
  */
 export function outOfMemoryError(message: string, configured?: string): BadInputError {
   const limit = /\/\s*([\d.]+\s*[KMGT]?i?B) used\)/i.exec(message)?.[1] ?? configured;
-  return new BadInputError(`sql: the query needs more memory than the limit of ${limit ?? 'this process'} per query (FEATHERMAN_MEMORY_LIMIT); read less data, or aggregate before returning rows`);
+  return new BadInputError(
+    `sql: the query needs more memory than the limit of ${limit ?? 'this process'} per query (FEATHERMAN_MEMORY_LIMIT); read less data, or aggregate before returning rows`,
+  );
 }
 
 export interface FallbackLimits {

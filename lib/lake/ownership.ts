@@ -31,10 +31,11 @@ export async function claimDataPath(config: LakeConfig): Promise<{ owner: string
     const body = await store.getIfExists(key);
     return body ? (JSON.parse(body.toString('utf8')) as Marker) : undefined;
   };
-  const refuse = (owner: string) => new BadInputError(
-    `FEATHERMAN_DATA_PATH: ${config.dataPath} belongs to catalog ${owner} (marker ${root}${key}); `
-    + `two catalogs on one data path would delete each other's files: give catalog ${config.catalogId} its own bucket or prefix`,
-  );
+  const refuse = (owner: string) =>
+    new BadInputError(
+      `FEATHERMAN_DATA_PATH: ${config.dataPath} belongs to catalog ${owner} (marker ${root}${key}); ` +
+        `two catalogs on one data path would delete each other's files: give catalog ${config.catalogId} its own bucket or prefix`,
+    );
   const existing = await read();
   if (existing) {
     if (existing.catalog !== config.catalogId) throw refuse(existing.catalog);

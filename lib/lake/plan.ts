@@ -1,7 +1,14 @@
 // From a table spec and the table as the lake has it, the exact DDL that makes them match:
 // a pure function, so `--dry-run` prints what `apply` would run and tests need no database.
 import { formatColumnType, parseColumnType, sameColumnType } from '../api/column-type.js';
-import { columnChangeProblems, formatPartitionKey, parsePartitionKey, tableSpecProblems, type PartitionKey, type TableSpec } from '../api/table.js';
+import {
+  columnChangeProblems,
+  formatPartitionKey,
+  parsePartitionKey,
+  tableSpecProblems,
+  type PartitionKey,
+  type TableSpec,
+} from '../api/table.js';
 import { BadInputError } from '../errors.js';
 import type { TableState } from './inspect.js';
 import { LAKE, ident, literal, tableRef } from './sql.js';
@@ -28,8 +35,7 @@ export function planTable(spec: TableSpec, current: TableState | undefined, opts
       : `ALTER TABLE ${ref} RESET PARTITIONED BY`;
   const setCompression = (c: string) =>
     `CALL ${LAKE}.set_option('parquet_compression', ${literal(c.toLowerCase())}, schema => ${literal(schema)}, table_name => ${literal(spec.name)})`;
-  const comment = (target: string, text: string | null | undefined) =>
-    `COMMENT ON ${target} IS ${text ? literal(text) : 'NULL'}`;
+  const comment = (target: string, text: string | null | undefined) => `COMMENT ON ${target} IS ${text ? literal(text) : 'NULL'}`;
   const columnDef = (c: TableSpec['columns'][number]) =>
     `${ident(c.name)} ${formatColumnType(parseColumnType(c.type))}${c.nullable === false ? ' NOT NULL' : ''}`;
 
@@ -43,7 +49,12 @@ export function planTable(spec: TableSpec, current: TableState | undefined, opts
     return { action: 'create', transactions: compression ? [statements, [setCompression(compression)]] : [statements] };
   }
 
-  const refusals = columnChangeProblems(current.columns, spec.columns, current.partitioning.map((p) => p.column), { allowDrop: opts.allowDrop });
+  const refusals = columnChangeProblems(
+    current.columns,
+    spec.columns,
+    current.partitioning.map((p) => p.column),
+    { allowDrop: opts.allowDrop },
+  );
   if (refusals.length) throw BadInputError.fromProblems(refusals);
 
   const statements: string[] = [];
@@ -57,12 +68,14 @@ export function planTable(spec: TableSpec, current: TableState | undefined, opts
       continue;
     }
     const type = parseColumnType(c.type);
-    if (!sameColumnType(had.type, type)) statements.push(`ALTER TABLE ${ref} ALTER COLUMN ${ident(had.name)} SET DATA TYPE ${formatColumnType(type)}`);
+    if (!sameColumnType(had.type, type))
+      statements.push(`ALTER TABLE ${ref} ALTER COLUMN ${ident(had.name)} SET DATA TYPE ${formatColumnType(type)}`);
     if (!had.nullable && c.nullable !== false) statements.push(`ALTER TABLE ${ref} ALTER COLUMN ${ident(had.name)} DROP NOT NULL`);
     if (c.comment !== undefined && (c.comment || null) !== had.comment) statements.push(comment(`COLUMN ${col}`, c.comment));
   }
   const wanted = new Set(spec.columns.map((c) => c.name.toLowerCase()));
-  for (const c of current.columns) if (!wanted.has(c.name.toLowerCase())) statements.push(`ALTER TABLE ${ref} DROP COLUMN ${ident(c.name)}`);
+  for (const c of current.columns)
+    if (!wanted.has(c.name.toLowerCase())) statements.push(`ALTER TABLE ${ref} DROP COLUMN ${ident(c.name)}`);
   if (spec.comment !== undefined && (spec.comment || null) !== current.comment) statements.push(comment(`TABLE ${ref}`, spec.comment));
   if (!samePartitioning(partitioning, current.partitioning)) statements.push(setPartitioning(partitioning));
   if (compression && compression !== current.compression) statements.push(setCompression(compression));

@@ -25,29 +25,91 @@ export const MAX_PLAN_NODES = 20_000;
 
 /** Table functions a query may call: generators, JSON rows, and DuckLake's read-only views of the lake. */
 const TABLE_FUNCTIONS = new Set([
-  'range', 'generate_series', 'unnest', 'json_each', 'json_tree',
-  'snapshots', 'table_info', 'table_changes', 'table_insertions', 'table_deletions',
-  'ducklake_snapshots', 'ducklake_table_info', 'ducklake_table_changes', 'ducklake_table_insertions', 'ducklake_table_deletions',
+  'range',
+  'generate_series',
+  'unnest',
+  'json_each',
+  'json_tree',
+  'snapshots',
+  'table_info',
+  'table_changes',
+  'table_insertions',
+  'table_deletions',
+  'ducklake_snapshots',
+  'ducklake_table_info',
+  'ducklake_table_changes',
+  'ducklake_table_insertions',
+  'ducklake_table_deletions',
 ]);
 /** Of those, the DuckLake ones: their first argument names the catalog, which must be the lake. */
 const LAKE_TABLE_FUNCTIONS = /^(ducklake_)?(snapshots|table_info|table_changes|table_insertions|table_deletions)$/;
 /** What the parse tree's FROM clauses may hold. SHOW_REF (DESCRIBE, SHOW) and anything new are refused. */
-const TABLE_REFS = new Set(['BASE_TABLE', 'JOIN', 'SUBQUERY', 'TABLE_FUNCTION', 'EXPRESSION_LIST', 'EMPTY_FROM', 'EMPTY', 'PIVOT', 'COLUMN_DATA']);
+const TABLE_REFS = new Set([
+  'BASE_TABLE',
+  'JOIN',
+  'SUBQUERY',
+  'TABLE_FUNCTION',
+  'EXPRESSION_LIST',
+  'EMPTY_FROM',
+  'EMPTY',
+  'PIVOT',
+  'COLUMN_DATA',
+]);
 /** Logical operators a read may plan to. */
 const READ_OPERATORS = new Set([
-  'LOGICAL_PROJECTION', 'LOGICAL_FILTER', 'LOGICAL_AGGREGATE_AND_GROUP_BY', 'LOGICAL_WINDOW', 'LOGICAL_UNNEST', 'LOGICAL_LIMIT',
-  'LOGICAL_ORDER_BY', 'LOGICAL_TOP_N', 'LOGICAL_DISTINCT', 'LOGICAL_SAMPLE', 'LOGICAL_PIVOT', 'LOGICAL_GET', 'LOGICAL_DELIM_GET',
-  'LOGICAL_EXPRESSION_GET', 'LOGICAL_DUMMY_SCAN', 'LOGICAL_EMPTY_RESULT', 'LOGICAL_CTE_REF', 'LOGICAL_MATERIALIZED_CTE',
-  'LOGICAL_RECURSIVE_CTE', 'LOGICAL_COMPARISON_JOIN', 'LOGICAL_ANY_JOIN', 'LOGICAL_CROSS_PRODUCT', 'LOGICAL_POSITIONAL_JOIN',
-  'LOGICAL_ASOF_JOIN', 'LOGICAL_DEPENDENT_JOIN', 'LOGICAL_DELIM_JOIN', 'LOGICAL_UNION', 'LOGICAL_EXCEPT', 'LOGICAL_INTERSECT',
+  'LOGICAL_PROJECTION',
+  'LOGICAL_FILTER',
+  'LOGICAL_AGGREGATE_AND_GROUP_BY',
+  'LOGICAL_WINDOW',
+  'LOGICAL_UNNEST',
+  'LOGICAL_LIMIT',
+  'LOGICAL_ORDER_BY',
+  'LOGICAL_TOP_N',
+  'LOGICAL_DISTINCT',
+  'LOGICAL_SAMPLE',
+  'LOGICAL_PIVOT',
+  'LOGICAL_GET',
+  'LOGICAL_DELIM_GET',
+  'LOGICAL_EXPRESSION_GET',
+  'LOGICAL_DUMMY_SCAN',
+  'LOGICAL_EMPTY_RESULT',
+  'LOGICAL_CTE_REF',
+  'LOGICAL_MATERIALIZED_CTE',
+  'LOGICAL_RECURSIVE_CTE',
+  'LOGICAL_COMPARISON_JOIN',
+  'LOGICAL_ANY_JOIN',
+  'LOGICAL_CROSS_PRODUCT',
+  'LOGICAL_POSITIONAL_JOIN',
+  'LOGICAL_ASOF_JOIN',
+  'LOGICAL_DEPENDENT_JOIN',
+  'LOGICAL_DELIM_JOIN',
+  'LOGICAL_UNION',
+  'LOGICAL_EXCEPT',
+  'LOGICAL_INTERSECT',
 ]);
 /** And a write, on a pool that may write. */
 const WRITE_OPERATORS = new Set(['LOGICAL_INSERT', 'LOGICAL_UPDATE', 'LOGICAL_DELETE', 'LOGICAL_MERGE_INTO']);
 /** Expressions in a plan; those naming a function are checked against ALLOWED_FUNCTIONS. */
 const EXPRESSIONS = new Set([
-  'BOUND_FUNCTION', 'BOUND_AGGREGATE', 'BOUND_WINDOW', 'BOUND_REF', 'BOUND_COLUMN_REF', 'BOUND_CONSTANT', 'BOUND_CAST',
-  'BOUND_CASE', 'BOUND_COMPARISON', 'BOUND_CONJUNCTION', 'BOUND_OPERATOR', 'BOUND_BETWEEN', 'BOUND_SUBQUERY', 'BOUND_UNNEST',
-  'BOUND_LAMBDA', 'BOUND_LAMBDA_REF', 'BOUND_PARAMETER', 'BOUND_DEFAULT', 'BOUND_REFERENCE',
+  'BOUND_FUNCTION',
+  'BOUND_AGGREGATE',
+  'BOUND_WINDOW',
+  'BOUND_REF',
+  'BOUND_COLUMN_REF',
+  'BOUND_CONSTANT',
+  'BOUND_CAST',
+  'BOUND_CASE',
+  'BOUND_COMPARISON',
+  'BOUND_CONJUNCTION',
+  'BOUND_OPERATOR',
+  'BOUND_BETWEEN',
+  'BOUND_SUBQUERY',
+  'BOUND_UNNEST',
+  'BOUND_LAMBDA',
+  'BOUND_LAMBDA_REF',
+  'BOUND_PARAMETER',
+  'BOUND_DEFAULT',
+  'BOUND_REFERENCE',
 ]);
 /** Table names shaped like a file or URL: DuckDB would read them as files (replacement scans). */
 const PATH_SHAPED = /[/\\:*?{}[\]]|\.(parquet|csv|tsv|json|jsonl|ndjson|txt|gz|zst|arrow|avro|duckdb|db|sqlite|ducklake|xlsx)$/i;
@@ -75,7 +137,12 @@ export interface QueryTables {
   catalog: boolean;
 }
 
-const WRITE_KINDS: Record<string, QueryTables['kind']> = { LOGICAL_INSERT: 'insert', LOGICAL_UPDATE: 'update', LOGICAL_DELETE: 'delete', LOGICAL_MERGE_INTO: 'merge' };
+const WRITE_KINDS: Record<string, QueryTables['kind']> = {
+  LOGICAL_INSERT: 'insert',
+  LOGICAL_UPDATE: 'update',
+  LOGICAL_DELETE: 'delete',
+  LOGICAL_MERGE_INTO: 'merge',
+};
 
 function addTable(list: TableRef[], schema: unknown, table: unknown): void {
   const ref = { schema: lower(schema) || 'main', table: lower(table) };
@@ -87,8 +154,9 @@ function* objects(root: unknown): Generator<Json> {
   const stack: unknown[] = [root];
   while (stack.length) {
     const node = stack.pop();
-    if (Array.isArray(node)) { for (let i = node.length - 1; i >= 0; i--) stack.push(node[i]); }
-    else if (node && typeof node === 'object') {
+    if (Array.isArray(node)) {
+      for (let i = node.length - 1; i >= 0; i--) stack.push(node[i]);
+    } else if (node && typeof node === 'object') {
       yield node as Json;
       for (const v of Object.values(node)) if (v && typeof v === 'object') stack.push(v);
     }
@@ -113,9 +181,14 @@ async function serialize(connection: DuckDBConnection, fn: 'json_serialize_sql' 
 
 /** Stage 1: the parse tree of a SELECT. */
 async function checkParseTree(connection: DuckDBConnection, sql: string): Promise<void> {
-  const ast = JSON.parse(await serialize(connection, 'json_serialize_sql', sql)) as { error: boolean; error_message?: string; statements?: unknown[] };
+  const ast = JSON.parse(await serialize(connection, 'json_serialize_sql', sql)) as {
+    error: boolean;
+    error_message?: string;
+    statements?: unknown[];
+  };
   if (ast.error) {
-    if (/Only SELECT statements/i.test(ast.error_message ?? '')) throw new SandboxError('sql: only read queries (a single SELECT) are allowed on a read-only pool');
+    if (/Only SELECT statements/i.test(ast.error_message ?? ''))
+      throw new SandboxError('sql: only read queries (a single SELECT) are allowed on a read-only pool');
     // Not a refusal: SQL the parser cannot read is bad input (400, exit 2), like any statement error.
     throw new BadInputError(`sql: Parser Error: ${ast.error_message}`);
   }
@@ -133,7 +206,8 @@ async function checkParseTree(connection: DuckDBConnection, sql: string): Promis
       checkFunction(lower(n.function_name));
     }
     const refType = typeof n.type === 'string' && 'sample' in n && 'alias' in n && !('class' in n) ? n.type : undefined;
-    if (refType !== undefined && !TABLE_REFS.has(refType)) throw new SandboxError(`sql: ${refType.toLowerCase().replace(/_/g, ' ')} is not allowed; queries read lake tables`);
+    if (refType !== undefined && !TABLE_REFS.has(refType))
+      throw new SandboxError(`sql: ${refType.toLowerCase().replace(/_/g, ' ')} is not allowed; queries read lake tables`);
     if (refType === 'TABLE_FUNCTION') {
       const fn = n.function as Json | undefined;
       tableFunctionCalls.add(fn);
@@ -160,10 +234,18 @@ async function checkParseTree(connection: DuckDBConnection, sql: string): Promis
 
 /** Stage 2: the bound logical plan, for reads and writes; what it reads and writes. */
 async function checkPlan(connection: DuckDBConnection, sql: string, write: boolean): Promise<QueryTables> {
-  const plan = JSON.parse(await serialize(connection, 'json_serialize_plan', sql)) as { error: boolean; error_type?: string; error_message?: string; plans?: unknown[] };
+  const plan = JSON.parse(await serialize(connection, 'json_serialize_plan', sql)) as {
+    error: boolean;
+    error_type?: string;
+    error_message?: string;
+    plans?: unknown[];
+  };
   if (plan.error) {
     const kind = plan.error_type ?? 'error';
-    if (/not implemented/i.test(kind)) throw new SandboxError(`sql: only ${write ? 'SELECT, INSERT, UPDATE, DELETE or MERGE statements' : 'SELECT queries'} over lake tables are allowed`);
+    if (/not implemented/i.test(kind))
+      throw new SandboxError(
+        `sql: only ${write ? 'SELECT, INSERT, UPDATE, DELETE or MERGE statements' : 'SELECT queries'} over lake tables are allowed`,
+      );
     if (OPAQUE_ERRORS.test(kind)) throw new BadInputError(`sql: the query does not bind (${kind} error)`);
     throw new BadInputError(`sql: ${kind[0]!.toUpperCase()}${kind.slice(1)} Error: ${plan.error_message}`);
   }
@@ -176,18 +258,25 @@ async function checkPlan(connection: DuckDBConnection, sql: string, write: boole
     const expression = n.expression_class;
     if (typeof expression === 'string') {
       if (!EXPRESSIONS.has(expression)) throw new SandboxError(`sql: ${expression.toLowerCase()} expressions are not allowed`);
-      if ((expression === 'BOUND_FUNCTION' || expression === 'BOUND_AGGREGATE' || (expression === 'BOUND_WINDOW' && n.name)) && typeof n.name === 'string') {
+      if (
+        (expression === 'BOUND_FUNCTION' || expression === 'BOUND_AGGREGATE' || (expression === 'BOUND_WINDOW' && n.name)) &&
+        typeof n.name === 'string'
+      ) {
         checkFunction(n.name.toLowerCase());
       }
     } else if (typeof type === 'string' && type.startsWith('LOGICAL_')) {
-      if (++operators > MAX_PLAN_NODES) throw new BadInputError(`sql: the query plans to more than ${MAX_PLAN_NODES} operators; simplify it`);
+      if (++operators > MAX_PLAN_NODES)
+        throw new BadInputError(`sql: the query plans to more than ${MAX_PLAN_NODES} operators; simplify it`);
       if (!READ_OPERATORS.has(type) && !(write && WRITE_OPERATORS.has(type))) {
-        throw new SandboxError(`sql: ${type.slice(8).toLowerCase().replace(/_/g, ' ')} is not allowed${write ? '' : ' on a read-only pool'}`);
+        throw new SandboxError(
+          `sql: ${type.slice(8).toLowerCase().replace(/_/g, ' ')} is not allowed${write ? '' : ' on a read-only pool'}`,
+        );
       }
       if (type === 'LOGICAL_GET') checkScan(n, tables);
       if (WRITE_OPERATORS.has(type)) {
         const info = n.table_info as Json | undefined;
-        if (lower(info?.catalog) !== LAKE) throw new SandboxError(`sql: writes go to lake tables only, not ${String(info?.catalog ?? 'that table')}`);
+        if (lower(info?.catalog) !== LAKE)
+          throw new SandboxError(`sql: writes go to lake tables only, not ${String(info?.catalog ?? 'that table')}`);
         addTable(tables.write, info?.schema, info?.table);
         tables.kind = WRITE_KINDS[type]!;
       }
@@ -223,12 +312,17 @@ function checkScan(get: Json, tables: QueryTables): void {
 export class AllowedQueries {
   private readonly texts = new Map<string, QueryTables>();
   constructor(private readonly max = 1000) {}
-  has(sql: string): boolean { return this.texts.has(sql); }
+  has(sql: string): boolean {
+    return this.texts.has(sql);
+  }
   /** The tables an allowed text reads and writes (the same on this engine every time). */
   get(sql: string): QueryTables | undefined {
     const tables = this.texts.get(sql);
     // Moved to the back of the Map's order: the most recently used leaves last.
-    if (tables) { this.texts.delete(sql); this.texts.set(sql, tables); }
+    if (tables) {
+      this.texts.delete(sql);
+      this.texts.set(sql, tables);
+    }
     return tables;
   }
   add(sql: string, tables: QueryTables): void {

@@ -153,7 +153,8 @@ export async function openDuckDB(config: LakeConfig): Promise<LakeSession> {
     if (config.metadata.type === 'sqlite') await session.run('LOAD sqlite');
     if (needsS3) await session.run(s3SecretSql(config));
     // The default postgres secret: libpq then needs no PGPASSWORD, and DuckDB redacts the value.
-    if (config.metadata.type === 'postgres' && config.pgPassword) await session.run(`CREATE TEMPORARY SECRET (TYPE postgres, PASSWORD ${literal(config.pgPassword)})`);
+    if (config.metadata.type === 'postgres' && config.pgPassword)
+      await session.run(`CREATE TEMPORARY SECRET (TYPE postgres, PASSWORD ${literal(config.pgPassword)})`);
     session.timings.extensionsMs = performance.now() - t1;
     return session;
   } catch (err) {
@@ -174,7 +175,11 @@ export async function attachLake(session: LakeSession, opts: OpenOptions = {}, m
 }
 
 /** DuckDB with the lake attached. `beforeAttach` may look at the catalog first, on the same session. */
-export async function openLake(config: LakeConfig, opts: OpenOptions = {}, beforeAttach?: (session: LakeSession) => Promise<void>): Promise<LakeSession> {
+export async function openLake(
+  config: LakeConfig,
+  opts: OpenOptions = {},
+  beforeAttach?: (session: LakeSession) => Promise<void>,
+): Promise<LakeSession> {
   const session = await openDuckDB(config);
   try {
     await beforeAttach?.(session);
@@ -200,11 +205,16 @@ export async function attachWithLockWait(session: LakeSession, sql: string, time
     } catch (err) {
       if (!isLockError(err)) {
         if (/does not exist|CREATE_IF_NOT_EXISTS|Cannot open database .* in read-only mode/i.test(String((err as Error).message))) {
-          throw new Error(`the lake has not been created yet: run \`featherman catalog init\` first (${(err as Error).message.split('\n')[0]})`);
+          throw new Error(
+            `the lake has not been created yet: run \`featherman catalog init\` first (${(err as Error).message.split('\n')[0]})`,
+          );
         }
         throw err;
       }
-      if (Date.now() + wait > deadline) throw new TemporaryError(`the catalog is locked by another process and stayed locked for ${Math.round(timeoutMs / 1000)}s; retry later`);
+      if (Date.now() + wait > deadline)
+        throw new TemporaryError(
+          `the catalog is locked by another process and stayed locked for ${Math.round(timeoutMs / 1000)}s; retry later`,
+        );
       await sleep(wait * (0.5 + Math.random()));
       wait = Math.min(wait * 1.6, 2000);
     }

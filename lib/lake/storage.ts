@@ -6,7 +6,13 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  CopyObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  CopyObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
 } from '@aws-sdk/client-s3';
 import type { LakeConfig, S3Settings } from './config.js';
 import { classify } from './failures.js';
@@ -41,9 +47,10 @@ export function s3Client(s3: S3Settings): S3Client {
     region: s3.region,
     endpoint: s3.endpoint ? `${s3.useSsl ? 'https' : 'http'}://${s3.endpoint}` : undefined,
     forcePathStyle: s3.urlStyle === 'path',
-    credentials: s3.accessKeyId && s3.secretAccessKey
-      ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: s3.sessionToken }
-      : undefined,
+    credentials:
+      s3.accessKeyId && s3.secretAccessKey
+        ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: s3.sessionToken }
+        : undefined,
     maxAttempts: 2,
     requestHandler: { requestTimeout: 30_000, connectionTimeout: 5_000 } as never,
   });
@@ -58,14 +65,24 @@ export function splitS3Url(url: string): { bucket: string; prefix: string } {
 class S3Store implements BlobStore {
   readonly bucket: string;
   readonly prefix: string;
-  constructor(readonly url: string, readonly client: S3Client, readonly settings: S3Settings) {
+  constructor(
+    readonly url: string,
+    readonly client: S3Client,
+    readonly settings: S3Settings,
+  ) {
     ({ bucket: this.bucket, prefix: this.prefix } = splitS3Url(url));
   }
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try { return await fn(); } catch (err) { throw classify(err, `${what} ${this.url}`); }
+    try {
+      return await fn();
+    } catch (err) {
+      throw classify(err, `${what} ${this.url}`);
+    }
   }
   put(key: string, body: Uint8Array | string) {
-    return this.call('writing to', async () => { await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Body: body })); });
+    return this.call('writing to', async () => {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Body: body }));
+    });
   }
   get(key: string) {
     return this.call('reading from', async () => {
@@ -78,7 +95,11 @@ class S3Store implements BlobStore {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
       return Buffer.from(await out.Body!.transformToByteArray());
     } catch (err) {
-      if ((err as { name?: string }).name === 'NoSuchKey' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      if (
+        (err as { name?: string }).name === 'NoSuchKey' ||
+        (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404
+      )
+        return undefined;
       throw classify(err, `reading from ${this.url}`);
     }
   }
@@ -90,9 +111,12 @@ class S3Store implements BlobStore {
       const objects: ObjectInfo[] = [];
       let token: string | undefined;
       do {
-        const out = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }));
+        const out = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+        );
         for (const o of out.Contents ?? []) {
-          if (o.Key) objects.push({ key: o.Key.slice(this.prefix.length), size: Number(o.Size ?? 0), etag: (o.ETag ?? '').replace(/"/g, '') });
+          if (o.Key)
+            objects.push({ key: o.Key.slice(this.prefix.length), size: Number(o.Size ?? 0), etag: (o.ETag ?? '').replace(/"/g, '') });
         }
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
       } while (token);
@@ -107,18 +131,28 @@ class S3Store implements BlobStore {
   async deleteKeys(keys: string[]) {
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000).map((k) => ({ Key: this.prefix + k }));
-      await this.call('deleting from', () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } })));
+      await this.call('deleting from', () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } })),
+      );
     }
   }
   async copyTo(key: string, target: BlobStore, targetKey: string, size: number) {
     // Same endpoint and keys: the store copies server-side (up to 5 GiB an object), no bytes through us.
     if (target instanceof S3Store && sameConnection(this.settings, target.settings) && size < 5 * 1024 ** 3) {
-      await this.call('copying within', () => this.client.send(new CopyObjectCommand({
-        Bucket: target.bucket, Key: target.prefix + targetKey, CopySource: encodeURI(`${this.bucket}/${this.prefix}${key}`),
-      })));
+      await this.call('copying within', () =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: target.bucket,
+            Key: target.prefix + targetKey,
+            CopySource: encodeURI(`${this.bucket}/${this.prefix}${key}`),
+          }),
+        ),
+      );
       return;
     }
-    const out = await this.call('reading from', () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key })));
+    const out = await this.call('reading from', () =>
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key })),
+    );
     await target.putStream(targetKey, out.Body as Readable, size);
   }
   putStream(key: string, body: Readable, size: number) {
@@ -129,7 +163,13 @@ class S3Store implements BlobStore {
 }
 
 function sameConnection(a: S3Settings, b: S3Settings): boolean {
-  return a.endpoint === b.endpoint && a.useSsl === b.useSsl && a.region === b.region && a.accessKeyId === b.accessKeyId && a.secretAccessKey === b.secretAccessKey;
+  return (
+    a.endpoint === b.endpoint &&
+    a.useSsl === b.useSsl &&
+    a.region === b.region &&
+    a.accessKeyId === b.accessKeyId &&
+    a.secretAccessKey === b.secretAccessKey
+  );
 }
 
 class LocalStore implements BlobStore {
@@ -139,7 +179,9 @@ class LocalStore implements BlobStore {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, body);
   }
-  get(key: string) { return readFile(join(this.url, key)); }
+  get(key: string) {
+    return readFile(join(this.url, key));
+  }
   async getIfExists(key: string) {
     try {
       return await readFile(join(this.url, key));

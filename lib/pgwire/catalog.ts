@@ -10,21 +10,69 @@ import { column, type Column } from './types.js';
 
 /** Whether a query asks about the catalog rather than the lake's data. */
 export function isCatalogQuery(sql: string): boolean {
-  return /\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|proc|database|settings|roles|user|tables|views|index|description|am|enum|range|constraint|attrdef|inherits|collation|matviews|extension|stat_\w+)\b|\b(version|current_schema|current_schemas|current_setting|pg_backend_pid|has_\w+_privilege|pg_get_\w+|format_type|set_config|txid_current|pg_encoding_to_char|obj_description|col_description|pg_table_is_visible)\s*\(/i.test(sql);
+  return /\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|proc|database|settings|roles|user|tables|views|index|description|am|enum|range|constraint|attrdef|inherits|collation|matviews|extension|stat_\w+)\b|\b(version|current_schema|current_schemas|current_setting|pg_backend_pid|has_\w+_privilege|pg_get_\w+|format_type|set_config|txid_current|pg_encoding_to_char|obj_description|col_description|pg_table_is_visible)\s*\(/i.test(
+    sql,
+  );
 }
 
-interface Runner { run(sql: string): Promise<Rows>; catalog: string; pool?: string; principal?: { user: string; uid?: string } }
-interface Mirror { at: number; connection: Promise<DuckDBConnection> }
+interface Runner {
+  run(sql: string): Promise<Rows>;
+  catalog: string;
+  pool?: string;
+  principal?: { user: string; uid?: string };
+}
+interface Mirror {
+  at: number;
+  connection: Promise<DuckDBConnection>;
+}
 
 const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const MIRROR_MS = 30_000;
 
-const FUNCTIONS = ['format_type', 'pg_get_userbyid', 'pg_table_is_visible', 'pg_type_is_visible', 'pg_function_is_visible', 'pg_get_expr',
-  'pg_get_indexdef', 'pg_get_constraintdef', 'pg_get_viewdef', 'pg_get_partkeydef', 'pg_get_serial_sequence', 'pg_get_statisticsobjdef_columns',
-  'obj_description', 'col_description', 'shobj_description', 'pg_encoding_to_char', 'has_table_privilege', 'has_schema_privilege',
-  'has_database_privilege', 'has_column_privilege', 'version', 'current_schema', 'current_schemas', 'pg_backend_pid', 'array_lower', 'array_upper',
-  'pg_relation_is_publishable', 'pg_total_relation_size', 'pg_relation_size', 'txid_current', 'set_config', 'current_setting', 'pg_is_in_recovery',
-  'quote_ident', 'pg_get_function_result', 'pg_get_function_arguments', 'pg_postmaster_start_time', 'pg_tablespace_location', 'pg_is_other_temp_schema', 'pg_my_temp_schema', 'to_regclass', 'to_regtype'];
+const FUNCTIONS = [
+  'format_type',
+  'pg_get_userbyid',
+  'pg_table_is_visible',
+  'pg_type_is_visible',
+  'pg_function_is_visible',
+  'pg_get_expr',
+  'pg_get_indexdef',
+  'pg_get_constraintdef',
+  'pg_get_viewdef',
+  'pg_get_partkeydef',
+  'pg_get_serial_sequence',
+  'pg_get_statisticsobjdef_columns',
+  'obj_description',
+  'col_description',
+  'shobj_description',
+  'pg_encoding_to_char',
+  'has_table_privilege',
+  'has_schema_privilege',
+  'has_database_privilege',
+  'has_column_privilege',
+  'version',
+  'current_schema',
+  'current_schemas',
+  'pg_backend_pid',
+  'array_lower',
+  'array_upper',
+  'pg_relation_is_publishable',
+  'pg_total_relation_size',
+  'pg_relation_size',
+  'txid_current',
+  'set_config',
+  'current_setting',
+  'pg_is_in_recovery',
+  'quote_ident',
+  'pg_get_function_result',
+  'pg_get_function_arguments',
+  'pg_postmaster_start_time',
+  'pg_tablespace_location',
+  'pg_is_other_temp_schema',
+  'pg_my_temp_schema',
+  'to_regclass',
+  'to_regtype',
+];
 
 /** Catalog SQL as the mirror runs it: pg_catalog and information_schema are ours (db "fm"), and a few spellings DuckDB lacks. */
 export function rewriteCatalogSql(sql: string): string {
@@ -39,34 +87,69 @@ export function rewriteCatalogSql(sql: string): string {
     .replace(/\bAS\s+(?:pg_catalog\.)?(regclass|regtype|regproc|regnamespace|oid)\s*\)/gi, 'AS BIGINT)')
     .replace(/::\s*pg_catalog\.(int2|int4|int8|float4|float8|bool|text|varchar|numeric|date|timestamp|timestamptz)\b/gi, '::$1')
     .replace(/::\s*(?:pg_catalog\.)?(regproc|regprocedure)\b/gi, '::VARCHAR')
-    .replace(/::\s*(?:pg_catalog\.)?(regclass|regtype|regnamespace|regrole|oid|xid|int2vector|oidvector)\b(\[\])?/gi, (_m, _t, arr?: string) => `::BIGINT${arr ?? ''}`)
+    .replace(
+      /::\s*(?:pg_catalog\.)?(regclass|regtype|regnamespace|regrole|oid|xid|int2vector|oidvector)\b(\[\])?/gi,
+      (_m, _t, arr?: string) => `::BIGINT${arr ?? ''}`,
+    )
     .replace(/::\s*(?:pg_catalog\.)?("char"|name|text|bpchar|varchar)\b/gi, '::VARCHAR')
     .replace(/(?<![\w."])pg_catalog\./gi, 'fm.pgc.')
     .replace(/(?<![\w."])information_schema\./gi, 'fm.infs.')
-    .replace(/(?<![\w."])(pg_(?:class|namespace|attribute|type|proc|database|settings|roles|user|tables|views|index|description|am|enum|range|constraint|attrdef|inherits|collation|matviews|extension|tablespace|depend|trigger|rewrite|policy|sequence|statistic_ext|publication|publication_rel|partitioned_table|foreign_table|shdescription|opclass|operator|event_trigger|authid|auth_members|stat_user_tables|indexes))\b(?!\s*\()/gi, 'fm.pgc.$1');
+    .replace(
+      /(?<![\w."])(pg_(?:class|namespace|attribute|type|proc|database|settings|roles|user|tables|views|index|description|am|enum|range|constraint|attrdef|inherits|collation|matviews|extension|tablespace|depend|trigger|rewrite|policy|sequence|statistic_ext|publication|publication_rel|partitioned_table|foreign_table|shdescription|opclass|operator|event_trigger|authid|auth_members|stat_user_tables|indexes))\b(?!\s*\()/gi,
+      'fm.pgc.$1',
+    );
 }
 
 /** Built-in Postgres types the catalog knows: oid, name, SQL spelling, length, category, array oid, element oid. */
 const TYPES: [number, string, string, number, string, number, number][] = [
-  [16, 'bool', 'boolean', 1, 'B', 1000, 0], [17, 'bytea', 'bytea', -1, 'U', 1001, 0], [18, 'char', '"char"', 1, 'S', 1002, 0],
-  [19, 'name', 'name', 64, 'S', 1003, 0], [20, 'int8', 'bigint', 8, 'N', 1016, 0], [21, 'int2', 'smallint', 2, 'N', 1005, 0],
-  [23, 'int4', 'integer', 4, 'N', 1007, 0], [25, 'text', 'text', -1, 'S', 1009, 0], [26, 'oid', 'oid', 4, 'N', 1028, 0],
-  [114, 'json', 'json', -1, 'U', 199, 0], [700, 'float4', 'real', 4, 'N', 1021, 0], [701, 'float8', 'double precision', 8, 'N', 1022, 0],
-  [1042, 'bpchar', 'character', -1, 'S', 1014, 0], [1043, 'varchar', 'character varying', -1, 'S', 1015, 0], [1082, 'date', 'date', 4, 'D', 1182, 0],
-  [1083, 'time', 'time without time zone', 8, 'D', 1183, 0], [1114, 'timestamp', 'timestamp without time zone', 8, 'D', 1115, 0],
-  [1184, 'timestamptz', 'timestamp with time zone', 8, 'D', 1185, 0], [1186, 'interval', 'interval', 16, 'T', 1187, 0],
-  [1266, 'timetz', 'time with time zone', 12, 'D', 1270, 0], [1700, 'numeric', 'numeric', -1, 'N', 1231, 0], [2950, 'uuid', 'uuid', 16, 'U', 2951, 0],
-  [3802, 'jsonb', 'jsonb', -1, 'U', 3807, 0], [705, 'unknown', 'unknown', -2, 'X', 0, 0],
-  [1000, '_bool', 'boolean[]', -1, 'A', 0, 16], [1001, '_bytea', 'bytea[]', -1, 'A', 0, 17], [1016, '_int8', 'bigint[]', -1, 'A', 0, 20],
-  [1005, '_int2', 'smallint[]', -1, 'A', 0, 21], [1007, '_int4', 'integer[]', -1, 'A', 0, 23], [1009, '_text', 'text[]', -1, 'A', 0, 25],
-  [199, '_json', 'json[]', -1, 'A', 0, 114], [1021, '_float4', 'real[]', -1, 'A', 0, 700], [1022, '_float8', 'double precision[]', -1, 'A', 0, 701],
-  [1015, '_varchar', 'character varying[]', -1, 'A', 0, 1043], [1182, '_date', 'date[]', -1, 'A', 0, 1082],
-  [1183, '_time', 'time without time zone[]', -1, 'A', 0, 1083], [1115, '_timestamp', 'timestamp without time zone[]', -1, 'A', 0, 1114],
-  [1185, '_timestamptz', 'timestamp with time zone[]', -1, 'A', 0, 1184], [1187, '_interval', 'interval[]', -1, 'A', 0, 1186],
-  [1231, '_numeric', 'numeric[]', -1, 'A', 0, 1700], [2951, '_uuid', 'uuid[]', -1, 'A', 0, 2950],
+  [16, 'bool', 'boolean', 1, 'B', 1000, 0],
+  [17, 'bytea', 'bytea', -1, 'U', 1001, 0],
+  [18, 'char', '"char"', 1, 'S', 1002, 0],
+  [19, 'name', 'name', 64, 'S', 1003, 0],
+  [20, 'int8', 'bigint', 8, 'N', 1016, 0],
+  [21, 'int2', 'smallint', 2, 'N', 1005, 0],
+  [23, 'int4', 'integer', 4, 'N', 1007, 0],
+  [25, 'text', 'text', -1, 'S', 1009, 0],
+  [26, 'oid', 'oid', 4, 'N', 1028, 0],
+  [114, 'json', 'json', -1, 'U', 199, 0],
+  [700, 'float4', 'real', 4, 'N', 1021, 0],
+  [701, 'float8', 'double precision', 8, 'N', 1022, 0],
+  [1042, 'bpchar', 'character', -1, 'S', 1014, 0],
+  [1043, 'varchar', 'character varying', -1, 'S', 1015, 0],
+  [1082, 'date', 'date', 4, 'D', 1182, 0],
+  [1083, 'time', 'time without time zone', 8, 'D', 1183, 0],
+  [1114, 'timestamp', 'timestamp without time zone', 8, 'D', 1115, 0],
+  [1184, 'timestamptz', 'timestamp with time zone', 8, 'D', 1185, 0],
+  [1186, 'interval', 'interval', 16, 'T', 1187, 0],
+  [1266, 'timetz', 'time with time zone', 12, 'D', 1270, 0],
+  [1700, 'numeric', 'numeric', -1, 'N', 1231, 0],
+  [2950, 'uuid', 'uuid', 16, 'U', 2951, 0],
+  [3802, 'jsonb', 'jsonb', -1, 'U', 3807, 0],
+  [705, 'unknown', 'unknown', -2, 'X', 0, 0],
+  [1000, '_bool', 'boolean[]', -1, 'A', 0, 16],
+  [1001, '_bytea', 'bytea[]', -1, 'A', 0, 17],
+  [1016, '_int8', 'bigint[]', -1, 'A', 0, 20],
+  [1005, '_int2', 'smallint[]', -1, 'A', 0, 21],
+  [1007, '_int4', 'integer[]', -1, 'A', 0, 23],
+  [1009, '_text', 'text[]', -1, 'A', 0, 25],
+  [199, '_json', 'json[]', -1, 'A', 0, 114],
+  [1021, '_float4', 'real[]', -1, 'A', 0, 700],
+  [1022, '_float8', 'double precision[]', -1, 'A', 0, 701],
+  [1015, '_varchar', 'character varying[]', -1, 'A', 0, 1043],
+  [1182, '_date', 'date[]', -1, 'A', 0, 1082],
+  [1183, '_time', 'time without time zone[]', -1, 'A', 0, 1083],
+  [1115, '_timestamp', 'timestamp without time zone[]', -1, 'A', 0, 1114],
+  [1185, '_timestamptz', 'timestamp with time zone[]', -1, 'A', 0, 1184],
+  [1187, '_interval', 'interval[]', -1, 'A', 0, 1186],
+  [1231, '_numeric', 'numeric[]', -1, 'A', 0, 1700],
+  [2951, '_uuid', 'uuid[]', -1, 'A', 0, 2950],
 ];
 
-export interface MirrorTable { schema: string; table: string; columns: Column[] }
+export interface MirrorTable {
+  schema: string;
+  table: string;
+  columns: Column[];
+}
 
 const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
@@ -75,7 +158,9 @@ export function catalogDdl(catalog: string, user: string, tables: MirrorTable[])
   const schemas = [...new Set(['main', ...tables.map((t) => t.schema)])];
   const nsOid = (s: string) => 2200 + schemas.indexOf(s);
   const ddl: string[] = [
-    "ATTACH ':memory:' AS fm", 'CREATE SCHEMA fm.pgc', 'CREATE SCHEMA fm.infs',
+    "ATTACH ':memory:' AS fm",
+    'CREATE SCHEMA fm.pgc',
+    'CREATE SCHEMA fm.infs',
     `CREATE TABLE fm.pgc.pg_namespace AS SELECT * FROM (VALUES ${[...schemas.map((s) => `(${nsOid(s)}::BIGINT, ${lit(s)}, 10::BIGINT, NULL::VARCHAR)`), "(11::BIGINT, 'pg_catalog', 10::BIGINT, NULL::VARCHAR)", "(13000::BIGINT, 'information_schema', 10::BIGINT, NULL::VARCHAR)"].join(', ')}) v(oid, nspname, nspowner, nspacl)`,
     `CREATE TABLE fm.pgc.pg_type AS SELECT oid::BIGINT AS oid, typname, 11::BIGINT AS typnamespace, 10::BIGINT AS typowner, typlen::SMALLINT AS typlen,
        typlen > 0 AND typlen <= 8 AS typbyval, CASE WHEN typcategory = 'X' THEN 'p' ELSE 'b' END AS typtype, typcategory, false AS typispreferred, true AS typisdefined, ',' AS typdelim,
@@ -95,10 +180,16 @@ export function catalogDdl(catalog: string, user: string, tables: MirrorTable[])
       const typmod = m ? ((Number(m[1]) << 16) | Number(m[2])) + 4 : -1;
       attributes.push(`(${oid}, ${lit(c.name)}, ${c.type.oid}, ${c.type.size}, ${ci + 1}, ${typmod}, ${c.element ? 1 : 0})`);
       const fmt = TYPES.find((x) => x[0] === c.type.oid)?.[2] ?? 'text';
-      infoColumns.push(`(${lit(t.schema)}, ${lit(t.table)}, ${lit(c.name)}, ${ci + 1}, ${lit(c.element ? 'ARRAY' : fmt)}, ${lit(TYPES.find((x) => x[0] === c.type.oid)?.[1] ?? 'text')}, ${m ? m[1] : 'NULL'}, ${m ? m[2] : 'NULL'})`);
+      infoColumns.push(
+        `(${lit(t.schema)}, ${lit(t.table)}, ${lit(c.name)}, ${ci + 1}, ${lit(c.element ? 'ARRAY' : fmt)}, ${lit(TYPES.find((x) => x[0] === c.type.oid)?.[1] ?? 'text')}, ${m ? m[1] : 'NULL'}, ${m ? m[2] : 'NULL'})`,
+      );
     });
   });
-  const none = (cols: string) => `SELECT * FROM (VALUES (${cols.split(',').map(() => 'NULL').join(',')})) v(${cols}) WHERE false`;
+  const none = (cols: string) =>
+    `SELECT * FROM (VALUES (${cols
+      .split(',')
+      .map(() => 'NULL')
+      .join(',')})) v(${cols}) WHERE false`;
   ddl.push(
     `CREATE TABLE fm.pgc.pg_class AS SELECT oid::BIGINT AS oid, relname, relnamespace::BIGINT AS relnamespace, 0::BIGINT AS reltype, 0::BIGINT AS reloftype, 10::BIGINT AS relowner,
        2::BIGINT AS relam, oid::BIGINT AS relfilenode, 0::BIGINT AS reltablespace, 0 AS relpages, -1.0::FLOAT AS reltuples, 0 AS relallvisible, 0::BIGINT AS reltoastrelid,
@@ -157,32 +248,44 @@ export function catalogDdl(catalog: string, user: string, tables: MirrorTable[])
     // Functions tools call, as macros of the mirror (calls are rewritten to fm.pgc.*).
     `CREATE MACRO fm.pgc.format_type(t, m) AS (SELECT CASE WHEN typname = 'numeric' AND m > 4 THEN 'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')' ELSE fmt END FROM fm.pgc.pg_type WHERE oid = t)`,
     `CREATE MACRO fm.pgc.pg_get_userbyid(x) AS ${lit(user)}`,
-    'CREATE MACRO fm.pgc.pg_table_is_visible(x) AS true', 'CREATE MACRO fm.pgc.pg_type_is_visible(x) AS true',
-    'CREATE MACRO fm.pgc.pg_function_is_visible(x) AS true', 'CREATE MACRO fm.pgc.pg_is_other_temp_schema(x) AS false',
+    'CREATE MACRO fm.pgc.pg_table_is_visible(x) AS true',
+    'CREATE MACRO fm.pgc.pg_type_is_visible(x) AS true',
+    'CREATE MACRO fm.pgc.pg_function_is_visible(x) AS true',
+    'CREATE MACRO fm.pgc.pg_is_other_temp_schema(x) AS false',
     'CREATE MACRO fm.pgc.pg_my_temp_schema() AS 0',
     'CREATE MACRO fm.pgc.pg_get_expr(a, b) AS NULL::VARCHAR, (a, b, c) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.pg_get_indexdef(a) AS NULL::VARCHAR, (a, b, c) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.pg_get_constraintdef(a) AS NULL::VARCHAR, (a, b) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.pg_get_viewdef(a) AS NULL::VARCHAR, (a, b) AS NULL::VARCHAR',
-    'CREATE MACRO fm.pgc.pg_get_partkeydef(a) AS NULL::VARCHAR', 'CREATE MACRO fm.pgc.pg_get_serial_sequence(a, b) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.pg_get_partkeydef(a) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.pg_get_serial_sequence(a, b) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.pg_get_statisticsobjdef_columns(a) AS NULL::VARCHAR',
-    'CREATE MACRO fm.pgc.pg_get_function_result(a) AS NULL::VARCHAR', 'CREATE MACRO fm.pgc.pg_get_function_arguments(a) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.pg_get_function_result(a) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.pg_get_function_arguments(a) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.obj_description(a) AS NULL::VARCHAR, (a, b) AS NULL::VARCHAR',
-    'CREATE MACRO fm.pgc.col_description(a, b) AS NULL::VARCHAR', 'CREATE MACRO fm.pgc.shobj_description(a, b) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.col_description(a, b) AS NULL::VARCHAR',
+    'CREATE MACRO fm.pgc.shobj_description(a, b) AS NULL::VARCHAR',
     "CREATE MACRO fm.pgc.pg_encoding_to_char(a) AS 'UTF8'",
     'CREATE MACRO fm.pgc.has_table_privilege(a, b) AS true, (a, b, c) AS true',
     'CREATE MACRO fm.pgc.has_schema_privilege(a, b) AS true, (a, b, c) AS true',
     'CREATE MACRO fm.pgc.has_database_privilege(a, b) AS true, (a, b, c) AS true',
     'CREATE MACRO fm.pgc.has_column_privilege(a, b, c) AS true, (a, b, c, d) AS true',
     "CREATE MACRO fm.pgc.version() AS 'PostgreSQL 16.4 (Featherman, DuckDB) on x86_64-pc-linux-gnu, 64-bit'",
-    "CREATE MACRO fm.pgc.current_schema() AS 'main'", "CREATE MACRO fm.pgc.current_schemas(b) AS ['main']",
-    'CREATE MACRO fm.pgc.pg_backend_pid() AS 0', 'CREATE MACRO fm.pgc.array_lower(a, d) AS 1',
-    'CREATE MACRO fm.pgc.array_upper(a, d) AS len(a)', 'CREATE MACRO fm.pgc.pg_relation_is_publishable(a) AS false',
-    'CREATE MACRO fm.pgc.pg_total_relation_size(a) AS 0', 'CREATE MACRO fm.pgc.pg_relation_size(a) AS 0',
-    'CREATE MACRO fm.pgc.txid_current() AS 1', 'CREATE MACRO fm.pgc.set_config(a, b, c) AS b',
-    "CREATE MACRO fm.pgc.current_setting(a) AS (SELECT setting FROM fm.pgc.pg_settings WHERE lower(name) = lower(a)), (a, b) AS (SELECT setting FROM fm.pgc.pg_settings WHERE lower(name) = lower(a))",
-    'CREATE MACRO fm.pgc.pg_is_in_recovery() AS false', "CREATE MACRO fm.pgc.quote_ident(a) AS '\"' || replace(a, '\"', '\"\"') || '\"'",
-    'CREATE MACRO fm.pgc.pg_postmaster_start_time() AS NULL::TIMESTAMPTZ', 'CREATE MACRO fm.pgc.pg_tablespace_location(a) AS NULL::VARCHAR',
+    "CREATE MACRO fm.pgc.current_schema() AS 'main'",
+    "CREATE MACRO fm.pgc.current_schemas(b) AS ['main']",
+    'CREATE MACRO fm.pgc.pg_backend_pid() AS 0',
+    'CREATE MACRO fm.pgc.array_lower(a, d) AS 1',
+    'CREATE MACRO fm.pgc.array_upper(a, d) AS len(a)',
+    'CREATE MACRO fm.pgc.pg_relation_is_publishable(a) AS false',
+    'CREATE MACRO fm.pgc.pg_total_relation_size(a) AS 0',
+    'CREATE MACRO fm.pgc.pg_relation_size(a) AS 0',
+    'CREATE MACRO fm.pgc.txid_current() AS 1',
+    'CREATE MACRO fm.pgc.set_config(a, b, c) AS b',
+    'CREATE MACRO fm.pgc.current_setting(a) AS (SELECT setting FROM fm.pgc.pg_settings WHERE lower(name) = lower(a)), (a, b) AS (SELECT setting FROM fm.pgc.pg_settings WHERE lower(name) = lower(a))',
+    'CREATE MACRO fm.pgc.pg_is_in_recovery() AS false',
+    "CREATE MACRO fm.pgc.quote_ident(a) AS '\"' || replace(a, '\"', '\"\"') || '\"'",
+    'CREATE MACRO fm.pgc.pg_postmaster_start_time() AS NULL::TIMESTAMPTZ',
+    'CREATE MACRO fm.pgc.pg_tablespace_location(a) AS NULL::VARCHAR',
     'CREATE MACRO fm.pgc.to_regclass(a) AS (SELECT oid FROM fm.pgc.pg_class WHERE relname = a)',
     'CREATE MACRO fm.pgc.to_regtype(a) AS (SELECT oid FROM fm.pgc.pg_type WHERE typname = a OR fmt = a)',
   );
@@ -208,7 +311,13 @@ export class CatalogMirror {
     } catch (err) {
       // psql's \d asks about publications, policies, statistics, triggers and inheritance, none of
       // which a lake has: a query about them the mirror cannot run has no rows.
-      if (/pg_(publication|policy|statistic_ext|trigger|inherits|rewrite|partitioned_table)\b/i.test(sql)) return { columns: [], rows: (async function* () { /* none */ })() };
+      if (/pg_(publication|policy|statistic_ext|trigger|inherits|rewrite|partitioned_table)\b/i.test(sql))
+        return {
+          columns: [],
+          rows: (async function* () {
+            /* none */
+          })(),
+        };
       const message = (err as Error).message.split('\n')[0] ?? 'catalog query failed';
       throw new PgError(/Parser/.test(message) ? '42601' : /Catalog|Binder/.test(message) ? '42P01' : '0A000', `catalog query: ${message}`);
     }
@@ -217,7 +326,9 @@ export class CatalogMirror {
     const types = result.columnTypes();
     const columns = names.map((n, i) => column(n, keys[i]!, String(types[i])));
     const rows = (await result.getRowObjectsJson()) as Record<string, unknown>[];
-    async function* all() { yield* rows; }
+    async function* all() {
+      yield* rows;
+    }
     void JsonDuckDBValueConverter;
     return { columns, rows: all() };
   }
@@ -233,7 +344,9 @@ export class CatalogMirror {
       let rows: Rows;
       try {
         rows = await session.run(`SELECT * FROM ${quoteIdent(t.schema)}.${quoteIdent(t.table)} LIMIT 0`);
-        for await (const _ of rows.rows) { /* none */ }
+        for await (const _ of rows.rows) {
+          /* none */
+        }
       } catch (err) {
         // A table the principal may not read is not shown.
         if (err instanceof PgError && err.code === '42501') continue;

@@ -6,7 +6,13 @@ import type { Readable } from 'node:stream';
 import { column, textColumn, type Column } from './types.js';
 
 export class PgError extends Error {
-  constructor(readonly code: string, message: string, readonly severity: 'ERROR' | 'FATAL' = 'ERROR') { super(message); }
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly severity: 'ERROR' | 'FATAL' = 'ERROR',
+  ) {
+    super(message);
+  }
 }
 
 /** SQLSTATE for an answer's HTTP status and message (DuckDB's error kinds, our refusals, limits). */
@@ -17,9 +23,14 @@ export function sqlstate(status: number, message: string): string {
   if (status === 499) return '57014';
   if (status === 503) return '57P03';
   if (status === 404) return '3D000';
-  const m = /(Parser|Catalog|Binder|Conversion|Constraint|Invalid Input|Out of Range|Not implemented|Invalid type|Serialization|Dependency|Permission|Syntax) Error/i.exec(message);
+  const m =
+    /(Parser|Catalog|Binder|Conversion|Constraint|Invalid Input|Out of Range|Not implemented|Invalid type|Serialization|Dependency|Permission|Syntax) Error/i.exec(
+      message,
+    );
   switch (m?.[1]?.toLowerCase()) {
-    case 'parser': case 'syntax': return '42601';
+    case 'parser':
+    case 'syntax':
+      return '42601';
     case 'catalog':
       if (/function/i.test(message)) return '42883';
       if (/column/i.test(message)) return '42703';
@@ -30,14 +41,29 @@ export function sqlstate(status: number, message: string): string {
       if (/function/i.test(message)) return '42883';
       if (/table/i.test(message)) return '42P01';
       return '42804';
-    case 'conversion': case 'invalid type': return '22P02';
-    case 'constraint': return /unique|primary key|duplicate/i.test(message) ? '23505' : /not null/i.test(message) ? '23502' : /foreign/i.test(message) ? '23503' : '23514';
-    case 'invalid input': return '22023';
-    case 'out of range': return '22003';
-    case 'not implemented': return '0A000';
-    case 'permission': return '42501';
-    case 'serialization': return '40001';
-    case 'dependency': return '2BP01';
+    case 'conversion':
+    case 'invalid type':
+      return '22P02';
+    case 'constraint':
+      return /unique|primary key|duplicate/i.test(message)
+        ? '23505'
+        : /not null/i.test(message)
+          ? '23502'
+          : /foreign/i.test(message)
+            ? '23503'
+            : '23514';
+    case 'invalid input':
+      return '22023';
+    case 'out of range':
+      return '22003';
+    case 'not implemented':
+      return '0A000';
+    case 'permission':
+      return '42501';
+    case 'serialization':
+      return '40001';
+    case 'dependency':
+      return '2BP01';
   }
   if (status === 400) return /too large|limit|maxRows|bytes/i.test(message) ? '54000' : '42601';
   return 'XX000';
@@ -50,7 +76,11 @@ export interface Rows {
   rows: AsyncGenerator<Record<string, unknown>, void>;
 }
 
-interface Answer { status: number; headers: Record<string, string>; body: Readable }
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: Readable;
+}
 
 async function text(body: Readable): Promise<string> {
   let s = '';
@@ -63,7 +93,12 @@ export async function readAnswer(answer: Answer, body: Readable): Promise<Rows> 
   if (answer.status !== 200) {
     const raw = await text(body);
     let message = raw;
-    try { const j = JSON.parse(raw) as { error?: string; message?: string }; message = j.error ?? j.message ?? raw; } catch { /* plain text */ }
+    try {
+      const j = JSON.parse(raw) as { error?: string; message?: string };
+      message = j.error ?? j.message ?? raw;
+    } catch {
+      /* plain text */
+    }
     throw new PgError(sqlstate(answer.status, message), message.replace(/^sql: /, ''));
   }
   const decoder = new StringDecoder('utf8');
@@ -73,7 +108,7 @@ export async function readAnswer(answer: Answer, body: Readable): Promise<Rows> 
   let start = -1;
   while ((start = buf.indexOf('"rows":[')) < 0) {
     const next = await iterator.next();
-    if (next.done) throw new PgError('XX000', 'the worker\'s answer ended before its rows');
+    if (next.done) throw new PgError('XX000', "the worker's answer ended before its rows");
     buf += decoder.write(next.value);
   }
   const head = JSON.parse(`${buf.slice(0, start)}"rows":[]}`) as { columns: string[] };
@@ -100,16 +135,31 @@ export async function readAnswer(answer: Answer, body: Readable): Promise<Rows> 
           else if (c === 92) escaped = true;
           else if (c === 34) inString = false;
         } else if (c === 34) inString = true;
-        else if (c === 123 || c === 91) { if (depth++ === 0) from = i; } else if (c === 125 || c === 93) {
-          if (depth === 0) { tail = buf.slice(i + 1); break; } // the rows' closing ]
+        else if (c === 123 || c === 91) {
+          if (depth++ === 0) from = i;
+        } else if (c === 125 || c === 93) {
+          if (depth === 0) {
+            tail = buf.slice(i + 1);
+            break;
+          } // the rows' closing ]
           if (--depth === 0) yield JSON.parse(buf.slice(from, i + 1)) as Record<string, unknown>;
         }
       }
       if (tail !== undefined) break;
       // Keep only the row in progress.
-      if (depth > 0) { buf = buf.slice(from); i -= from; from = 0; } else { buf = ''; i = 0; }
+      if (depth > 0) {
+        buf = buf.slice(from);
+        i -= from;
+        from = 0;
+      } else {
+        buf = '';
+        i = 0;
+      }
       const next = await iterator.next();
-      if (next.done) { tail = ''; break; }
+      if (next.done) {
+        tail = '';
+        break;
+      }
       buf += decoder.write(next.value);
     }
     for (;;) {
@@ -118,9 +168,17 @@ export async function readAnswer(answer: Answer, body: Readable): Promise<Rows> 
       tail += decoder.write(next.value);
     }
     let end: { error?: string; truncated?: boolean; rowCount?: number };
-    try { end = JSON.parse(`{${tail.replace(/^\s*,/, '')}`) as typeof end; } catch { throw new PgError('08006', 'the worker\'s answer was cut off'); }
+    try {
+      end = JSON.parse(`{${tail.replace(/^\s*,/, '')}`) as typeof end;
+    } catch {
+      throw new PgError('08006', "the worker's answer was cut off");
+    }
     if (end.error) throw new PgError(sqlstate(/deadline/.test(end.error) ? 504 : 400, end.error), end.error);
-    if (end.truncated) throw new PgError('54000', `the result was cut at ${end.rowCount} rows: it exceeds the pool's result limits (FEATHERMAN_MAX_ROWS, FEATHERMAN_MAX_RESULT_BYTES)`);
+    if (end.truncated)
+      throw new PgError(
+        '54000',
+        `the result was cut at ${end.rowCount} rows: it exceeds the pool's result limits (FEATHERMAN_MAX_ROWS, FEATHERMAN_MAX_RESULT_BYTES)`,
+      );
   }
   return { columns, rows: rows() };
 }

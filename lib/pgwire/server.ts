@@ -32,7 +32,11 @@ const SERVER_VERSION = '16.4 (Featherman)';
 const CANCEL_CODE = 80877102;
 const GSSENC_CODE = 80877104;
 
-interface Statement { sql: string; oids: number[]; params: number }
+interface Statement {
+  sql: string;
+  oids: number[];
+  params: number;
+}
 interface Portal {
   statement: Statement;
   sql: string;
@@ -45,24 +49,57 @@ interface Portal {
   done: boolean;
 }
 /** An answer made here (SET, SHOW, BEGIN, catalog questions), not by the router. */
-interface LocalAnswer { tag: string; columns?: Column[]; rows?: unknown[][] }
+interface LocalAnswer {
+  tag: string;
+  columns?: Column[];
+  rows?: unknown[][];
+}
 
 /** Backend keys of live sessions, for CancelRequest (which arrives on a new connection). */
 const sessions = new Map<string, Session>();
 const keyOf = (pid: number, secret: number) => `${pid}:${secret}`;
 
-const isLoopback = (address: string | undefined) => !!address && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+const isLoopback = (address: string | undefined) =>
+  !!address && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
 
 /** Server settings a client may read (SHOW, ParameterStatus) and set (SET, without effect on the lake). */
 const DEFAULT_SETTINGS: Record<string, string> = {
-  server_version: SERVER_VERSION, server_version_num: '160004', server_encoding: 'UTF8', client_encoding: 'UTF8',
-  datestyle: 'ISO, MDY', intervalstyle: 'postgres', timezone: 'UTC', integer_datetimes: 'on', standard_conforming_strings: 'on',
-  is_superuser: 'off', application_name: '', search_path: '"$user", public', transaction_isolation: 'read committed',
-  default_transaction_isolation: 'read committed', transaction_read_only: 'on', default_transaction_read_only: 'on',
-  statement_timeout: '0', extra_float_digits: '1', max_identifier_length: '63', lc_collate: 'C', lc_ctype: 'C', bytea_output: 'hex',
+  server_version: SERVER_VERSION,
+  server_version_num: '160004',
+  server_encoding: 'UTF8',
+  client_encoding: 'UTF8',
+  datestyle: 'ISO, MDY',
+  intervalstyle: 'postgres',
+  timezone: 'UTC',
+  integer_datetimes: 'on',
+  standard_conforming_strings: 'on',
+  is_superuser: 'off',
+  application_name: '',
+  search_path: '"$user", public',
+  transaction_isolation: 'read committed',
+  default_transaction_isolation: 'read committed',
+  transaction_read_only: 'on',
+  default_transaction_read_only: 'on',
+  statement_timeout: '0',
+  extra_float_digits: '1',
+  max_identifier_length: '63',
+  lc_collate: 'C',
+  lc_ctype: 'C',
+  bytea_output: 'hex',
 };
-const REPORTED = ['server_version', 'server_encoding', 'client_encoding', 'DateStyle', 'IntervalStyle', 'TimeZone', 'integer_datetimes',
-  'standard_conforming_strings', 'is_superuser', 'application_name', 'session_authorization'];
+const REPORTED = [
+  'server_version',
+  'server_encoding',
+  'client_encoding',
+  'DateStyle',
+  'IntervalStyle',
+  'TimeZone',
+  'integer_datetimes',
+  'standard_conforming_strings',
+  'is_superuser',
+  'application_name',
+  'session_authorization',
+];
 
 class Session {
   readonly pid = randomBytes(4).readUInt32BE() & 0x7fffffff;
@@ -78,7 +115,11 @@ class Session {
   skipping = false;
   running?: AbortController;
   cancelled = false;
-  constructor(readonly conn: WireConnection, readonly opts: PgServerOptions, readonly mirror: CatalogMirror) {}
+  constructor(
+    readonly conn: WireConnection,
+    readonly opts: PgServerOptions,
+    readonly mirror: CatalogMirror,
+  ) {}
 
   // ---------- output ----------
   private out: Buffer[] = [];
@@ -100,30 +141,61 @@ class Session {
     if (socket.destroyed) throw new PgError('08006', 'the client went away');
     if (!socket.write(data)) {
       await new Promise<void>((resolve) => {
-        const done = () => { socket.off('drain', done); socket.off('close', done); resolve(); };
+        const done = () => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
         socket.on('drain', done);
         socket.on('close', done);
       });
       if (socket.destroyed) throw new PgError('08006', 'the client went away');
     }
   }
-  private cstr(s: string) { return Buffer.from(`${s}\u0000`, 'utf8'); }
-  parameterStatus(name: string, value: string) { this.push(0x53, Buffer.concat([this.cstr(name), this.cstr(value)])); }
-  backendKeyData() { const b = Buffer.alloc(8); b.writeInt32BE(this.pid); b.writeInt32BE(this.secret, 4); this.push(0x4b, b); }
-  readyForQuery() { this.push(0x5a, Buffer.from(this.tx)); }
-  commandComplete(tag: string) { this.push(0x43, this.cstr(tag)); }
+  private cstr(s: string) {
+    return Buffer.from(`${s}\u0000`, 'utf8');
+  }
+  parameterStatus(name: string, value: string) {
+    this.push(0x53, Buffer.concat([this.cstr(name), this.cstr(value)]));
+  }
+  backendKeyData() {
+    const b = Buffer.alloc(8);
+    b.writeInt32BE(this.pid);
+    b.writeInt32BE(this.secret, 4);
+    this.push(0x4b, b);
+  }
+  readyForQuery() {
+    this.push(0x5a, Buffer.from(this.tx));
+  }
+  commandComplete(tag: string) {
+    this.push(0x43, this.cstr(tag));
+  }
   error(err: PgError) {
-    this.push(0x45, Buffer.concat([
-      Buffer.from('S'), this.cstr(err.severity), Buffer.from('V'), this.cstr(err.severity),
-      Buffer.from('C'), this.cstr(err.code), Buffer.from('M'), this.cstr(err.message), Buffer.from([0]),
-    ]));
+    this.push(
+      0x45,
+      Buffer.concat([
+        Buffer.from('S'),
+        this.cstr(err.severity),
+        Buffer.from('V'),
+        this.cstr(err.severity),
+        Buffer.from('C'),
+        this.cstr(err.code),
+        Buffer.from('M'),
+        this.cstr(err.message),
+        Buffer.from([0]),
+      ]),
+    );
   }
   rowDescription(columns: Column[], formats: number[]) {
     const parts: Buffer[] = [Buffer.alloc(2)];
     parts[0]!.writeInt16BE(columns.length);
     columns.forEach((c, i) => {
       const f = Buffer.alloc(18);
-      f.writeInt32BE(0, 0); f.writeInt16BE(0, 4); f.writeInt32BE(c.type.oid, 6); f.writeInt16BE(c.type.size, 10); f.writeInt32BE(-1, 12);
+      f.writeInt32BE(0, 0);
+      f.writeInt16BE(0, 4);
+      f.writeInt32BE(c.type.oid, 6);
+      f.writeInt16BE(c.type.size, 10);
+      f.writeInt32BE(-1, 12);
       f.writeInt16BE(formatOf(formats, i), 16);
       parts.push(this.cstr(c.name), f);
     });
@@ -136,11 +208,21 @@ class Session {
     b.writeInt16BE(values.length, 0);
     let o = 2;
     for (const v of values) {
-      if (v === null) { b.writeInt32BE(-1, o); o += 4; } else { b.writeInt32BE(v.length, o); o += 4; v.copy(b, o); o += v.length; }
+      if (v === null) {
+        b.writeInt32BE(-1, o);
+        o += 4;
+      } else {
+        b.writeInt32BE(v.length, o);
+        o += 4;
+        v.copy(b, o);
+        o += v.length;
+      }
     }
     this.push(0x44, b);
   }
-  get buffered() { return this.outBytes; }
+  get buffered() {
+    return this.outBytes;
+  }
 
   // ---------- messages ----------
   async handle(data: Buffer): Promise<void> {
@@ -149,16 +231,37 @@ class Session {
     try {
       if (this.skipping && type !== 0x53) return;
       switch (type) {
-        case 0x51: await this.simpleQuery(readCString(body, 0)[0]); break; // Q
-        case 0x50: this.parse(body); break; // P
-        case 0x42: this.bind(body); break; // B
-        case 0x44: await this.describe(body); break; // D
-        case 0x45: await this.execute(body); break; // E
-        case 0x43: this.close(body); break; // C
-        case 0x53: this.skipping = false; this.closeUnnamed(); this.readyForQuery(); break; // S
-        case 0x48: break; // H: flushed below
-        case 0x58: this.end(); this.conn.socket.end(); return; // X
-        default: throw new PgError('08P01', `unsupported message type ${JSON.stringify(String.fromCharCode(type))}`);
+        case 0x51:
+          await this.simpleQuery(readCString(body, 0)[0]);
+          break; // Q
+        case 0x50:
+          this.parse(body);
+          break; // P
+        case 0x42:
+          this.bind(body);
+          break; // B
+        case 0x44:
+          await this.describe(body);
+          break; // D
+        case 0x45:
+          await this.execute(body);
+          break; // E
+        case 0x43:
+          this.close(body);
+          break; // C
+        case 0x53:
+          this.skipping = false;
+          this.closeUnnamed();
+          this.readyForQuery();
+          break; // S
+        case 0x48:
+          break; // H: flushed below
+        case 0x58:
+          this.end();
+          this.conn.socket.end();
+          return; // X
+        default:
+          throw new PgError('08P01', `unsupported message type ${JSON.stringify(String.fromCharCode(type))}`);
       }
     } catch (err) {
       const e = this.toPgError(err);
@@ -173,7 +276,11 @@ class Session {
   private toPgError(err: unknown): PgError {
     if (err instanceof PgError) return err;
     if (err instanceof ParameterError) return new PgError('22P02', err.message);
-    if (err instanceof RouterError) return new PgError(this.cancelled && err.status === 499 ? '57014' : sqlstate(err.status, err.message), this.cancelled && err.status === 499 ? 'canceling statement due to user request' : err.message);
+    if (err instanceof RouterError)
+      return new PgError(
+        this.cancelled && err.status === 499 ? '57014' : sqlstate(err.status, err.message),
+        this.cancelled && err.status === 499 ? 'canceling statement due to user request' : err.message,
+      );
     this.opts.log.warn({ reason: (err as Error).message }, 'postgres wire: unexpected failure');
     return new PgError('XX000', 'internal error');
   }
@@ -184,7 +291,12 @@ class Session {
     for (const p of this.portals.values()) void p.iterator?.return();
   }
 
-  cancel() { if (this.running) { this.cancelled = true; this.running.abort(); } }
+  cancel() {
+    if (this.running) {
+      this.cancelled = true;
+      this.running.abort();
+    }
+  }
 
   private closeUnnamed() {
     // The unnamed portal lives until the next Bind or the end of the transaction block.
@@ -193,19 +305,33 @@ class Session {
 
   private dropPortal(name: string) {
     const p = this.portals.get(name);
-    if (p) { void p.iterator?.return(); this.portals.delete(name); }
+    if (p) {
+      void p.iterator?.return();
+      this.portals.delete(name);
+    }
   }
 
   // ---------- simple query ----------
   private async simpleQuery(sql: string) {
     const statements = splitStatements(sql);
-    if (!statements.length) { this.push(0x49, Buffer.alloc(0)); this.readyForQuery(); return; }
+    if (!statements.length) {
+      this.push(0x49, Buffer.alloc(0));
+      this.readyForQuery();
+      return;
+    }
     for (const s of statements) {
       const copy = /^\s*copy\s*\(([\s\S]*)\)\s*to\s+stdout\b([\s\S]*)$/i.exec(stripComments(s));
-      if (copy) { await this.copyOut(copy[1]!, copy[2]!); continue; }
-      if (/^\s*copy\b/i.test(stripComments(s))) throw new PgError('0A000', 'only COPY (query) TO STDOUT is supported (psql: \\copy (SELECT ...) TO file)');
+      if (copy) {
+        await this.copyOut(copy[1]!, copy[2]!);
+        continue;
+      }
+      if (/^\s*copy\b/i.test(stripComments(s)))
+        throw new PgError('0A000', 'only COPY (query) TO STDOUT is supported (psql: \\copy (SELECT ...) TO file)');
       const local = this.local(s);
-      if (local) { this.sendLocal(local, [], 0); continue; }
+      if (local) {
+        this.sendLocal(local, [], 0);
+        continue;
+      }
       const rows = await this.run(s);
       this.rowDescription(rows.columns, []);
       await this.stream(rows.columns, rows.rows, [], 0, (n) => this.commandComplete(tag(s, n)));
@@ -234,23 +360,38 @@ class Session {
     const statement = this.statements.get(name);
     if (!statement) throw new PgError('26000', `prepared statement "${name}" does not exist`);
     let o = b;
-    const nf = body.readInt16BE(o); o += 2;
+    const nf = body.readInt16BE(o);
+    o += 2;
     const paramFormats: number[] = [];
-    for (let i = 0; i < nf; i++) { paramFormats.push(body.readInt16BE(o)); o += 2; }
-    const np = body.readInt16BE(o); o += 2;
-    if (np !== statement.params) throw new PgError('08P01', `bind message supplies ${np} parameters, but prepared statement "${name}" requires ${statement.params}`);
+    for (let i = 0; i < nf; i++) {
+      paramFormats.push(body.readInt16BE(o));
+      o += 2;
+    }
+    const np = body.readInt16BE(o);
+    o += 2;
+    if (np !== statement.params)
+      throw new PgError('08P01', `bind message supplies ${np} parameters, but prepared statement "${name}" requires ${statement.params}`);
     const literals: string[] = [];
     for (let i = 0; i < np; i++) {
-      const len = body.readInt32BE(o); o += 4;
+      const len = body.readInt32BE(o);
+      o += 4;
       const oid = statement.oids[i] ?? 0;
-      if (len < 0) { literals.push('NULL'); continue; }
-      const raw = body.subarray(o, o + len); o += len;
+      if (len < 0) {
+        literals.push('NULL');
+        continue;
+      }
+      const raw = body.subarray(o, o + len);
+      o += len;
       const text = formatOf(paramFormats, i) === 1 ? decodeBinaryParameter(raw, oid) : raw.toString('utf8');
       literals.push(literal(text, oid));
     }
-    const nr = body.readInt16BE(o); o += 2;
+    const nr = body.readInt16BE(o);
+    o += 2;
     const formats: number[] = [];
-    for (let i = 0; i < nr; i++) { formats.push(body.readInt16BE(o)); o += 2; }
+    for (let i = 0; i < nr; i++) {
+      formats.push(body.readInt16BE(o));
+      o += 2;
+    }
     this.dropPortal(portalName);
     this.portals.set(portalName, { statement, sql: bindParameters(statement.sql, literals), formats, sent: 0, done: false });
     this.push(0x32, Buffer.alloc(0));
@@ -267,12 +408,24 @@ class Session {
       statement.oids.forEach((oid, i) => desc.writeInt32BE(oid || PG.text.oid, 2 + i * 4));
       this.push(0x74, desc);
       const local = this.local(statement.sql);
-      if (local) { if (local.columns) this.rowDescription(local.columns, []); else this.push(0x6e, Buffer.alloc(0)); return; }
+      if (local) {
+        if (local.columns) this.rowDescription(local.columns, []);
+        else this.push(0x6e, Buffer.alloc(0));
+        return;
+      }
       // The columns without running the query: the same query, no rows, NULL for each parameter.
-      if (!/^\s*(select|with|values|from|table|\()/i.test(stripComments(statement.sql))) { this.push(0x6e, Buffer.alloc(0)); return; }
-      const sql = `SELECT * FROM (${bindParameters(statement.sql, statement.oids.map(() => 'NULL'))}\n) AS described LIMIT 0`;
+      if (!/^\s*(select|with|values|from|table|\()/i.test(stripComments(statement.sql))) {
+        this.push(0x6e, Buffer.alloc(0));
+        return;
+      }
+      const sql = `SELECT * FROM (${bindParameters(
+        statement.sql,
+        statement.oids.map(() => 'NULL'),
+      )}\n) AS described LIMIT 0`;
       const rows = await this.run(sql);
-      for await (const _ of rows.rows) { /* none */ }
+      for await (const _ of rows.rows) {
+        /* none */
+      }
       this.rowDescription(rows.columns, []);
       return;
     }
@@ -280,14 +433,18 @@ class Session {
     if (!portal) throw new PgError('34000', `portal "${name}" does not exist`);
     await this.start(portal);
     if (portal.local) {
-      if (portal.local.columns) this.rowDescription(portal.local.columns, portal.formats); else this.push(0x6e, Buffer.alloc(0));
+      if (portal.local.columns) this.rowDescription(portal.local.columns, portal.formats);
+      else this.push(0x6e, Buffer.alloc(0));
     } else this.rowDescription(portal.rows!.columns, portal.formats);
   }
 
   private async start(portal: Portal) {
     if (portal.rows || portal.local) return;
     const local = this.local(portal.sql);
-    if (local) { portal.local = local; return; }
+    if (local) {
+      portal.local = local;
+      return;
+    }
     portal.rows = await this.run(portal.sql);
     portal.iterator = portal.rows.rows;
   }
@@ -297,25 +454,38 @@ class Session {
     const max = body.readInt32BE(a);
     const portal = this.portals.get(name);
     if (!portal) throw new PgError('34000', `portal "${name}" does not exist`);
-    if (!stripComments(portal.sql).trim()) { this.push(0x49, Buffer.alloc(0)); return; }
+    if (!stripComments(portal.sql).trim()) {
+      this.push(0x49, Buffer.alloc(0));
+      return;
+    }
     await this.start(portal);
     if (portal.local) {
-      if (portal.done) { this.commandComplete(portal.local.tag); return; }
+      if (portal.done) {
+        this.commandComplete(portal.local.tag);
+        return;
+      }
       portal.done = true;
       this.sendLocal(portal.local, portal.formats, 0, false);
       return;
     }
-    if (portal.done) { this.commandComplete(tag(portal.sql, portal.sent)); return; }
+    if (portal.done) {
+      this.commandComplete(tag(portal.sql, portal.sent));
+      return;
+    }
     const complete = await this.stream(portal.rows!.columns, portal.iterator!, portal.formats, max, (n) => {
       portal.sent += n;
     });
-    if (complete) { portal.done = true; this.commandComplete(tag(portal.sql, portal.sent)); } else this.push(0x73, Buffer.alloc(0)); // PortalSuspended
+    if (complete) {
+      portal.done = true;
+      this.commandComplete(tag(portal.sql, portal.sent));
+    } else this.push(0x73, Buffer.alloc(0)); // PortalSuspended
   }
 
   private close(body: Buffer) {
     const kind = String.fromCharCode(body[0]!);
     const [name] = readCString(body, 1);
-    if (kind === 'S') this.statements.delete(name); else this.dropPortal(name);
+    if (kind === 'S') this.statements.delete(name);
+    else this.dropPortal(name);
     this.push(0x33, Buffer.alloc(0));
   }
 
@@ -328,14 +498,29 @@ class Session {
     this.cancelled = false;
     const timeout = parseDuration(this.settings.get('statement_timeout') ?? '0');
     try {
-      const { routed, counted } = await routeQuery(this.opts.core, this.principal!, randomUUID(), {
-        catalog: this.catalog, ...(this.pool ? { pool: this.pool } : {}), sql, format: 'json', ...(timeout ? { timeoutMs: timeout } : {}),
-      }, controller.signal);
+      const { routed, counted } = await routeQuery(
+        this.opts.core,
+        this.principal!,
+        randomUUID(),
+        {
+          catalog: this.catalog,
+          ...(this.pool ? { pool: this.pool } : {}),
+          sql,
+          format: 'json',
+          ...(timeout ? { timeoutMs: timeout } : {}),
+        },
+        controller.signal,
+      );
       const body = counted();
       const rows = await readAnswer(routed, body);
       const inner = rows.rows;
       // Cancel applies while the rows stream; afterwards the session has nothing to interrupt.
-      const session = { cancelled: () => this.cancelled, done: () => { if (this.running === controller) this.running = undefined; } };
+      const session = {
+        cancelled: () => this.cancelled,
+        done: () => {
+          if (this.running === controller) this.running = undefined;
+        },
+      };
       async function* guarded() {
         try {
           yield* inner;
@@ -359,15 +544,31 @@ class Session {
    * Rows out as DataRows in pieces of about 64 KiB, waiting for the client to read each (so memory
    * stays flat however large the result). `max` > 0 stops after that many: false then (suspended).
    */
-  private async stream(columns: Column[], rows: AsyncGenerator<Record<string, unknown>, void>, formats: number[], max: number, done: (n: number) => void): Promise<boolean> {
+  private async stream(
+    columns: Column[],
+    rows: AsyncGenerator<Record<string, unknown>, void>,
+    formats: number[],
+    max: number,
+    done: (n: number) => void,
+  ): Promise<boolean> {
     let n = 0;
-    const encoders = columns.map((c, i) => (formatOf(formats, i) === 1 ? (v: unknown) => binaryValue(v, c) : (v: unknown) => textValue(v, c)));
+    const encoders = columns.map((c, i) =>
+      formatOf(formats, i) === 1 ? (v: unknown) => binaryValue(v, c) : (v: unknown) => textValue(v, c),
+    );
     try {
       while (max <= 0 || n < max) {
         const next = await rows.next();
-        if (next.done) { done(n); return true; }
+        if (next.done) {
+          done(n);
+          return true;
+        }
         const row = next.value;
-        this.dataRow(columns.map((c, i) => { const v = row[c.key]; return v === null || v === undefined ? null : encoders[i]!(v); }));
+        this.dataRow(
+          columns.map((c, i) => {
+            const v = row[c.key];
+            return v === null || v === undefined ? null : encoders[i]!(v);
+          }),
+        );
         n++;
         if (this.buffered >= 65536) await this.flush();
       }
@@ -410,7 +611,12 @@ class Session {
   // ---------- commands answered here ----------
   private sendLocal(local: LocalAnswer, formats: number[], _max: number, describe = true) {
     if (local.columns && describe) this.rowDescription(local.columns, formats);
-    for (const r of local.rows ?? []) this.dataRow(r.map((v, i) => (v === null ? null : formatOf(formats, i) === 1 ? binaryValue(v, local.columns![i]!) : textValue(v, local.columns![i]!))));
+    for (const r of local.rows ?? [])
+      this.dataRow(
+        r.map((v, i) =>
+          v === null ? null : formatOf(formats, i) === 1 ? binaryValue(v, local.columns![i]!) : textValue(v, local.columns![i]!),
+        ),
+      );
     this.commandComplete(local.tag);
   }
 
@@ -418,26 +624,50 @@ class Session {
   local(sql: string): LocalAnswer | undefined {
     const s = stripComments(sql).trim().replace(/;\s*$/, '');
     let m: RegExpExecArray | null;
-    if (/^(begin|start\s+transaction)\b/i.test(s)) { if (this.tx === 'I') this.tx = 'T'; return { tag: 'BEGIN' }; }
-    if (/^(commit|end)\b/i.test(s)) { this.tx = 'I'; this.dropPortals(); return { tag: 'COMMIT' }; }
-    if (/^(rollback|abort)\s+(work\s+|transaction\s+)?to\b/i.test(s)) { if (this.tx === 'E') this.tx = 'T'; return { tag: 'ROLLBACK' }; }
-    if (/^(rollback|abort)\b/i.test(s)) { this.tx = 'I'; this.dropPortals(); return { tag: 'ROLLBACK' }; }
+    if (/^(begin|start\s+transaction)\b/i.test(s)) {
+      if (this.tx === 'I') this.tx = 'T';
+      return { tag: 'BEGIN' };
+    }
+    if (/^(commit|end)\b/i.test(s)) {
+      this.tx = 'I';
+      this.dropPortals();
+      return { tag: 'COMMIT' };
+    }
+    if (/^(rollback|abort)\s+(work\s+|transaction\s+)?to\b/i.test(s)) {
+      if (this.tx === 'E') this.tx = 'T';
+      return { tag: 'ROLLBACK' };
+    }
+    if (/^(rollback|abort)\b/i.test(s)) {
+      this.tx = 'I';
+      this.dropPortals();
+      return { tag: 'ROLLBACK' };
+    }
     if (/^savepoint\b/i.test(s)) return { tag: 'SAVEPOINT' };
     if (/^release\b/i.test(s)) return { tag: 'RELEASE' };
-    if (/^discard\s+all\b/i.test(s)) { this.statements.clear(); this.settingsReset(); return { tag: 'DISCARD ALL' }; }
+    if (/^discard\s+all\b/i.test(s)) {
+      this.statements.clear();
+      this.settingsReset();
+      return { tag: 'DISCARD ALL' };
+    }
     if (/^discard\b/i.test(s)) return { tag: `DISCARD ${s.split(/\s+/)[1]!.toUpperCase()}` };
     if ((m = /^deallocate\s+(?:prepare\s+)?(all|"?[\w$]+"?)$/i.exec(s))) {
-      if (m[1]!.toLowerCase() === 'all') this.statements.clear(); else this.statements.delete(m[1]!.replace(/"/g, ''));
+      if (m[1]!.toLowerCase() === 'all') this.statements.clear();
+      else this.statements.delete(m[1]!.replace(/"/g, ''));
       return { tag: 'DEALLOCATE' };
     }
     if ((m = /^reset\s+(all|[\w.]+)$/i.exec(s))) {
-      if (m[1]!.toLowerCase() === 'all') this.settingsReset(); else this.settings.set(m[1]!.toLowerCase(), DEFAULT_SETTINGS[m[1]!.toLowerCase()] ?? '');
+      if (m[1]!.toLowerCase() === 'all') this.settingsReset();
+      else this.settings.set(m[1]!.toLowerCase(), DEFAULT_SETTINGS[m[1]!.toLowerCase()] ?? '');
       return { tag: 'RESET' };
     }
     if ((m = /^set\s+(?:session\s+|local\s+)?(?:time\s+zone\s+(.+)|([\w.]+)\s*(?:=|\bto\b)\s*(.+))$/is.exec(s))) {
       const name = m[1] !== undefined ? 'timezone' : m[2]!.toLowerCase();
-      const value = (m[1] ?? m[3]!).trim().replace(/^'(.*)'$/s, '$1').replace(/^default$/i, DEFAULT_SETTINGS[name] ?? '');
-      if (name === 'client_encoding' && !/^(utf-?8|unicode)$/i.test(value)) throw new PgError('22023', 'only client_encoding UTF8 is supported');
+      const value = (m[1] ?? m[3]!)
+        .trim()
+        .replace(/^'(.*)'$/s, '$1')
+        .replace(/^default$/i, DEFAULT_SETTINGS[name] ?? '');
+      if (name === 'client_encoding' && !/^(utf-?8|unicode)$/i.test(value))
+        throw new PgError('22023', 'only client_encoding UTF8 is supported');
       this.settings.set(name, value);
       return { tag: 'SET' };
     }
@@ -445,7 +675,11 @@ class Session {
     if ((m = /^show\s+(.+)$/i.exec(s))) {
       const name = m[1]!.trim().toLowerCase().replace(/\s+/g, ' ');
       if (name === 'all') {
-        return { tag: 'SHOW', columns: [textCol('name'), textCol('setting'), textCol('description')], rows: [...this.settings].map(([k, v]) => [k, v, '']) };
+        return {
+          tag: 'SHOW',
+          columns: [textCol('name'), textCol('setting'), textCol('description')],
+          rows: [...this.settings].map(([k, v]) => [k, v, '']),
+        };
       }
       const key = name === 'transaction isolation level' ? 'transaction_isolation' : name;
       const value = this.settings.get(key);
@@ -456,14 +690,18 @@ class Session {
     return undefined;
   }
 
-  private dropPortals() { for (const name of [...this.portals.keys()]) this.dropPortal(name); }
-  private settingsReset() { for (const [k, v] of Object.entries(DEFAULT_SETTINGS)) this.settings.set(k, v); }
+  private dropPortals() {
+    for (const name of [...this.portals.keys()]) this.dropPortal(name);
+  }
+  private settingsReset() {
+    for (const [k, v] of Object.entries(DEFAULT_SETTINGS)) this.settings.set(k, v);
+  }
 }
 
 const textCol = (name: string): Column => ({ name, key: name, duck: 'VARCHAR', type: PG.text });
 
 function formatOf(formats: number[], i: number): number {
-  return formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0;
+  return formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0);
 }
 
 function readCString(b: Buffer, at: number): [string, number] {
@@ -509,9 +747,14 @@ class WireConnection extends PostgresConnection {
   override handleData(data: Buffer): Promise<void> {
     this.pending++;
     this.socket.pause();
-    this.queue = this.queue.then(() => this.cut(data)).catch(() => { this.socket.destroy(); }).finally(() => {
-      if (--this.pending === 0 && !this.socket.destroyed) this.socket.resume();
-    });
+    this.queue = this.queue
+      .then(() => this.cut(data))
+      .catch(() => {
+        this.socket.destroy();
+      })
+      .finally(() => {
+        if (--this.pending === 0 && !this.socket.destroyed) this.socket.resume();
+      });
     return this.queue;
   }
 
@@ -531,7 +774,10 @@ class WireConnection extends PostgresConnection {
   }
 
   override async handleMessage(data: Buffer): Promise<void> {
-    if (!this.hasStarted && data.length === 8 && data.readInt32BE(4) === GSSENC_CODE) { this.socket.write('N'); return; }
+    if (!this.hasStarted && data.length === 8 && data.readInt32BE(4) === GSSENC_CODE) {
+      this.socket.write('N');
+      return;
+    }
     if (!this.hasStarted && data.length === 16 && data.readInt32BE(4) === CANCEL_CODE) {
       // A CancelRequest names the session by its backend key; nothing is answered either way.
       sessions.get(keyOf(data.readInt32BE(8), data.readInt32BE(12)))?.cancel();
@@ -547,7 +793,10 @@ class WireConnection extends PostgresConnection {
     this.isAuthenticated = true;
     this.sendAuthenticationOk();
     for (const name of REPORTED) {
-      s.parameterStatus(name, name === 'session_authorization' ? (this.clientInfo?.parameters.user ?? '') : (s.settings.get(name.toLowerCase()) ?? ''));
+      s.parameterStatus(
+        name,
+        name === 'session_authorization' ? (this.clientInfo?.parameters.user ?? '') : (s.settings.get(name.toLowerCase()) ?? ''),
+      );
     }
     s.backendKeyData();
     s.readyForQuery();
@@ -567,10 +816,17 @@ export function pgServer(opts: PgServerOptions): Server {
       serverVersion: opts.serverVersion ?? SERVER_VERSION,
       authMode: 'cleartextPassword',
       ...(opts.tls ? { tls: () => opts.tls!() } : {}),
-      onTlsUpgrade: () => { conn.secureSocket?.on('error', () => undefined); },
+      onTlsUpgrade: () => {
+        conn.secureSocket?.on('error', () => undefined);
+      },
       onStartup: async (state) => {
         const p = state.clientInfo!.parameters;
-        const send = (code: string, message: string) => { failed = true; conn.sendError({ severity: 'FATAL', code, message }); conn.socket.end(); return true; };
+        const send = (code: string, message: string) => {
+          failed = true;
+          conn.sendError({ severity: 'FATAL', code, message });
+          conn.socket.end();
+          return true;
+        };
         if (!conn.secureSocket && opts.requireTls !== false && !isLoopback(remote)) {
           return send('28000', 'TLS is required: connect with sslmode=require (plain connections are accepted on loopback only)');
         }
@@ -604,7 +860,9 @@ export function pgServer(opts: PgServerOptions): Server {
       },
     });
     const fail = conn.sendAuthenticationFailedError.bind(conn);
-    conn.sendAuthenticationFailedError = () => { if (!failed) fail(); };
+    conn.sendAuthenticationFailedError = () => {
+      if (!failed) fail();
+    };
     socket.on('error', () => undefined);
     socket.on('close', () => conn.session?.end());
   });

@@ -1,14 +1,22 @@
 // The little SQL reading the wire front needs, outside string literals, quoted names, comments and
 // dollar quotes: where statements end (a simple Query may hold several), and where $n parameters are.
 
-interface Piece { kind: 'code' | 'other'; text: string }
+interface Piece {
+  kind: 'code' | 'other';
+  text: string;
+}
 
 /** The SQL in pieces: code, and the quoted or commented parts nothing may be found in. */
 function pieces(sql: string): Piece[] {
   const out: Piece[] = [];
   let code = '';
   let i = 0;
-  const other = (end: number) => { if (code) out.push({ kind: 'code', text: code }); code = ''; out.push({ kind: 'other', text: sql.slice(i, end) }); i = end; };
+  const other = (end: number) => {
+    if (code) out.push({ kind: 'code', text: code });
+    code = '';
+    out.push({ kind: 'other', text: sql.slice(i, end) });
+    i = end;
+  };
   while (i < sql.length) {
     const c = sql[i]!;
     const next = sql[i + 1];
@@ -16,8 +24,14 @@ function pieces(sql: string): Piece[] {
       let j = i + 1;
       for (;;) {
         const k = sql.indexOf(c, j);
-        if (k < 0) { j = sql.length; break; }
-        if (sql[k + 1] === c) { j = k + 2; continue; }
+        if (k < 0) {
+          j = sql.length;
+          break;
+        }
+        if (sql[k + 1] === c) {
+          j = k + 2;
+          continue;
+        }
         j = k + 1;
         break;
       }
@@ -29,7 +43,13 @@ function pieces(sql: string): Piece[] {
       let depth = 1;
       let j = i + 2;
       while (j < sql.length && depth > 0) {
-        if (sql.startsWith('/*', j)) { depth++; j += 2; } else if (sql.startsWith('*/', j)) { depth--; j += 2; } else j++;
+        if (sql.startsWith('/*', j)) {
+          depth++;
+          j += 2;
+        } else if (sql.startsWith('*/', j)) {
+          depth--;
+          j += 2;
+        } else j++;
       }
       other(j);
     } else if (c === '$' && !/[\w$]/.test(sql[i - 1] ?? ' ')) {
@@ -37,8 +57,14 @@ function pieces(sql: string): Piece[] {
       if (tag) {
         const k = sql.indexOf(tag[0], i + tag[0].length);
         other(k < 0 ? sql.length : k + tag[0].length);
-      } else { code += c; i++; }
-    } else { code += c; i++; }
+      } else {
+        code += c;
+        i++;
+      }
+    } else {
+      code += c;
+      i++;
+    }
   }
   if (code) out.push({ kind: 'code', text: code });
   return out;
@@ -49,10 +75,16 @@ export function splitStatements(sql: string): string[] {
   const statements: string[] = [];
   let current = '';
   for (const p of pieces(sql)) {
-    if (p.kind === 'other') { current += p.text; continue; }
+    if (p.kind === 'other') {
+      current += p.text;
+      continue;
+    }
     const parts = p.text.split(';');
     current += parts[0];
-    for (const rest of parts.slice(1)) { statements.push(current); current = rest; }
+    for (const rest of parts.slice(1)) {
+      statements.push(current);
+      current = rest;
+    }
   }
   statements.push(current);
   return statements.filter((s) => stripComments(s).trim() !== '');
@@ -60,7 +92,9 @@ export function splitStatements(sql: string): string[] {
 
 /** The SQL without its comments (to recognise commands by their first word). */
 export function stripComments(sql: string): string {
-  return pieces(sql).map((p) => (p.kind === 'code' || !/^(--|\/\*)/.test(p.text) ? p.text : ' ')).join('');
+  return pieces(sql)
+    .map((p) => (p.kind === 'code' || !/^(--|\/\*)/.test(p.text) ? p.text : ' '))
+    .join('');
 }
 
 /** The highest $n in the SQL (how many parameters it takes). */
@@ -72,9 +106,15 @@ export function parameterCount(sql: string): number {
 
 /** The SQL with each $n replaced by `values[n-1]` (already a safe SQL literal). */
 export function bindParameters(sql: string, values: string[]): string {
-  return pieces(sql).map((p) => (p.kind === 'code' ? p.text.replace(/(?<![\w$])\$(\d+)/g, (m, d: string) => {
-    const v = values[Number(d) - 1];
-    if (v === undefined) throw new RangeError(`there is no parameter $${d}`);
-    return v;
-  }) : p.text)).join('');
+  return pieces(sql)
+    .map((p) =>
+      p.kind === 'code'
+        ? p.text.replace(/(?<![\w$])\$(\d+)/g, (m, d: string) => {
+            const v = values[Number(d) - 1];
+            if (v === undefined) throw new RangeError(`there is no parameter $${d}`);
+            return v;
+          })
+        : p.text,
+    )
+    .join('');
 }

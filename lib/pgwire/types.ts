@@ -2,26 +2,68 @@
 // (as the worker's JSON gives it) in Postgres's text or binary form. Parameters go the other way:
 // a bound value becomes a typed SQL literal, never text pasted into the SQL unescaped.
 
-export interface PgType { oid: number; size: number; name: string }
+export interface PgType {
+  oid: number;
+  size: number;
+  name: string;
+}
 
 const T = (oid: number, size: number, name: string): PgType => ({ oid, size, name });
 export const PG = {
-  bool: T(16, 1, 'bool'), bytea: T(17, -1, 'bytea'), int8: T(20, 8, 'int8'), int2: T(21, 2, 'int2'), int4: T(23, 4, 'int4'),
-  text: T(25, -1, 'text'), oid: T(26, 4, 'oid'), json: T(114, -1, 'json'), float4: T(700, 4, 'float4'), float8: T(701, 8, 'float8'),
-  varchar: T(1043, -1, 'varchar'), bpchar: T(1042, -1, 'bpchar'), date: T(1082, 4, 'date'), time: T(1083, 8, 'time'),
-  timestamp: T(1114, 8, 'timestamp'), timestamptz: T(1184, 8, 'timestamptz'), interval: T(1186, 16, 'interval'),
-  timetz: T(1266, 12, 'timetz'), numeric: T(1700, -1, 'numeric'), uuid: T(2950, 16, 'uuid'), unknown: T(705, -2, 'unknown'),
+  bool: T(16, 1, 'bool'),
+  bytea: T(17, -1, 'bytea'),
+  int8: T(20, 8, 'int8'),
+  int2: T(21, 2, 'int2'),
+  int4: T(23, 4, 'int4'),
+  text: T(25, -1, 'text'),
+  oid: T(26, 4, 'oid'),
+  json: T(114, -1, 'json'),
+  float4: T(700, 4, 'float4'),
+  float8: T(701, 8, 'float8'),
+  varchar: T(1043, -1, 'varchar'),
+  bpchar: T(1042, -1, 'bpchar'),
+  date: T(1082, 4, 'date'),
+  time: T(1083, 8, 'time'),
+  timestamp: T(1114, 8, 'timestamp'),
+  timestamptz: T(1184, 8, 'timestamptz'),
+  interval: T(1186, 16, 'interval'),
+  timetz: T(1266, 12, 'timetz'),
+  numeric: T(1700, -1, 'numeric'),
+  uuid: T(2950, 16, 'uuid'),
+  unknown: T(705, -2, 'unknown'),
 } as const;
 
 /** Element OID → array OID. */
 const ARRAY_OF: Record<number, number> = {
-  16: 1000, 17: 1001, 20: 1016, 21: 1005, 23: 1007, 25: 1009, 114: 199, 700: 1021, 701: 1022, 1043: 1015, 1082: 1182,
-  1083: 1183, 1114: 1115, 1184: 1185, 1186: 1187, 1266: 1270, 1700: 1231, 2950: 2951,
+  16: 1000,
+  17: 1001,
+  20: 1016,
+  21: 1005,
+  23: 1007,
+  25: 1009,
+  114: 199,
+  700: 1021,
+  701: 1022,
+  1043: 1015,
+  1082: 1182,
+  1083: 1183,
+  1114: 1115,
+  1184: 1185,
+  1186: 1187,
+  1266: 1270,
+  1700: 1231,
+  2950: 2951,
 };
 const ELEMENT_OF: Record<number, number> = Object.fromEntries(Object.entries(ARRAY_OF).map(([e, a]) => [a, Number(e)]));
 
 /** What a column of a DuckDB type (its SQL spelling) is on the wire. */
-export interface Column { name: string; key: string; duck: string; type: PgType; element?: PgType }
+export interface Column {
+  name: string;
+  key: string;
+  duck: string;
+  type: PgType;
+  element?: PgType;
+}
 
 export function pgType(duck: string): { type: PgType; element?: PgType } {
   const d = duck.trim().toUpperCase();
@@ -35,7 +77,8 @@ export function pgType(duck: string): { type: PgType; element?: PgType } {
   if (d === 'TINYINT' || d === 'SMALLINT' || d === 'UTINYINT') return { type: PG.int2 };
   if (d === 'INTEGER' || d === 'USMALLINT') return { type: PG.int4 };
   if (d === 'BIGINT' || d === 'UINTEGER') return { type: PG.int8 };
-  if (d === 'HUGEINT' || d === 'UBIGINT' || d === 'UHUGEINT' || d === 'VARINT' || d === 'BIGNUM' || d.startsWith('DECIMAL')) return { type: PG.numeric };
+  if (d === 'HUGEINT' || d === 'UBIGINT' || d === 'UHUGEINT' || d === 'VARINT' || d === 'BIGNUM' || d.startsWith('DECIMAL'))
+    return { type: PG.numeric };
   if (d === 'FLOAT') return { type: PG.float4 };
   if (d === 'DOUBLE') return { type: PG.float8 };
   if (d === 'BLOB') return { type: PG.bytea };
@@ -84,7 +127,10 @@ function intervalText(v: { months: number; days: number; micros: string | number
 export function blobBytes(s: string): Buffer {
   const out: number[] = [];
   for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && s[i + 1] === 'x' && /^[0-9A-Fa-f]{2}$/.test(s.slice(i + 2, i + 4))) { out.push(parseInt(s.slice(i + 2, i + 4), 16)); i += 3; } else out.push(s.charCodeAt(i) & 0xff);
+    if (s[i] === '\\' && s[i + 1] === 'x' && /^[0-9A-Fa-f]{2}$/.test(s.slice(i + 2, i + 4))) {
+      out.push(parseInt(s.slice(i + 2, i + 4), 16));
+      i += 3;
+    } else out.push(s.charCodeAt(i) & 0xff);
   }
   return Buffer.from(out);
 }
@@ -97,9 +143,12 @@ function arrayElementText(v: unknown, element: PgType): string {
 
 function scalarText(v: unknown, type: PgType, element?: PgType): string {
   switch (type.oid) {
-    case 16: return v ? 't' : 'f';
-    case 17: return `\\x${blobBytes(String(v)).toString('hex')}`;
-    case 1186: return typeof v === 'object' ? intervalText(v as { months: number; days: number; micros: string }) : String(v);
+    case 16:
+      return v ? 't' : 'f';
+    case 17:
+      return `\\x${blobBytes(String(v)).toString('hex')}`;
+    case 1186:
+      return typeof v === 'object' ? intervalText(v as { months: number; days: number; micros: string }) : String(v);
     default:
       if (element) return `{${(v as unknown[]).map((e) => arrayElementText(e, element)).join(',')}}`;
       return typeof v === 'object' ? JSON.stringify(v) : String(v);
@@ -130,7 +179,9 @@ function parseTimestampMicros(s: string): bigint {
 function timeMicros(s: string): bigint {
   const m = /^(\d\d):(\d\d):(\d\d)(?:\.(\d+))?/.exec(s);
   if (!m) throw new Error(`not a time: ${s}`);
-  return BigInt((Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]))) * 1_000_000n + BigInt((m[4] ?? '').padEnd(6, '0').slice(0, 6) || '0');
+  return (
+    BigInt(Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])) * 1_000_000n + BigInt((m[4] ?? '').padEnd(6, '0').slice(0, 6) || '0')
+  );
 }
 
 /** A decimal string in Postgres's binary numeric form (base-10000 digits). */
@@ -146,7 +197,10 @@ export function numericBinary(s: string): Buffer {
   const fracPadded = frac.padEnd(Math.ceil(frac.length / 4) * 4, '0');
   const digits = [...(intPadded.match(/\d{4}/g) ?? []), ...(fracPadded.match(/\d{4}/g) ?? [])].map(Number);
   let weight = intPadded.length / 4 - 1;
-  while (digits.length && digits[0] === 0) { digits.shift(); weight--; }
+  while (digits.length && digits[0] === 0) {
+    digits.shift();
+    weight--;
+  }
   while (digits.length && digits[digits.length - 1] === 0) digits.pop();
   if (!digits.length) weight = 0;
   const b = Buffer.alloc(8 + digits.length * 2);
@@ -161,15 +215,34 @@ export function numericBinary(s: string): Buffer {
 function scalarBinary(v: unknown, type: PgType): Buffer {
   let b: Buffer;
   switch (type.oid) {
-    case 16: return Buffer.from([v ? 1 : 0]);
-    case 21: b = Buffer.alloc(2); b.writeInt16BE(Number(v)); return b;
-    case 23: b = Buffer.alloc(4); b.writeInt32BE(Number(v)); return b;
-    case 20: b = Buffer.alloc(8); b.writeBigInt64BE(BigInt(v as string)); return b;
-    case 700: b = Buffer.alloc(4); b.writeFloatBE(Number(v)); return b;
-    case 701: b = Buffer.alloc(8); b.writeDoubleBE(Number(v)); return b;
-    case 1700: return numericBinary(String(v));
-    case 17: return blobBytes(String(v));
-    case 2950: return Buffer.from(String(v).replace(/-/g, ''), 'hex');
+    case 16:
+      return Buffer.from([v ? 1 : 0]);
+    case 21:
+      b = Buffer.alloc(2);
+      b.writeInt16BE(Number(v));
+      return b;
+    case 23:
+      b = Buffer.alloc(4);
+      b.writeInt32BE(Number(v));
+      return b;
+    case 20:
+      b = Buffer.alloc(8);
+      b.writeBigInt64BE(BigInt(v as string));
+      return b;
+    case 700:
+      b = Buffer.alloc(4);
+      b.writeFloatBE(Number(v));
+      return b;
+    case 701:
+      b = Buffer.alloc(8);
+      b.writeDoubleBE(Number(v));
+      return b;
+    case 1700:
+      return numericBinary(String(v));
+    case 17:
+      return blobBytes(String(v));
+    case 2950:
+      return Buffer.from(String(v).replace(/-/g, ''), 'hex');
     case 1082: {
       b = Buffer.alloc(4);
       const s = String(v);
@@ -177,13 +250,25 @@ function scalarBinary(v: unknown, type: PgType): Buffer {
       else b.writeInt32BE(Number(parseTimestampMicros(s) / 86_400_000_000n));
       return b;
     }
-    case 1114: case 1184: b = Buffer.alloc(8); b.writeBigInt64BE(parseTimestampMicros(String(v))); return b;
-    case 1083: b = Buffer.alloc(8); b.writeBigInt64BE(timeMicros(String(v))); return b;
+    case 1114:
+    case 1184:
+      b = Buffer.alloc(8);
+      b.writeBigInt64BE(parseTimestampMicros(String(v)));
+      return b;
+    case 1083:
+      b = Buffer.alloc(8);
+      b.writeBigInt64BE(timeMicros(String(v)));
+      return b;
     case 1186: {
       const i = v as { months: number; days: number; micros: string };
-      b = Buffer.alloc(16); b.writeBigInt64BE(BigInt(i.micros)); b.writeInt32BE(i.days, 8); b.writeInt32BE(i.months, 12); return b;
+      b = Buffer.alloc(16);
+      b.writeBigInt64BE(BigInt(i.micros));
+      b.writeInt32BE(i.days, 8);
+      b.writeInt32BE(i.months, 12);
+      return b;
     }
-    default: return Buffer.from(typeof v === 'object' ? JSON.stringify(v) : String(v), 'utf8');
+    default:
+      return Buffer.from(typeof v === 'object' ? JSON.stringify(v) : String(v), 'utf8');
   }
 }
 
@@ -219,38 +304,79 @@ const quote = (s: string) => {
 };
 
 const DUCK_NAME: Record<number, string> = {
-  16: 'BOOLEAN', 17: 'BLOB', 20: 'BIGINT', 21: 'SMALLINT', 23: 'INTEGER', 25: 'VARCHAR', 114: 'JSON', 700: 'FLOAT', 701: 'DOUBLE', 1043: 'VARCHAR',
-  1082: 'DATE', 1083: 'TIME', 1114: 'TIMESTAMP', 1184: 'TIMESTAMPTZ', 1186: 'INTERVAL', 1700: 'DECIMAL(38,10)', 2950: 'UUID',
+  16: 'BOOLEAN',
+  17: 'BLOB',
+  20: 'BIGINT',
+  21: 'SMALLINT',
+  23: 'INTEGER',
+  25: 'VARCHAR',
+  114: 'JSON',
+  700: 'FLOAT',
+  701: 'DOUBLE',
+  1043: 'VARCHAR',
+  1082: 'DATE',
+  1083: 'TIME',
+  1114: 'TIMESTAMP',
+  1184: 'TIMESTAMPTZ',
+  1186: 'INTERVAL',
+  1700: 'DECIMAL(38,10)',
+  2950: 'UUID',
 };
 const CAST_TO: Record<number, string> = {
-  1082: 'DATE', 1083: 'TIME', 1114: 'TIMESTAMP', 1184: 'TIMESTAMPTZ', 1186: 'INTERVAL', 2950: 'UUID', 114: 'JSON', 3802: 'JSON', 1266: 'TIMETZ',
+  1082: 'DATE',
+  1083: 'TIME',
+  1114: 'TIMESTAMP',
+  1184: 'TIMESTAMPTZ',
+  1186: 'INTERVAL',
+  2950: 'UUID',
+  114: 'JSON',
+  3802: 'JSON',
+  1266: 'TIMETZ',
 };
 
 /** A parameter's binary value as text, for the types clients send in binary. */
 export function decodeBinaryParameter(b: Buffer, oid: number): string {
   switch (oid) {
-    case 16: return b[0] ? 'true' : 'false';
-    case 21: return String(b.readInt16BE());
-    case 23: case 26: return String(b.readInt32BE());
-    case 20: return String(b.readBigInt64BE());
-    case 700: return String(b.readFloatBE());
-    case 701: return String(b.readDoubleBE());
-    case 17: return `\\x${b.toString('hex')}`;
-    case 2950: { const h = b.toString('hex'); return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`; }
-    case 1082: return new Date((b.readInt32BE() + PG_EPOCH_DAYS) * 86_400_000).toISOString().slice(0, 10);
-    case 1114: case 1184: {
+    case 16:
+      return b[0] ? 'true' : 'false';
+    case 21:
+      return String(b.readInt16BE());
+    case 23:
+    case 26:
+      return String(b.readInt32BE());
+    case 20:
+      return String(b.readBigInt64BE());
+    case 700:
+      return String(b.readFloatBE());
+    case 701:
+      return String(b.readDoubleBE());
+    case 17:
+      return `\\x${b.toString('hex')}`;
+    case 2950: {
+      const h = b.toString('hex');
+      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    }
+    case 1082:
+      return new Date((b.readInt32BE() + PG_EPOCH_DAYS) * 86_400_000).toISOString().slice(0, 10);
+    case 1114:
+    case 1184: {
       const micros = b.readBigInt64BE() + PG_EPOCH_MICROS;
       const iso = new Date(Number(micros / 1000n)).toISOString().replace('T', ' ').slice(0, 19);
       const frac = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
       return `${iso}.${frac.toString().padStart(6, '0')}${oid === 1184 ? '+00' : ''}`;
     }
     case 1700: {
-      const n = b.readInt16BE(0); const weight = b.readInt16BE(2); const sign = b.readUInt16BE(4); const dscale = b.readInt16BE(6);
+      const n = b.readInt16BE(0);
+      const weight = b.readInt16BE(2);
+      const sign = b.readUInt16BE(4);
+      const dscale = b.readInt16BE(6);
       if (sign === 0xc000) return 'NaN';
-      let int = ''; let frac = '';
+      let int = '';
+      let frac = '';
       for (let i = 0; i < n; i++) {
         const d = String(b.readInt16BE(8 + i * 2)).padStart(4, '0');
-        if (i <= weight) int += d; else frac += d;
+        if (i <= weight) int += d;
+        else frac += d;
       }
       for (let i = n; i <= weight; i++) int += '0000';
       if (weight < -1) frac = '0000'.repeat(-weight - 1) + frac;
@@ -263,9 +389,17 @@ export function decodeBinaryParameter(b: Buffer, oid: number): string {
       const two = (n: bigint) => n.toString().padStart(2, '0');
       return `${two(micros / 3_600_000_000n)}:${two((micros / 60_000_000n) % 60n)}:${two((micros / 1_000_000n) % 60n)}.${(micros % 1_000_000n).toString().padStart(6, '0')}`;
     }
-    case 1186: return `${b.readInt32BE(12)} months ${b.readInt32BE(8)} days ${b.readBigInt64BE(0)} microseconds`;
-    case 0: case 25: case 1043: case 1042: case 114: case 705: return b.toString('utf8');
-    default: throw new ParameterError(`parameters of type OID ${oid} in binary format are not supported; send them as text`);
+    case 1186:
+      return `${b.readInt32BE(12)} months ${b.readInt32BE(8)} days ${b.readBigInt64BE(0)} microseconds`;
+    case 0:
+    case 25:
+    case 1043:
+    case 1042:
+    case 114:
+    case 705:
+      return b.toString('utf8');
+    default:
+      throw new ParameterError(`parameters of type OID ${oid} in binary format are not supported; send them as text`);
   }
 }
 
@@ -277,15 +411,21 @@ export function literal(text: string | null, oid: number): string {
       if (/^\s*(t|true|y|yes|on|1)\s*$/i.test(text)) return 'TRUE';
       if (/^\s*(f|false|n|no|off|0)\s*$/i.test(text)) return 'FALSE';
       throw new ParameterError(`invalid input syntax for type boolean: ${JSON.stringify(text)}`);
-    case 20: case 21: case 23: case 26:
+    case 20:
+    case 21:
+    case 23:
+    case 26:
       if (!/^\s*[+-]?\d+\s*$/.test(text)) throw new ParameterError(`invalid input syntax for type integer: ${JSON.stringify(text)}`);
       return `(${text.trim()})::${oid === 21 ? 'SMALLINT' : oid === 23 ? 'INTEGER' : 'BIGINT'}`;
-    case 700: case 701:
-      if (!/^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?Infinity|NaN)\s*$/i.test(text)) throw new ParameterError(`invalid input syntax for type double precision: ${JSON.stringify(text)}`);
+    case 700:
+    case 701:
+      if (!/^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?Infinity|NaN)\s*$/i.test(text))
+        throw new ParameterError(`invalid input syntax for type double precision: ${JSON.stringify(text)}`);
       return `CAST(${quote(text.trim())} AS ${oid === 700 ? 'FLOAT' : 'DOUBLE'})`;
     case 1700:
       if (/^\s*NaN\s*$/i.test(text)) return "CAST('NaN' AS DOUBLE)";
-      if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(text)) throw new ParameterError(`invalid input syntax for type numeric: ${JSON.stringify(text)}`);
+      if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(text))
+        throw new ParameterError(`invalid input syntax for type numeric: ${JSON.stringify(text)}`);
       return `(${text.trim()})`;
     case 17: {
       const hex = /^\\x([0-9a-fA-F]*)$/.exec(text);
@@ -296,7 +436,9 @@ export function literal(text: string | null, oid: number): string {
       const element = ELEMENT_OF[oid];
       if (element !== undefined) {
         // Postgres's {a,"b c"} is DuckDB's [a, "b c"]: one-dimensional arrays of the element type.
-        return `CAST([${parseArray(text).map((e) => literal(e, element)).join(', ')}] AS ${DUCK_NAME[element] ?? 'VARCHAR'}[])`;
+        return `CAST([${parseArray(text)
+          .map((e) => literal(e, element))
+          .join(', ')}] AS ${DUCK_NAME[element] ?? 'VARCHAR'}[])`;
       }
       const cast = CAST_TO[oid];
       return cast ? `CAST(${quote(text)} AS ${cast})` : quote(text);

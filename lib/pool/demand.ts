@@ -34,13 +34,20 @@ export function encodeDemand(queued: number, now: Date, fallbackAt?: Date): stri
   return JSON.stringify({ queued, at: iso(now), ...(fallbackAt ? { fallbackAt: iso(fallbackAt) } : {}) } satisfies Report);
 }
 
-function reports(annotations: Record<string, string> | undefined, now: Date): { key: string; queued: number; ageSeconds: number; fallbackAt?: number }[] {
+function reports(
+  annotations: Record<string, string> | undefined,
+  now: Date,
+): { key: string; queued: number; ageSeconds: number; fallbackAt?: number }[] {
   const out: { key: string; queued: number; ageSeconds: number; fallbackAt?: number }[] = [];
   const entries = annotations && typeof annotations === 'object' ? Object.entries(annotations) : [];
   for (const [key, value] of entries) {
     if (!key.startsWith(DEMAND_PREFIX)) continue;
     let r: Partial<Report> = {};
-    try { r = (typeof value === 'string' ? JSON.parse(value) : null) ?? {}; } catch { /* not JSON */ }
+    try {
+      r = (typeof value === 'string' ? JSON.parse(value) : null) ?? {};
+    } catch {
+      /* not JSON */
+    }
     if (typeof r !== 'object') r = {};
     const at = typeof r.at === 'string' ? Date.parse(r.at) : NaN;
     const fallbackAt = typeof r.fallbackAt === 'string' ? Date.parse(r.fallbackAt) : NaN;
@@ -66,5 +73,7 @@ export function demandFrom(annotations: Record<string, string> | undefined, now:
 
 /** Reports left by replicas long gone, to remove along with a write of one's own. */
 export function staleDemandKeys(annotations: Record<string, string> | undefined, now: Date): string[] {
-  return reports(annotations, now).filter((r) => r.ageSeconds > DEMAND_STALE_SECONDS).map((r) => r.key);
+  return reports(annotations, now)
+    .filter((r) => r.ageSeconds > DEMAND_STALE_SECONDS)
+    .map((r) => r.key);
 }

@@ -12,7 +12,9 @@ import type { PoolSettings, WorkerDirectory, WorkerEndpoint } from './router.js'
 interface PoolObject {
   metadata: { name: string; namespace: string };
   spec: {
-    catalogRef: { name: string; readOnly?: boolean }; maxQueryDuration?: string; credentialsSecret?: CredentialsSecret;
+    catalogRef: { name: string; readOnly?: boolean };
+    maxQueryDuration?: string;
+    credentialsSecret?: CredentialsSecret;
     queue?: { maxLength?: number; maxWaitTime?: string; maxRunningPerPrincipal?: number; maxQueuedPerPrincipal?: number };
   };
 }
@@ -34,7 +36,7 @@ function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string,
 export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 50;
 
 export function poolSettings(p: PoolObject): PoolSettings {
-  const seconds = (d: string | undefined, fallback: number) => (d ? parseDuration(d) ?? fallback : fallback);
+  const seconds = (d: string | undefined, fallback: number) => (d ? (parseDuration(d) ?? fallback) : fallback);
   return {
     namespace: p.metadata.namespace,
     pool: p.metadata.name,
@@ -51,8 +53,9 @@ export function poolSettings(p: PoolObject): PoolSettings {
 }
 
 const isReady = (pod: V1Pod) =>
-  !pod.metadata?.deletionTimestamp && Boolean(pod.status?.podIP)
-  && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  !pod.metadata?.deletionTimestamp &&
+  Boolean(pod.status?.podIP) &&
+  (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 
 export class KubernetesDirectory implements WorkerDirectory {
   private readonly custom: CustomObjectsApi;

@@ -33,7 +33,12 @@ export class Engine {
   /** Read-only queries the sandbox allowed on this engine: only for a copied (so unchanging) catalog. */
   readonly allowed?: AllowedQueries;
 
-  constructor(readonly session: LakeSession, readonly generation: number, readonly snapshotId: number, private readonly copyPath?: string) {
+  constructor(
+    readonly session: LakeSession,
+    readonly generation: number,
+    readonly snapshotId: number,
+    private readonly copyPath?: string,
+  ) {
     if (copyPath) this.allowed = new AllowedQueries();
   }
 
@@ -138,7 +143,9 @@ export class EngineHolder {
     await mkdir(this.opts.scratchDir, { recursive: true });
     await this.refresh();
     if (this.opts.config.metadata.type === 'duckdb') {
-      this.timer = setInterval(() => { void this.refresh().catch((err) => this.opts.onError?.(err)); }, this.opts.refreshMs);
+      this.timer = setInterval(() => {
+        void this.refresh().catch((err) => this.opts.onError?.(err));
+      }, this.opts.refreshMs);
       this.timer.unref();
     }
   }
@@ -152,13 +159,22 @@ export class EngineHolder {
   private async catalogFingerprint(): Promise<string> {
     const m = this.opts.config.metadata;
     if (m.type !== 'duckdb') return 'static';
-    const parts = await Promise.all([m.path, `${m.path}.wal`].map((p) => stat(p).then((s) => `${s.mtimeMs}:${s.size}`, () => '-')));
+    const parts = await Promise.all(
+      [m.path, `${m.path}.wal`].map((p) =>
+        stat(p).then(
+          (s) => `${s.mtimeMs}:${s.size}`,
+          () => '-',
+        ),
+      ),
+    );
     return parts.join('|');
   }
 
   /** Build a new engine if the catalog changed (or there is none yet), then swap it in. */
   refresh(): Promise<void> {
-    this.refreshing ??= this.doRefresh().finally(() => { this.refreshing = undefined; });
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined;
+    });
     return this.refreshing;
   }
 
@@ -184,7 +200,11 @@ export class EngineHolder {
       // DuckLake never rewrites a data file (new data goes to new files), so what was read of
       // one stays true: keep Parquet footers, HTTP metadata and cached data without asking the
       // object store again. A warm aggregate then makes no request at all (it made two GETs).
-      for (const setting of ['parquet_metadata_cache = true', 'enable_http_metadata_cache = true', "validate_external_file_cache = 'NO_VALIDATION'"]) {
+      for (const setting of [
+        'parquet_metadata_cache = true',
+        'enable_http_metadata_cache = true',
+        "validate_external_file_cache = 'NO_VALIDATION'",
+      ]) {
         await session.run(`SET GLOBAL ${setting}`);
       }
       this.phase = 'locking the sandbox';

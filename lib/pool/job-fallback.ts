@@ -43,19 +43,35 @@ export class JobFallback implements QueryFallback {
     const { maxRows, maxBytes, killGraceMs } = this.limits;
     const deadlineMs = Math.min(query.timeoutMs ?? pool.maxQueryMs, pool.maxQueryMs);
     const catalog = (await this.custom.getNamespacedCustomObject({
-      group: GROUP, version: VERSION, namespace: pool.namespace, plural: 'ducklakecatalogs', name: pool.catalog,
+      group: GROUP,
+      version: VERSION,
+      namespace: pool.namespace,
+      plural: 'ducklakecatalogs',
+      name: pool.catalog,
     })) as CatalogObject;
     const access = catalogAccess(catalog, { readOnlyVolume: true, credentials: pool.credentialsSecret });
     const name = `${pool.pool}`.slice(0, 40).replace(/[-.]+$/, '') + `-query-${randomBytes(4).toString('hex')}`;
     const labels = labelsFor({ component: 'query', catalog: pool.catalog, pool: pool.pool, instance: pool.pool });
     const args = [
-      'query', '--sandbox', '--sql-env', '--format', 'json',
-      '--timeout-ms', String(deadlineMs), '--max-rows', String(maxRows), '--max-bytes', String(maxBytes),
+      'query',
+      '--sandbox',
+      '--sql-env',
+      '--format',
+      'json',
+      '--timeout-ms',
+      String(deadlineMs),
+      '--max-rows',
+      String(maxRows),
+      '--max-bytes',
+      String(maxBytes),
       ...(pool.readOnly ? [] : ['--write']),
     ];
     const spec = runnerPodSpec({ settings: this.settings, args, ...access });
-    spec.containers[0]!.env = [...(spec.containers[0]!.env ?? []), { name: 'FEATHERMAN_QUERY_SQL', value: query.sql },
-      ...(grant ? [{ name: 'FEATHERMAN_QUERY_GRANT', value: JSON.stringify(grant) }] : [])];
+    spec.containers[0]!.env = [
+      ...(spec.containers[0]!.env ?? []),
+      { name: 'FEATHERMAN_QUERY_SQL', value: query.sql },
+      ...(grant ? [{ name: 'FEATHERMAN_QUERY_GRANT', value: JSON.stringify(grant) }] : []),
+    ];
     // Pod start-up (scheduling, image, DuckDB) comes on top of the query's own deadline and grace.
     const startupSeconds = 60;
     const activeDeadlineSeconds = Math.ceil((deadlineMs + killGraceMs) / 1000) + startupSeconds;
@@ -65,23 +81,33 @@ export class JobFallback implements QueryFallback {
     await this.batch.createNamespacedJob({ namespace: pool.namespace, body });
     // The result is read (or no longer wanted); the Job and its pod go now rather than at their
     // TTL, so they do not keep running or holding the catalog volume.
-    const remove = () => this.batch
-      .deleteNamespacedJob({ name, namespace: pool.namespace, propagationPolicy: 'Background', gracePeriodSeconds: 0 })
-      .catch(() => undefined);
+    const remove = () =>
+      this.batch
+        .deleteNamespacedJob({ name, namespace: pool.namespace, propagationPolicy: 'Background', gracePeriodSeconds: 0 })
+        .catch(() => undefined);
     const killBy = Date.now() + deadlineMs + killGraceMs + startupSeconds * 1000;
     for (;;) {
-      if (query.signal?.aborted) { await remove(); return error(499, 'the client went away'); }
+      if (query.signal?.aborted) {
+        await remove();
+        return error(499, 'the client went away');
+      }
       const status = (await this.batch.readNamespacedJob({ name, namespace: pool.namespace })).status;
       if (status?.succeeded || status?.failed) break;
       if (Date.now() > killBy) {
         await remove();
-        return error(504, `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${killGraceMs} ms; `
-          + `its Job ${name} was deleted`);
+        return error(
+          504,
+          `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${killGraceMs} ms; ` + `its Job ${name} was deleted`,
+        );
       }
       // Woken at once by a cancel: deleting the Job (its pod follows through the garbage
       // collector) is what stops the query.
       await new Promise<void>((r) => {
-        const done = () => { clearTimeout(timer); query.signal?.removeEventListener('abort', done); r(); };
+        const done = () => {
+          clearTimeout(timer);
+          query.signal?.removeEventListener('abort', done);
+          r();
+        };
         const timer = setTimeout(done, 500);
         query.signal?.addEventListener('abort', done, { once: true });
       });
@@ -91,19 +117,36 @@ export class JobFallback implements QueryFallback {
     // Bounded like a worker's answer: the rows, plus room for the summary around them.
     const log = pod
       ? await this.core.readNamespacedPodLog({
-        name: pod.metadata!.name!, namespace: pool.namespace, container: 'featherman', limitBytes: maxBytes + 64 * 1024,
-      })
+          name: pod.metadata!.name!,
+          namespace: pool.namespace,
+          container: 'featherman',
+          limitBytes: maxBytes + 64 * 1024,
+        })
       : '';
     await remove();
-    const line = String(log).trim().split('\n').reverse().find((l) => l.startsWith('{')) ?? '{}';
+    const line =
+      String(log)
+        .trim()
+        .split('\n')
+        .reverse()
+        .find((l) => l.startsWith('{')) ?? '{}';
     let result: {
-      ok?: boolean; error?: string; exitCode?: number; columns?: string[]; rows?: Record<string, unknown>[]; truncated?: boolean;
+      ok?: boolean;
+      error?: string;
+      exitCode?: number;
+      columns?: string[];
+      rows?: Record<string, unknown>[];
+      truncated?: boolean;
     };
-    try { result = JSON.parse(line); } catch { result = { ok: false, error: 'the fallback Job printed no result' }; }
+    try {
+      result = JSON.parse(line);
+    } catch {
+      result = { ok: false, error: 'the fallback Job printed no result' };
+    }
     if (!result.ok) {
       const code = result.exitCode;
-      const status = code === EXIT_BAD_INPUT ? 400 : code === EXIT_REFUSED ? 403 : code === EXIT_DEADLINE ? 504
-        : code === EXIT_TEMPORARY ? 503 : 502;
+      const status =
+        code === EXIT_BAD_INPUT ? 400 : code === EXIT_REFUSED ? 403 : code === EXIT_DEADLINE ? 504 : code === EXIT_TEMPORARY ? 503 : 502;
       return error(status, result.error ?? 'the fallback Job failed');
     }
     return render(query.format, result.columns ?? [], result.rows ?? [], name, result.truncated === true);
@@ -115,10 +158,17 @@ function error(status: number, message: string): RoutedResponse {
 }
 
 function render(
-  format: QueryRequest['format'], columns: string[], rows: Record<string, unknown>[], pod: string, truncated: boolean,
+  format: QueryRequest['format'],
+  columns: string[],
+  rows: Record<string, unknown>[],
+  pod: string,
+  truncated: boolean,
 ): RoutedResponse {
-  const ok = (contentType: string, body: Readable): RoutedResponse =>
-    ({ status: 200, headers: { 'x-featherman-pod': pod, 'content-type': contentType }, body });
+  const ok = (contentType: string, body: Readable): RoutedResponse => ({
+    status: 200,
+    headers: { 'x-featherman-pod': pod, 'content-type': contentType },
+    body,
+  });
   const csv = () => [csvLine(columns), ...rows.map((r) => csvLine(columns.map((c) => r[c])))];
   if (format === 'csv') return ok('text/csv; charset=utf-8', Readable.from(csv()));
   if (format === 'ndjson') return ok('application/x-ndjson', Readable.from(rows.map((r) => JSON.stringify(r) + '\n')));

@@ -28,7 +28,9 @@ function availableMemory(): number {
   try {
     const cgroup = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
     if (/^\d+$/.test(cgroup)) total = Math.min(total, Number(cgroup));
-  } catch { /* no cgroup v2 limit */ }
+  } catch {
+    /* no cgroup v2 limit */
+  }
   return total;
 }
 
@@ -66,7 +68,10 @@ export class LocalPool implements WorkerDirectory {
   /** Worker starts that failed (exited or hung while starting) and were tried again. */
   failedStarts = 0;
 
-  constructor(readonly settings: PoolSettings, private readonly env: NodeJS.ProcessEnv) {}
+  constructor(
+    readonly settings: PoolSettings,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
 
   async pools(): Promise<PoolSettings[]> {
     return [this.settings];
@@ -106,7 +111,14 @@ export class LocalPool implements WorkerDirectory {
         } catch (err) {
           if (attempt >= START_ATTEMPTS || this.stopped) throw err;
           this.failedStarts++;
-          console.error(JSON.stringify({ level: 'warn', msg: 'local worker failed to start; starting another', pool: this.settings.pool, error: (err as Error).message }));
+          console.error(
+            JSON.stringify({
+              level: 'warn',
+              msg: 'local worker failed to start; starting another',
+              pool: this.settings.pool,
+              error: (err as Error).message,
+            }),
+          );
         }
       }
     } finally {
@@ -119,11 +131,17 @@ export class LocalPool implements WorkerDirectory {
     const share = memoryShare(Math.max(this.target, 1));
     const env = {
       ...withMemoryShare(this.env, share),
-      POD_NAME: name, FEATHERMAN_POOL: this.settings.pool, FEATHERMAN_POOL_READ_ONLY: String(this.settings.readOnly), FEATHERMAN_MAX_QUERY_DURATION: `${Math.ceil(this.settings.maxQueryMs / 1000)}s`,
+      POD_NAME: name,
+      FEATHERMAN_POOL: this.settings.pool,
+      FEATHERMAN_POOL_READ_ONLY: String(this.settings.readOnly),
+      FEATHERMAN_MAX_QUERY_DURATION: `${Math.ceil(this.settings.maxQueryMs / 1000)}s`,
     };
     // The worker's own watchdog fires first and says which step hung; this is the backstop.
     const deadlineMs = workerOptionsFromEnv(env).startupTimeoutMs + 10_000;
-    const child = spawn(process.execPath, [`--max-old-space-size=${share.heapMiB}`, CLI, 'worker', '--port', '0', '--host', '127.0.0.1'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [`--max-old-space-size=${share.heapMiB}`, CLI, 'worker', '--port', '0', '--host', '127.0.0.1'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const lastErrors: string[] = [];
     createInterface({ input: child.stderr! }).on('line', (line) => {
       process.stderr.write(`${line}\n`);
@@ -132,12 +150,22 @@ export class LocalPool implements WorkerDirectory {
     });
     const why = () => (lastErrors.length ? `: ${lastErrors.join(' | ')}` : '');
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`worker ${name} did not start within ${deadlineMs / 1000} s${why()}`)); }, deadlineMs);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`worker ${name} did not start within ${deadlineMs / 1000} s${why()}`));
+      }, deadlineMs);
       createInterface({ input: child.stdout! }).once('line', (line) => {
         clearTimeout(timer);
-        try { resolve(String(JSON.parse(line).listening)); } catch { reject(new Error(`worker ${name}: ${line}`)); }
+        try {
+          resolve(String(JSON.parse(line).listening));
+        } catch {
+          reject(new Error(`worker ${name}: ${line}`));
+        }
       });
-      child.once('close', (code) => { clearTimeout(timer); reject(new Error(`worker ${name} exited with ${code}${why()}`)); });
+      child.once('close', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`worker ${name} exited with ${code}${why()}`));
+      });
     });
     const worker: LocalWorker = { name, url, process: child };
     this.processes.push(worker);
@@ -151,7 +179,16 @@ export class LocalPool implements WorkerDirectory {
     if (i < 0 || this.stopped) return; // removed on purpose
     this.processes.splice(i, 1);
     this.replaced++;
-    console.error(JSON.stringify({ level: 'warn', msg: 'local worker exited; starting a replacement', pool: this.settings.pool, worker: worker.name, exitCode: code, signal }));
+    console.error(
+      JSON.stringify({
+        level: 'warn',
+        msg: 'local worker exited; starting a replacement',
+        pool: this.settings.pool,
+        worker: worker.name,
+        exitCode: code,
+        signal,
+      }),
+    );
     this.fill();
   }
 
@@ -161,9 +198,19 @@ export class LocalPool implements WorkerDirectory {
     const missing = this.target - this.alive().length - this.starting;
     for (let k = 0; k < missing; k++) {
       this.add().catch((err) => {
-        console.error(JSON.stringify({ level: 'error', msg: 'local worker could not be replaced; trying again', pool: this.settings.pool, error: (err as Error).message }));
+        console.error(
+          JSON.stringify({
+            level: 'error',
+            msg: 'local worker could not be replaced; trying again',
+            pool: this.settings.pool,
+            error: (err as Error).message,
+          }),
+        );
         if (!this.retryTimer && !this.stopped) {
-          this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.fill(); }, REPLACE_RETRY_MS);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.fill();
+          }, REPLACE_RETRY_MS);
           this.retryTimer.unref();
         }
       });
@@ -189,11 +236,16 @@ export class LocalPool implements WorkerDirectory {
     this.stopped = true;
     this.target = 0;
     clearTimeout(this.retryTimer);
-    await Promise.all(this.processes.map((w) => new Promise<void>((resolve) => {
-      if (w.process.exitCode !== null || w.process.signalCode !== null) return resolve();
-      w.process.once('exit', () => resolve());
-      w.process.kill('SIGTERM');
-    })));
+    await Promise.all(
+      this.processes.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.process.exitCode !== null || w.process.signalCode !== null) return resolve();
+            w.process.once('exit', () => resolve());
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
     this.processes.length = 0;
   }
 }
@@ -215,7 +267,10 @@ function answer(status: number, error: string): RoutedResponse {
 export class LocalFallback implements QueryFallback {
   private readonly limits: FallbackLimits;
 
-  constructor(private readonly env: NodeJS.ProcessEnv, limits: Partial<FallbackLimits> = {}) {
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    limits: Partial<FallbackLimits> = {},
+  ) {
     this.limits = { ...fallbackLimitsFromEnv(env), ...limits };
   }
 
@@ -225,8 +280,20 @@ export class LocalFallback implements QueryFallback {
     if (query.signal?.aborted) return answer(499, 'the client went away');
     const share = memoryShare(this.limits.processes);
     const args = [
-      `--max-old-space-size=${share.heapMiB}`, CLI, 'query', '--sandbox', '--sql', '-', '--format', query.format,
-      '--timeout-ms', String(deadlineMs), '--max-rows', String(maxRows), '--max-bytes', String(maxBytes),
+      `--max-old-space-size=${share.heapMiB}`,
+      CLI,
+      'query',
+      '--sandbox',
+      '--sql',
+      '-',
+      '--format',
+      query.format,
+      '--timeout-ms',
+      String(deadlineMs),
+      '--max-rows',
+      String(maxRows),
+      '--max-bytes',
+      String(maxBytes),
       ...(pool.readOnly ? [] : ['--write']),
     ];
     const env = { ...withMemoryShare(this.env, share), ...(grant ? { FEATHERMAN_QUERY_GRANT: JSON.stringify(grant) } : {}) };
@@ -238,13 +305,18 @@ export class LocalFallback implements QueryFallback {
     let outBytes = 0;
     let err = '';
     let why: 'deadline' | 'output' | 'client' | undefined;
-    const kill = (reason: typeof why) => { why ??= reason; child.kill('SIGKILL'); };
+    const kill = (reason: typeof why) => {
+      why ??= reason;
+      child.kill('SIGKILL');
+    };
     child.stdout!.on('data', (d: Buffer) => {
       outBytes += d.length;
       if (outBytes > maxBytes + ENVELOPE_BYTES) return kill('output');
       out.push(d);
     });
-    child.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-STDERR_KEEP); });
+    child.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-STDERR_KEEP);
+    });
     // The process interrupts its own query at the deadline; this is for one that does not stop.
     const timer = setTimeout(() => kill('deadline'), deadlineMs + graceMs);
     const onAbort = () => kill('client');
@@ -253,14 +325,20 @@ export class LocalFallback implements QueryFallback {
     clearTimeout(timer);
     query.signal?.removeEventListener('abort', onAbort);
 
-    if (why === 'deadline') return answer(504, `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${graceMs} ms; its process was killed`);
+    if (why === 'deadline')
+      return answer(504, `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${graceMs} ms; its process was killed`);
     if (why === 'client') return answer(499, 'the client went away');
     if (why === 'output') return answer(502, `the query process printed more than the limit of ${maxBytes} bytes`);
     if (code !== 0) {
       const lastLine = err.trim().split('\n').pop() ?? '';
       let error = lastLine;
-      try { error = JSON.parse(lastLine).error ?? lastLine; } catch { /* plain text */ }
-      const status = code === EXIT_BAD_INPUT ? 400 : code === EXIT_REFUSED ? 403 : code === EXIT_DEADLINE ? 504 : code === EXIT_TEMPORARY ? 503 : 502;
+      try {
+        error = JSON.parse(lastLine).error ?? lastLine;
+      } catch {
+        /* plain text */
+      }
+      const status =
+        code === EXIT_BAD_INPUT ? 400 : code === EXIT_REFUSED ? 403 : code === EXIT_DEADLINE ? 504 : code === EXIT_TEMPORARY ? 503 : 502;
       return answer(status, status === 502 && !error ? `the query process failed (exit ${code ?? 'signal'})` : error);
     }
     const stdout = Buffer.concat(out).toString();

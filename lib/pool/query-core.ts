@@ -2,7 +2,14 @@
 // protocol (lib/pgwire): who is asking (static tokens or a TokenReview), whether they may touch the
 // query's tables (SubjectAccessReviews, lib/auth/authorize.ts), the pool, the router, the query log
 // line and the metrics. Either front gets the same answers, refusals and figures.
-import { Authenticator, loadStaticTokens, parseStaticTokens, principalKey, type Principal, type TokenReviewer } from '../auth/authenticate.js';
+import {
+  Authenticator,
+  loadStaticTokens,
+  parseStaticTokens,
+  principalKey,
+  type Principal,
+  type TokenReviewer,
+} from '../auth/authenticate.js';
 import { Authorizer, type AccessReviewer, type Decision, type TableObjects } from '../auth/authorize.js';
 import { AnswerCounter, principalForLog, stdoutQueryLog, tablesForLog, type QueryLogger, type QueryLogLine } from '../auth/query-log.js';
 import type { Grant, QueryTables } from '../auth/tables.js';
@@ -38,8 +45,6 @@ export interface QueryPluginOptions {
   logSql?: boolean;
 }
 
-
-
 /** What a query needs on any front (HTTP, the Postgres wire): who asks, who decides, where it is logged. */
 export interface QueryCore {
   router?: Router;
@@ -54,17 +59,31 @@ export function queryCore(opts: QueryPluginOptions): QueryCore {
   const k8s = opts.kubernetesAuth;
   return {
     router: opts.router,
-    authenticator: new Authenticator({ staticTokens: statics, ...(k8s ? { reviewer: k8s.tokenReviewer, audiences: k8s.audiences, cacheMs: k8s.tokenCacheMs } : {}) }),
+    authenticator: new Authenticator({
+      staticTokens: statics,
+      ...(k8s ? { reviewer: k8s.tokenReviewer, audiences: k8s.audiences, cacheMs: k8s.tokenCacheMs } : {}),
+    }),
     authorizer: new Authorizer(k8s ? { reviewer: k8s.accessReviewer, tables: k8s.tableObjects, cacheMs: k8s.decisionCacheMs } : {}),
     log: opts.queryLog ?? stdoutQueryLog,
     logSql: opts.logSql ?? process.env.FEATHERMAN_LOG_SQL === 'true',
   };
 }
 
-export interface QueryAsk { catalog: string; pool?: string; namespace?: string; sql: string; format: 'json' | 'ndjson' | 'csv'; timeoutMs?: number }
+export interface QueryAsk {
+  catalog: string;
+  pool?: string;
+  namespace?: string;
+  sql: string;
+  format: 'json' | 'ndjson' | 'csv';
+  timeoutMs?: number;
+}
 
 /** A routed query whose answer is on its way; `counted` wraps its body so the log line gets rows and bytes. */
-export interface RoutedQuery { routed: RoutedResponse; pool: PoolSettings; counted(): AnswerCounter }
+export interface RoutedQuery {
+  routed: RoutedResponse;
+  pool: PoolSettings;
+  counted(): AnswerCounter;
+}
 
 /**
  * One query through the router, as every front runs it: pool resolved, the tables the worker plans
@@ -72,8 +91,14 @@ export interface RoutedQuery { routed: RoutedResponse; pool: PoolSettings; count
  * logged here and the RouterError thrown). `onPool` learns the pool before the query runs;
  * `onLogged` runs after the log line.
  */
-export async function routeQuery(core: QueryCore, principal: Principal, id: string, ask: QueryAsk, signal: AbortSignal,
-  hooks: { onPool?: (pool: PoolSettings) => void; onLogged?: () => void } = {}): Promise<RoutedQuery> {
+export async function routeQuery(
+  core: QueryCore,
+  principal: Principal,
+  id: string,
+  ask: QueryAsk,
+  signal: AbortSignal,
+  hooks: { onPool?: (pool: PoolSettings) => void; onLogged?: () => void } = {},
+): Promise<RoutedQuery> {
   const { router, authorizer } = core;
   if (!router) throw new RouterError(503, 'this service has no query router (start it with --embedded, or in a cluster)');
   const started = performance.now();
@@ -81,13 +106,22 @@ export async function routeQuery(core: QueryCore, principal: Principal, id: stri
   let pool: PoolSettings | undefined;
   const write = (outcome: QueryLogLine['outcome'], status: number, counter?: AnswerCounter) => {
     core.log({
-      time: new Date().toISOString(), msg: 'query', id, principal: principalForLog(principal), catalog: ask.catalog,
-      ...(pool ? { namespace: pool.namespace, pool: pool.pool } : {}), tables: tablesForLog(trace.tables),
+      time: new Date().toISOString(),
+      msg: 'query',
+      id,
+      principal: principalForLog(principal),
+      catalog: ask.catalog,
+      ...(pool ? { namespace: pool.namespace, pool: pool.pool } : {}),
+      tables: tablesForLog(trace.tables),
       ...(trace.tables ? { kind: trace.tables.kind } : {}),
-      ...(counter?.rows !== undefined && status === 200 ? { rows: counter.rows } : {}), bytes: counter?.bytes ?? 0,
+      ...(counter?.rows !== undefined && status === 200 ? { rows: counter.rows } : {}),
+      bytes: counter?.bytes ?? 0,
       ...(trace.queueWaitMs !== undefined ? { queueWaitMs: Math.round(trace.queueWaitMs * 10) / 10 } : {}),
-      durationMs: Math.round((performance.now() - started) * 10) / 10, outcome, status,
-      ...(trace.worker ? { worker: trace.worker } : {}), ...(core.logSql ? { sql: ask.sql } : {}),
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      outcome,
+      status,
+      ...(trace.worker ? { worker: trace.worker } : {}),
+      ...(core.logSql ? { sql: ask.sql } : {}),
     });
     hooks.onLogged?.();
   };
@@ -100,10 +134,17 @@ export async function routeQuery(core: QueryCore, principal: Principal, id: stri
     hooks.onPool?.(pool);
     const where = { namespace: pool.namespace, catalog: pool.catalog };
     const routed = await router.query(pool, {
-      sql: ask.sql, format: ask.format, timeoutMs: ask.timeoutMs, signal, principal: principalKey(principal), trace,
+      sql: ask.sql,
+      format: ask.format,
+      timeoutMs: ask.timeoutMs,
+      signal,
+      principal: principalKey(principal),
+      trace,
       // Only a principal RBAC decides for costs the worker's plan round trip before its query;
       // an all-access one's tables still reach the log, from the worker's answer.
-      ...(authorizer.decides(principal) ? { authorize: async (tables: QueryTables) => refusal(await authorizer.authorize(principal, where, tables)) } : {}),
+      ...(authorizer.decides(principal)
+        ? { authorize: async (tables: QueryTables) => refusal(await authorizer.authorize(principal, where, tables)) }
+        : {}),
       authorizeCold: async (sql) => {
         const { selectTables } = await import('../auth/parse.js');
         const named = await selectTables(sql);
@@ -113,23 +154,48 @@ export async function routeQuery(core: QueryCore, principal: Principal, id: stri
       },
     });
     // The cold path says 499 itself when the query was stopped for the caller.
-    if (routed.status === 499) { routed.body.resume(); throw new RouterError(499, 'the client went away'); }
+    if (routed.status === 499) {
+      routed.body.resume();
+      throw new RouterError(499, 'the client went away');
+    }
     const resolved = pool;
     return {
-      routed, pool: resolved,
+      routed,
+      pool: resolved,
       counted: () => {
         const counter = new AnswerCounter(ask.format);
         let logged = false;
-        const done = (outcome: QueryLogLine['outcome']) => { if (!logged) { logged = true; write(outcome, routed.status, counter); } };
-        counter.once('end', () => done(routed.status < 400 ? 'ok' : routed.status === 403 ? 'forbidden' : routed.status === 504 ? 'timeout' : 'error'));
+        const done = (outcome: QueryLogLine['outcome']) => {
+          if (!logged) {
+            logged = true;
+            write(outcome, routed.status, counter);
+          }
+        };
+        counter.once('end', () =>
+          done(routed.status < 400 ? 'ok' : routed.status === 403 ? 'forbidden' : routed.status === 504 ? 'timeout' : 'error'),
+        );
         counter.once('close', () => done(signal.aborted ? 'cancelled' : 'failed'));
         routed.body.once('error', (err) => counter.destroy(err));
         return routed.body.pipe(counter);
       },
     };
   } catch (err) {
-    if (!(err instanceof RouterError)) { write('failed', 500); throw err; }
-    write(err.status === 499 ? 'cancelled' : err.status === 403 ? 'forbidden' : err.status === 429 ? 'rejected' : err.status === 503 ? 'timeout' : 'error', err.status);
+    if (!(err instanceof RouterError)) {
+      write('failed', 500);
+      throw err;
+    }
+    write(
+      err.status === 499
+        ? 'cancelled'
+        : err.status === 403
+          ? 'forbidden'
+          : err.status === 429
+            ? 'rejected'
+            : err.status === 503
+              ? 'timeout'
+              : 'error',
+      err.status,
+    );
     throw err;
   }
 }

@@ -94,7 +94,12 @@ export interface DemandListener {
 
 export class RouterError extends Error {
   /** `details`: extra fields of the JSON answer (a 403's table and verb). */
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}, readonly details: Record<string, unknown> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+    readonly details: Record<string, unknown> = {},
+  ) {
     super(message);
   }
 }
@@ -115,8 +120,15 @@ type Gate = Queued<void>;
  * Wait in `queue` until whoever serves it calls resolve (clearing the timer), `waitMs` passes
  * (rejected with `timedOut()`), or `signal` aborts because the client went away.
  */
-function waitInQueue<T>(queue: Queued<T>[], principal: string, waitMs: number, timedOut: () => RouterError, signal: AbortSignal | undefined,
-  changed: () => void, exclude?: Set<string>): Promise<T> {
+function waitInQueue<T>(
+  queue: Queued<T>[],
+  principal: string,
+  waitMs: number,
+  timedOut: () => RouterError,
+  signal: AbortSignal | undefined,
+  changed: () => void,
+  exclude?: Set<string>,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const leave = (err: Error) => {
       const i = queue.indexOf(entry);
@@ -130,7 +142,10 @@ function waitInQueue<T>(queue: Queued<T>[], principal: string, waitMs: number, t
     const onAbort = () => leave(new RouterError(499, 'the client went away'));
     const entry: Queued<T> = {
       principal,
-      resolve: (value) => { signal?.removeEventListener('abort', onAbort); resolve(value); },
+      resolve: (value) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
       reject,
       exclude,
       timer: setTimeout(() => leave(timedOut()), Math.max(0, waitMs)),
@@ -156,7 +171,10 @@ class PoolState {
   /** When each principal was last handed a worker (a counter): the longest unserved goes next. */
   private readonly lastServed = new Map<string, number>();
   private turns = 0;
-  constructor(public settings: PoolSettings, private readonly onChange: (state: PoolState) => void) {}
+  constructor(
+    public settings: PoolSettings,
+    private readonly onChange: (state: PoolState) => void,
+  ) {}
 
   /** Whether the principal may start one more query now (its running limit). */
   mayRun(principal: string): boolean {
@@ -179,14 +197,21 @@ class PoolState {
   /** A query of the principal stopped running: the next one of its (or anyone's) may start. */
   finish(principal: string): void {
     const n = (this.running.get(principal) ?? 1) - 1;
-    if (n <= 0) { this.running.delete(principal); if (!this.waiters.some((w) => w.principal === principal)) this.lastServed.delete(principal); } else this.running.set(principal, n);
+    if (n <= 0) {
+      this.running.delete(principal);
+      if (!this.waiters.some((w) => w.principal === principal)) this.lastServed.delete(principal);
+    } else this.running.set(principal, n);
     this.wake();
   }
 
   /** Queries waiting here for this pool: for a free worker, or on the fallback. */
-  get queued(): number { return this.waiters.length + this.fallbacks; }
+  get queued(): number {
+    return this.waiters.length + this.fallbacks;
+  }
 
-  changed(): void { this.onChange(this); }
+  changed(): void {
+    this.onChange(this);
+  }
 
   /** The least-loaded worker with room for one more query (none of `exclude`). */
   free(exclude?: Set<string>): WorkerEndpoint | undefined {
@@ -195,12 +220,17 @@ class PoolState {
     for (const w of this.workers) {
       if (exclude?.has(w.name)) continue;
       const load = this.inflight.get(w.name) ?? 0;
-      if (load < this.settings.workerConcurrency && load < bestLoad) { best = w; bestLoad = load; }
+      if (load < this.settings.workerConcurrency && load < bestLoad) {
+        best = w;
+        bestLoad = load;
+      }
     }
     return best;
   }
 
-  take(w: WorkerEndpoint): void { this.inflight.set(w.name, (this.inflight.get(w.name) ?? 0) + 1); }
+  take(w: WorkerEndpoint): void {
+    this.inflight.set(w.name, (this.inflight.get(w.name) ?? 0) + 1);
+  }
 
   give(w: WorkerEndpoint): void {
     this.inflight.set(w.name, Math.max(0, (this.inflight.get(w.name) ?? 1) - 1));
@@ -226,7 +256,11 @@ class PoolState {
         if (!w) continue;
         seen.add(waiter.principal);
         const turn = this.lastServed.get(waiter.principal) ?? 0;
-        if (turn < bestTurn) { best = i; bestTurn = turn; bestWorker = w; }
+        if (turn < bestTurn) {
+          best = i;
+          bestTurn = turn;
+          bestWorker = w;
+        }
       }
       if (best < 0) return;
       const waiter = this.waiters.splice(best, 1)[0]!;
@@ -252,7 +286,8 @@ export interface RouterOptions {
 
 /** Connection errors that mean the request never reached the worker: safe to send elsewhere. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
-const notSent = (err: unknown) => NOT_SENT.has(String((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code ?? ''));
+const notSent = (err: unknown) =>
+  NOT_SENT.has(String((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code ?? ''));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ATTEMPTS = 3;
 
@@ -271,10 +306,18 @@ function postToWorker(base: string, path: string, body: string, signal?: AbortSi
   let url = urls.get(base);
   if (!url) urls.set(base, (url = new URL(base)));
   return new Promise((resolve, reject) => {
-    const req = httpRequest({
-      host: url.hostname, port: url.port, path, method: 'POST', agent: workerAgent, signal,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    }, resolve);
+    const req = httpRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: 'POST',
+        agent: workerAgent,
+        signal,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      resolve,
+    );
     // Kept for the request's life (rejecting a settled promise does nothing): an error after the
     // answer began (a worker gone mid-answer) reaches the answer's stream, and must not go unheard.
     req.on('error', reject);
@@ -290,7 +333,10 @@ async function readText(res: IncomingMessage): Promise<string> {
   return text;
 }
 
-const header = (res: IncomingMessage, name: string) => { const v = res.headers[name]; return Array.isArray(v) ? v.join(', ') : v; };
+const header = (res: IncomingMessage, name: string) => {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+};
 
 export class Router {
   private readonly states = new Map<string, PoolState>();
@@ -314,8 +360,11 @@ export class Router {
 
   /** The pool serving a catalog: the one named, or the catalog's only pool. */
   async resolve(catalog: string, pool?: string, namespace?: string): Promise<PoolSettings> {
-    const pools = (await this.directory.pools()).filter((p) => p.catalog === catalog && (!namespace || p.namespace === namespace) && (!pool || p.pool === pool));
-    if (pools.length === 0) throw new RouterError(404, `no pool ${pool ? `named ${JSON.stringify(pool)} ` : ''}serves catalog ${JSON.stringify(catalog)}`);
+    const pools = (await this.directory.pools()).filter(
+      (p) => p.catalog === catalog && (!namespace || p.namespace === namespace) && (!pool || p.pool === pool),
+    );
+    if (pools.length === 0)
+      throw new RouterError(404, `no pool ${pool ? `named ${JSON.stringify(pool)} ` : ''}serves catalog ${JSON.stringify(catalog)}`);
     if (pools.length > 1) throw new RouterError(400, `several pools serve catalog ${JSON.stringify(catalog)}; name one with "pool"`);
     return pools[0]!;
   }
@@ -335,8 +384,11 @@ export class Router {
       // A worker that died since the last query is not counted as ready.
       const workers = this.directory.known?.(s.settings) ?? s.workers;
       return {
-        namespace: s.settings.namespace, pool: s.settings.pool, workers: workers.length,
-        busy: workers.filter((w) => (s.inflight.get(w.name) ?? 0) > 0).length, queued: s.waiters.length,
+        namespace: s.settings.namespace,
+        pool: s.settings.pool,
+        workers: workers.length,
+        busy: workers.filter((w) => (s.inflight.get(w.name) ?? 0) > 0).length,
+        queued: s.waiters.length,
       };
     });
   }
@@ -346,9 +398,17 @@ export class Router {
     const retryAfter = String(Math.max(1, Math.ceil(state.settings.queueMaxWaitMs / 1000 / 2)));
     const perPrincipal = state.settings.maxQueuedPerPrincipal;
     if (perPrincipal !== undefined && state.queuedOf(principal) >= perPrincipal) {
-      return new RouterError(429, `limit queue.maxQueuedPerPrincipal (${perPrincipal}) of pool ${state.settings.pool} reached: you already have ${state.queuedOf(principal)} queries waiting`, { 'retry-after': retryAfter });
+      return new RouterError(
+        429,
+        `limit queue.maxQueuedPerPrincipal (${perPrincipal}) of pool ${state.settings.pool} reached: you already have ${state.queuedOf(principal)} queries waiting`,
+        { 'retry-after': retryAfter },
+      );
     }
-    return new RouterError(429, `pool ${state.settings.pool} is busy: ${waiting} queries already wait (limit queue.maxLength: ${state.settings.queueMaxLength})`, { 'retry-after': retryAfter });
+    return new RouterError(
+      429,
+      `pool ${state.settings.pool} is busy: ${waiting} queries already wait (limit queue.maxLength: ${state.settings.queueMaxLength})`,
+      { 'retry-after': retryAfter },
+    );
   }
 
   private full(state: PoolState, waiting: number, principal: string): boolean {
@@ -356,12 +416,25 @@ export class Router {
   }
 
   /** A free worker now, or after waiting in the pool's queue until `waitUntil` (epoch ms). */
-  private acquire(state: PoolState, principal: string, waitUntil: number, signal?: AbortSignal, exclude?: Set<string>): Promise<WorkerEndpoint> {
+  private acquire(
+    state: PoolState,
+    principal: string,
+    waitUntil: number,
+    signal?: AbortSignal,
+    exclude?: Set<string>,
+  ): Promise<WorkerEndpoint> {
     // Nobody else waiting for a turn: a free worker is taken at once.
     const w = state.mayRun(principal) && state.waiters.length === 0 ? state.free(exclude) : undefined;
-    if (w) { state.take(w); state.start(principal); return Promise.resolve(w); }
+    if (w) {
+      state.take(w);
+      state.start(principal);
+      return Promise.resolve(w);
+    }
     if (this.full(state, state.waiters.length, principal)) return Promise.reject(this.busyError(state, state.waiters.length, principal));
-    const timedOut = () => new RouterError(503, `no worker of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, { 'retry-after': '1' });
+    const timedOut = () =>
+      new RouterError(503, `no worker of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, {
+        'retry-after': '1',
+      });
     const waiting = waitInQueue(state.waiters, principal, waitUntil - Date.now(), timedOut, signal, () => state.changed(), exclude);
     state.wake(); // it may be this principal's turn on a free worker right away
     return waiting;
@@ -372,12 +445,31 @@ export class Router {
     const release = () => {
       state.fallbackRunning--;
       const next = state.fallbackWaiters.shift();
-      if (next) { clearTimeout(next.timer); state.fallbackRunning++; next.resolve(); }
+      if (next) {
+        clearTimeout(next.timer);
+        state.fallbackRunning++;
+        next.resolve();
+      }
     };
-    const once = () => { let done = false; return () => { if (!done) { done = true; release(); } }; };
-    if (state.fallbackRunning < this.fallbackConcurrency) { state.fallbackRunning++; return Promise.resolve(once()); }
-    if (this.full(state, state.fallbackWaiters.length, principal)) return Promise.reject(this.busyError(state, state.fallbackWaiters.length, principal));
-    const timedOut = () => new RouterError(503, `no query process of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, { 'retry-after': '1' });
+    const once = () => {
+      let done = false;
+      return () => {
+        if (!done) {
+          done = true;
+          release();
+        }
+      };
+    };
+    if (state.fallbackRunning < this.fallbackConcurrency) {
+      state.fallbackRunning++;
+      return Promise.resolve(once());
+    }
+    if (this.full(state, state.fallbackWaiters.length, principal))
+      return Promise.reject(this.busyError(state, state.fallbackWaiters.length, principal));
+    const timedOut = () =>
+      new RouterError(503, `no query process of pool ${state.settings.pool} became free within ${state.settings.queueMaxWaitMs} ms`, {
+        'retry-after': '1',
+      });
     return waitInQueue(state.fallbackWaiters, principal, state.settings.queueMaxWaitMs, timedOut, signal, () => undefined).then(once);
   }
 
@@ -468,9 +560,17 @@ export class Router {
       }
       // This attempt's turn ends with the query (settled below) or when it goes back to the queue.
       let turnOver = false;
-      const endTurn = () => { if (!turnOver) { turnOver = true; state.finish(principal); } };
+      const endTurn = () => {
+        if (!turnOver) {
+          turnOver = true;
+          state.finish(principal);
+        }
+      };
       if (attempt === 1) metrics.waitDuration.observe(labels, (performance.now() - arrived) / 1000);
-      if (query.trace) { query.trace.worker = worker.name; query.trace.queueWaitMs ??= performance.now() - arrived; }
+      if (query.trace) {
+        query.trace.worker = worker.name;
+        query.trace.queueWaitMs ??= performance.now() - arrived;
+      }
       if (!authorized) {
         // Ask the worker what the query would read and write (its sandbox binds it; nothing runs),
         // and have the caller authorise exactly that before the query is sent.
@@ -482,7 +582,10 @@ export class Router {
         } catch (err) {
           state.give(worker);
           endTurn();
-          if (notSent(err) && attempt < ATTEMPTS && !query.signal?.aborted) { tried.add(worker.name); continue; }
+          if (notSent(err) && attempt < ATTEMPTS && !query.signal?.aborted) {
+            tried.add(worker.name);
+            continue;
+          }
           const gone = query.signal?.aborted;
           metrics.queries.inc({ ...labels, outcome: gone ? 'cancelled' : 'worker_failed' });
           if (gone) throw new RouterError(499, 'the client went away');
@@ -498,7 +601,15 @@ export class Router {
           state.give(worker);
           endTurn();
           metrics.queries.inc({ ...labels, outcome: 'error' });
-          return { status: planned.statusCode ?? 502, headers: { 'content-type': 'application/json', 'x-featherman-pod': worker.name, 'x-featherman-duration': (performance.now() - arrived).toFixed(1) }, body: Readable.from([text]) };
+          return {
+            status: planned.statusCode ?? 502,
+            headers: {
+              'content-type': 'application/json',
+              'x-featherman-pod': worker.name,
+              'x-featherman-duration': (performance.now() - arrived).toFixed(1),
+            },
+            body: Readable.from([text]),
+          };
         }
         const tables = JSON.parse(text) as QueryTables;
         if (query.trace) query.trace.tables = tables;
@@ -519,11 +630,19 @@ export class Router {
       const abort = () => controller.abort();
       const timer = setTimeout(abort, timeoutMs + this.killGraceMs + 10_000);
       query.signal?.addEventListener('abort', abort, { once: true });
-      const detach = () => { clearTimeout(timer); query.signal?.removeEventListener('abort', abort); };
+      const detach = () => {
+        clearTimeout(timer);
+        query.signal?.removeEventListener('abort', abort);
+      };
       const sent = performance.now();
       let res: IncomingMessage;
       try {
-        res = await postToWorker(worker.url, '/query', JSON.stringify({ sql: query.sql, format: query.format, timeoutMs, ...(grant ? { grant } : {}) }), controller.signal);
+        res = await postToWorker(
+          worker.url,
+          '/query',
+          JSON.stringify({ sql: query.sql, format: query.format, timeoutMs, ...(grant ? { grant } : {}) }),
+          controller.signal,
+        );
       } catch (err) {
         detach();
         if (notSent(err)) {
@@ -569,7 +688,11 @@ export class Router {
       if (columns) headers['x-featherman-columns'] = columns;
       const planned = header(res, 'x-featherman-tables');
       if (planned && query.trace && !query.trace.tables) {
-        try { query.trace.tables = JSON.parse(decodeURIComponent(planned)) as QueryTables; } catch { /* the log goes without */ }
+        try {
+          query.trace.tables = JSON.parse(decodeURIComponent(planned)) as QueryTables;
+        } catch {
+          /* the log goes without */
+        }
       }
       const retryAfter = header(res, 'retry-after');
       if (retryAfter) headers['retry-after'] = retryAfter;

@@ -73,7 +73,8 @@ export function poolPolicy(spec: PoolSpec): PoolPolicy {
   // The defaults come from the one schema (lib/api/schema.ts), as the API server applies them.
   const s = withDefaults(KIND_INFO.DuckLakePool.spec, spec) as Required<PoolSpec>;
   const seconds = (text: string | undefined, fallback: number) => parseDuration(text ?? '') ?? fallback;
-  const whole = (n: unknown, fallback: number, least: number) => (typeof n === 'number' && Number.isFinite(n) ? Math.max(least, Math.floor(n)) : fallback);
+  const whole = (n: unknown, fallback: number, least: number) =>
+    typeof n === 'number' && Number.isFinite(n) ? Math.max(least, Math.floor(n)) : fallback;
   const minSize = whole(s.minSize, 1, 0);
   const target = typeof s.targetUtilization === 'number' && s.targetUtilization > 0 && s.targetUtilization <= 1 ? s.targetUtilization : 0.8;
   return {
@@ -144,7 +145,15 @@ export interface ScalingDecision {
   /** Of that demand, queries waiting in the routers. */
   queued: number;
   memory: ScalingMemory;
-  summary: { currentSize: number; readyPods: number; idlePods: number; busyPods: number; startingPods: number; retiringPods: number; unknownPods: number };
+  summary: {
+    currentSize: number;
+    readyPods: number;
+    idlePods: number;
+    busyPods: number;
+    startingPods: number;
+    retiringPods: number;
+    unknownPods: number;
+  };
   /** Why the size is what it is, in words, for the status message. */
   notes: string[];
 }
@@ -175,7 +184,13 @@ export function demandOf(w: WorkerObservation): number {
 /** The stabilisation window against flapping. */
 export const stabilisationSeconds = (p: PoolPolicy) => Math.max(2 * p.scaleIntervalSeconds, 60);
 
-export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory: ScalingMemory, now: Date, routers: RouterDemand = {}): ScalingDecision {
+export function decide(
+  policy: PoolPolicy,
+  workers: WorkerObservation[],
+  memory: ScalingMemory,
+  now: Date,
+  routers: RouterDemand = {},
+): ScalingDecision {
   const nowMs = now.getTime();
   const nowIso = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const ageOf = (iso: string | undefined) => {
@@ -192,25 +207,32 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
   const live = sorted.filter(isLive);
   const notes: string[] = [];
   const decisions = new Map<string, PodDecision>();
-  const set = (w: WorkerObservation, state: PodState, keep: boolean, reason: string) => decisions.set(w.name, { name: w.name, state, keep, reason });
+  const set = (w: WorkerObservation, state: PodState, keep: boolean, reason: string) =>
+    decisions.set(w.name, { name: w.name, state, keep, reason });
 
   // Demand and the size the load asks for.
   const waiting = Number.isInteger(routers.queued) && routers.queued! > 0 ? routers.queued! : 0;
   const demand = Math.round((live.reduce((sum, w) => sum + demandOf(w), 0) + waiting) * 100) / 100;
   const woken = routers.fallbackAt !== undefined && ageOf(routers.fallbackAt) < policy.maxIdleSeconds;
   const loadSize = clamp(Math.max(Math.ceil(demand / policy.targetUtilization - 1e-9), woken ? 1 : 0));
-  if (woken && demand === 0) notes.push(`a query found no ready worker at ${routers.fallbackAt}: one worker stays wanted for maxIdleTime ${formatSeconds(policy.maxIdleSeconds)}`);
+  if (woken && demand === 0)
+    notes.push(
+      `a query found no ready worker at ${routers.fallbackAt}: one worker stays wanted for maxIdleTime ${formatSeconds(policy.maxIdleSeconds)}`,
+    );
 
   // Retirements, oldest first, at most scaleUpRate at a time (workers that drain themselves always).
   const dueReason = (w: WorkerObservation): string | undefined => {
     if (w.stats?.state === 'draining') return 'the worker is draining';
     if (w.outdated) return 'its pod template is out of date';
     if (ageOf(w.createdAt) >= policy.maxLifetimeSeconds) return `it reached maxLifetime (${formatSeconds(policy.maxLifetimeSeconds)})`;
-    if (w.stats && w.stats.queriesServed >= policy.maxQueries) return `it served ${w.stats.queriesServed} queries (maxQueries ${policy.maxQueries})`;
+    if (w.stats && w.stats.queriesServed >= policy.maxQueries)
+      return `it served ${w.stats.queriesServed} queries (maxQueries ${policy.maxQueries})`;
     return undefined;
   };
   const draining = (w: WorkerObservation) => w.stats?.state === 'draining';
-  const due = live.map((w) => ({ w, why: dueReason(w) })).filter((d): d is { w: WorkerObservation; why: string } => d.why !== undefined)
+  const due = live
+    .map((w) => ({ w, why: dueReason(w) }))
+    .filter((d): d is { w: WorkerObservation; why: string } => d.why !== undefined)
     .sort((a, b) => Number(draining(b.w)) - Number(draining(a.w)) || byAge(a.w, b.w));
   const retiring = new Map(due.filter((d, i) => draining(d.w) || i < policy.scaleUpRate).map((d) => [d.w.name, d.why]));
   const fresh = live.filter((w) => !retiring.has(w.name));
@@ -235,7 +257,11 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
       notes.push(`${why} asks for ${loadSize} workers; scaling up waits for ${waitText}`);
     }
   } else if (loadSize < base) {
-    const remembered = typeof memory.scaleDownTarget === 'number' && memory.scaleDownTarget < base && memory.scaleDownSince && !Number.isNaN(Date.parse(memory.scaleDownSince));
+    const remembered =
+      typeof memory.scaleDownTarget === 'number' &&
+      memory.scaleDownTarget < base &&
+      memory.scaleDownSince &&
+      !Number.isNaN(Date.parse(memory.scaleDownSince));
     scaleDownSince = remembered ? memory.scaleDownSince! : nowIso;
     const highest = remembered ? Math.max(memory.scaleDownTarget!, loadSize) : loadSize;
     const window = stabilisationSeconds(policy);
@@ -246,9 +272,13 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
       notes.push(`scaling down from ${base} to ${target} workers (at most ${highest} wanted since ${scaleDownSince}; ${why})`);
     } else if (rateAllows && expired > 0) {
       target = Math.max(loadSize, base - Math.min(policy.scaleDownRate, expired));
-      notes.push(`scaling down from ${base} to ${target} workers (${expired} idle past maxIdleTime ${formatSeconds(policy.maxIdleSeconds)})`);
+      notes.push(
+        `scaling down from ${base} to ${target} workers (${expired} idle past maxIdleTime ${formatSeconds(policy.maxIdleSeconds)})`,
+      );
     } else {
-      notes.push(`${why} asks for ${loadSize} workers; scaling down waits for ${held < window ? `the ${formatSeconds(window)} stabilisation window (fewer wanted since ${scaleDownSince})` : waitText}`);
+      notes.push(
+        `${why} asks for ${loadSize} workers; scaling down waits for ${held < window ? `the ${formatSeconds(window)} stabilisation window (fewer wanted since ${scaleDownSince})` : waitText}`,
+      );
     }
     // After a step the window has held and goes on holding; the highest wish restarts from now.
     scaleDownTarget = target < base ? loadSize : highest;
@@ -278,8 +308,7 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
   // Over the target: pods not Ready yet first (nothing warm is lost), then the longest idle.
   let excess = Math.max(0, size - target);
   const rank = (w: WorkerObservation) => (w.phase === 'creating' ? 0 : w.phase === 'starting' ? 1 : 2);
-  const candidates = fresh.filter((w) => !isBusy(w))
-    .sort((a, b) => rank(a) - rank(b) || idleSeconds(b) - idleSeconds(a) || byAge(a, b));
+  const candidates = fresh.filter((w) => !isBusy(w)).sort((a, b) => rank(a) - rank(b) || idleSeconds(b) - idleSeconds(a) || byAge(a, b));
   for (const w of candidates) {
     if (excess === 0) break;
     if (w.phase === 'ready') {
@@ -306,7 +335,11 @@ export function decide(policy: PoolPolicy, workers: WorkerObservation[], memory:
 
   const pods = sorted.map((w) => decisions.get(w.name)!);
   const busy = live.filter(isBusy);
-  const memoryOut: ScalingMemory = { desiredSize: target, ...(lastScaleTime ? { lastScaleTime } : {}), ...(scaleDownSince ? { scaleDownSince, scaleDownTarget } : {}) };
+  const memoryOut: ScalingMemory = {
+    desiredSize: target,
+    ...(lastScaleTime ? { lastScaleTime } : {}),
+    ...(scaleDownSince ? { scaleDownSince, scaleDownTarget } : {}),
+  };
   return {
     keep: pods.filter((p) => p.keep).map((p) => p.name),
     create,

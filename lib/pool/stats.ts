@@ -23,11 +23,19 @@ const time = (v: unknown) => typeof v === 'string' && v.length <= 64 && !Number.
 export function isWorkerStats(v: unknown): v is WorkerStats {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const s = v as Record<string, unknown>;
-  return typeof s.pod === 'string' && typeof s.ready === 'boolean' && STATES.has(s.state as string)
-    && count(s.activeQueries) && count(s.queriesServed) && time(s.startedAt)
-    && (s.lastQueryAt === undefined || time(s.lastQueryAt))
-    && typeof s.utilization === 'number' && s.utilization >= 0 && s.utilization <= 1
-    && (s.snapshotId === undefined || count(s.snapshotId));
+  return (
+    typeof s.pod === 'string' &&
+    typeof s.ready === 'boolean' &&
+    STATES.has(s.state as string) &&
+    count(s.activeQueries) &&
+    count(s.queriesServed) &&
+    time(s.startedAt) &&
+    (s.lastQueryAt === undefined || time(s.lastQueryAt)) &&
+    typeof s.utilization === 'number' &&
+    s.utilization >= 0 &&
+    s.utilization <= 1 &&
+    (s.snapshotId === undefined || count(s.snapshotId))
+  );
 }
 
 /** A stats answer is a few hundred bytes; anything much larger is not one. */

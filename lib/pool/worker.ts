@@ -44,7 +44,9 @@ export interface WorkerOptions {
 /** A result whose first row alone is above the byte cap: refused, never sent cut. */
 class ResultTooLarge extends Error {
   constructor(bytes: number, limit: number) {
-    super(`result: the first row is at least ${bytes} bytes, above the limit of ${limit} bytes per answer (FEATHERMAN_MAX_RESULT_BYTES); select fewer or smaller columns`);
+    super(
+      `result: the first row is at least ${bytes} bytes, above the limit of ${limit} bytes per answer (FEATHERMAN_MAX_RESULT_BYTES); select fewer or smaller columns`,
+    );
   }
 }
 
@@ -57,12 +59,18 @@ export function defaultMemoryLimit(): string {
   try {
     const cgroup = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
     if (/^\d+$/.test(cgroup)) total = Math.min(total, Number(cgroup));
-  } catch { /* no cgroup v2 limit */ }
+  } catch {
+    /* no cgroup v2 limit */
+  }
   return `${Math.max(64, Math.floor(total / 2 / 1024 / 1024))}MiB`;
 }
 
 export type QueryFormat = 'json' | 'ndjson' | 'csv';
-const CONTENT_TYPES: Record<QueryFormat, string> = { json: 'application/json', ndjson: 'application/x-ndjson', csv: 'text/csv; charset=utf-8' };
+const CONTENT_TYPES: Record<QueryFormat, string> = {
+  json: 'application/json',
+  ndjson: 'application/x-ndjson',
+  csv: 'text/csv; charset=utf-8',
+};
 const UTILIZATION_WINDOW_MS = 60_000;
 
 export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
@@ -80,7 +88,9 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
   const config = loaded.memoryLimit ? loaded : { ...loaded, memoryLimit: defaultMemoryLimit() };
   const readOnly = !/^(false|0|no)$/i.test(env.FEATHERMAN_POOL_READ_ONLY ?? 'true');
   if (!readOnly && config.metadata.type !== 'postgres') {
-    throw new BadInputError('FEATHERMAN_POOL_READ_ONLY: writing workers need a Postgres catalog (a DuckDB catalog file admits one writer, the table Jobs)');
+    throw new BadInputError(
+      'FEATHERMAN_POOL_READ_ONLY: writing workers need a Postgres catalog (a DuckDB catalog file admits one writer, the table Jobs)',
+    );
   }
   return {
     config,
@@ -103,7 +113,9 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
 class Utilization {
   private intervals: [number, number][] = [];
   private busySince?: number;
-  start(now: number) { if (this.busySince === undefined) this.busySince = now; }
+  start(now: number) {
+    if (this.busySince === undefined) this.busySince = now;
+  }
   stop(now: number) {
     if (this.busySince !== undefined) this.intervals.push([this.busySince, now]);
     this.busySince = undefined;
@@ -118,7 +130,9 @@ class Utilization {
 }
 
 /** The worker's HTTP app, and `start()`, which builds the first engine and turns /readyz ready. */
-export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyInstance; holder: EngineHolder; start: () => Promise<void> }> {
+export async function buildWorker(
+  opts: WorkerOptions,
+): Promise<{ app: FastifyInstance; holder: EngineHolder; start: () => Promise<void> }> {
   const holder = new EngineHolder({ config: opts.config, readOnly: opts.readOnly, scratchDir: opts.scratchDir, refreshMs: opts.refreshMs });
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   const startedAt = new Date().toISOString();
@@ -130,7 +144,9 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
   let ready = false;
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => (ready && holder.current && !draining ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
+  app.get('/readyz', async (_req, reply) =>
+    ready && holder.current && !draining ? { status: 'ready' } : reply.code(503).send({ status: 'starting' }),
+  );
   app.get('/stats', async (): Promise<WorkerStats> => ({
     pod: opts.pod,
     ready: ready && !draining,
@@ -148,262 +164,341 @@ export async function buildWorker(opts: WorkerOptions): Promise<{ app: FastifyIn
 
   // What a query would read and write, from its bound plan (the sandbox's checks included), so the
   // router can authorise them before the query runs; nothing is executed.
-  app.post<{ Body: { sql: string } }>('/plan', {
-    schema: { body: { type: 'object', required: ['sql'], additionalProperties: false, properties: { sql: { type: 'string', minLength: 1, maxLength: 1_000_000 } } } },
-  }, async (request, reply) => {
-    const engine = holder.current;
-    if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
-    try {
-      checkSqlSize(request.body.sql, opts.maxSqlBytes);
-    } catch (err) {
-      return reply.code(400).send({ error: (err as Error).message });
-    }
-    const release = engine.acquire();
-    const connection = await engine.connect();
-    // Binding is bounded like the query itself: interrupted at the deadline, or when the router goes away.
-    let stopInterrupting: (() => void) | undefined;
-    let timedOut = false;
-    const interrupt = () => { stopInterrupting ??= keepInterrupting(connection); };
-    const timer = setTimeout(() => { timedOut = true; interrupt(); }, opts.maxQueryMs);
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) interrupt(); });
-    let clean = false;
-    try {
-      const tables = await sandbox(connection, request.body.sql, engine);
-      clean = true;
-      return tables;
-    } catch (err) {
-      const message = (err as Error).message.split('\n')[0] ?? 'query failed';
-      if (timedOut) return reply.code(504).send({ error: `binding the query exceeded its deadline of ${opts.maxQueryMs} ms and was interrupted` });
-      if (err instanceof SandboxError) return reply.code(403).send({ error: message });
-      if (err instanceof BadInputError) return reply.code(400).send({ error: message });
-      if (isStatementError(message)) return reply.code(400).send({ error: `sql: ${message}` });
-      return reply.code(502).send({ error: redact(`the lake could not answer: ${message}`) });
-    } finally {
-      clearTimeout(timer);
-      stopInterrupting?.();
-      engine.release(connection, clean && !stopInterrupting);
-      release();
-    }
-  });
-
-  app.post<{ Body: { sql: string; format?: QueryFormat; timeoutMs?: number; maxRows?: number; grant?: Grant } }>('/query', {
-    schema: {
-      body: {
-        type: 'object',
-        required: ['sql'],
-        additionalProperties: false,
-        properties: {
-          sql: { type: 'string', minLength: 1, maxLength: 1_000_000 },
-          format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
-          timeoutMs: { type: 'integer', minimum: 1 },
-          maxRows: { type: 'integer', minimum: 1 },
-          // The tables the router authorised: the bound plan must stay within them.
-          grant: GRANT_SCHEMA,
+  app.post<{ Body: { sql: string } }>(
+    '/plan',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['sql'],
+          additionalProperties: false,
+          properties: { sql: { type: 'string', minLength: 1, maxLength: 1_000_000 } },
         },
       },
     },
-  }, async (request, reply) => {
-    const engine = holder.current;
-    if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
-    if (active >= opts.concurrency) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is busy' });
-    const { sql } = request.body;
-    try {
-      checkSqlSize(sql, opts.maxSqlBytes);
-    } catch (err) {
-      return reply.code(400).send({ error: (err as Error).message });
-    }
-    const format = request.body.format ?? 'json';
-    const deadlineMs = Math.min(request.body.timeoutMs ?? opts.maxQueryMs, opts.maxQueryMs);
-    const maxRows = Math.min(request.body.maxRows ?? opts.maxRows, opts.maxRows);
-    const res = reply.raw;
-    // The client went away (or the router aborted): stop DuckDB at once rather than at the next
-    // row. Listened for before any await, so a close while the connection opens is not missed.
-    let gone = false;
-    let onGone = () => undefined as void;
-    res.once('close', () => { if (!res.writableFinished) { gone = true; onGone(); } });
-
-    active++;
-    utilization.start(Date.now());
-    // Phase marks (performance.now(), cheap): sent as Server-Timing, so a caller sees where the time went.
-    const started = performance.now();
-    const release = engine.acquire();
-    const connection = await engine.connect();
-    const connected = performance.now();
-    let timedOut = false;
-    let finished = false;
-    let killTimer: NodeJS.Timeout | undefined;
-    let killed = false;
-    /** The query ran to its end, every row sent: its connection may serve the next query. */
-    let clean = false;
-    let checked = connected;
-    let executed = connected;
-    const deadlineMessage = `query exceeded its deadline of ${deadlineMs} ms and was interrupted`;
-    // A query that ignores the interrupt (a long scalar function over one big vector) is not
-    // waited out: after the grace the caller gets its answer and the worker exits, to be
-    // replaced, so the query costs one restart instead of a worker busy for minutes.
-    let stopInterrupting: (() => void) | undefined;
-    const stop = () => {
-      if (finished || stopInterrupting) return;
-      stopInterrupting = keepInterrupting(connection);
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      stop();
-      killTimer = setTimeout(() => hardStop(), opts.killGraceMs);
-    }, deadlineMs);
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      clearTimeout(killTimer);
-      stopInterrupting?.();
-      engine.release(connection, clean && !stopInterrupting && !gone);
-      release();
-      active--;
-      served++;
-      lastQueryAt = new Date().toISOString();
-      if (active === 0) utilization.stop(Date.now());
-    };
-    onGone = stop;
-    if (gone) stop();
-    const fail = (code: number, message: string) => { finish(); return reply.code(code).send({ error: redact(message) }); };
-
-    let rows = 0;
-    let bytes = 0;
-    let truncated = false;
-    let ended = false;
-    const remaining = () => Math.max(0, opts.maxBytes - bytes);
-    const serialize = (chunk: RowChunk, i: number) => (format === 'json' ? `${rows ? ',' : ''}${JSON.stringify(chunk.values(i))}`
-      : format === 'ndjson' ? `${JSON.stringify(chunk.values(i))}\n` : csvLine(chunk.cells(i)));
-    /**
-     * The end of a streamed answer: what is left of the rows, the JSON envelope's tail and the
-     * trailers, in one end() (a small answer leaves in one write, headers included).
-     */
-    const endBody = (error: string | undefined, rest = '') => {
-      if (ended) return;
-      ended = true;
-      const now = performance.now();
-      const duration = now - started;
-      const tail = format === 'json' ? `],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}` : '';
-      res.addTrailers({
-        'x-featherman-rows': String(rows), 'x-featherman-truncated': String(truncated), 'x-featherman-duration': duration.toFixed(2),
-        'server-timing': `encode;dur=${(now - executed).toFixed(3)}`, ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}),
+    async (request, reply) => {
+      const engine = holder.current;
+      if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
+      try {
+        checkSqlSize(request.body.sql, opts.maxSqlBytes);
+      } catch (err) {
+        return reply.code(400).send({ error: (err as Error).message });
+      }
+      const release = engine.acquire();
+      const connection = await engine.connect();
+      // Binding is bounded like the query itself: interrupted at the deadline, or when the router goes away.
+      let stopInterrupting: (() => void) | undefined;
+      let timedOut = false;
+      const interrupt = () => {
+        stopInterrupting ??= keepInterrupting(connection);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        interrupt();
+      }, opts.maxQueryMs);
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) interrupt();
       });
-      res.end(rest + tail);
-    };
-    const hardStop = () => {
-      if (finished) return;
-      killed = true;
-      draining = true;
-      const message = `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${opts.killGraceMs} ms of the interrupt; the worker restarts`;
-      // Only the limits go to the log: never the SQL, which may carry anything.
-      console.error(JSON.stringify({ level: 'error', msg: 'a query ignored its interrupt; the worker kills itself to be replaced', pod: opts.pod, deadlineMs, graceMs: opts.killGraceMs, signal: 'SIGKILL' }));
-      // SIGKILL, not process.exit(): exiting joins libuv's thread pool, where DuckDB still runs the query.
-      const exit = () => process.kill(process.pid, 'SIGKILL');
-      if (res.headersSent) endBody(message);
-      else if (!res.destroyed) void reply.code(504).header('connection', 'close').send({ error: message });
-      if (res.writableFinished || res.destroyed) return exit();
-      res.once('finish', exit);
-      res.once('close', exit);
-      setTimeout(exit, 1000).unref();
-    };
-
-    // The first row is computed before any header is sent, so errors (and a worker dying during
-    // an aggregate) surface as a status code the router can act on, not as a truncated body.
-    let columns: string[];
-    let columnTypes = '';
-    let chunks: AsyncIterator<RowChunk>;
-    let first: IteratorResult<RowChunk>;
-    let firstText = '';
-    let tables: QueryTables;
-    try {
-      tables = await sandbox(connection, sql, engine);
-      checkGrant(tables, request.body.grant);
-      checked = performance.now();
-      const result = await engine.stream(connection, sql);
-      columns = result.columnNames();
-      // Names and DuckDB types, for fronts that describe columns before rows (the Postgres wire).
-      columnTypes = encodeURIComponent(JSON.stringify({ names: columns, keys: result.deduplicatedColumnNames(), types: result.columnTypes().map(String) }));
-      chunks = resultChunks(result)[Symbol.asyncIterator]();
-      first = await chunks.next();
-      executed = performance.now();
-      if (!first.done) {
-        // A first row above the byte cap is refused whole, never sent cut.
-        const head = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
-        const estimate = first.value.bytes(0, opts.maxBytes + 1);
-        if (estimate + head.length > opts.maxBytes) throw new ResultTooLarge(estimate, opts.maxBytes);
-        firstText = serialize(first.value, 0);
-        const firstBytes = Buffer.byteLength(firstText) + Buffer.byteLength(head);
-        if (firstBytes > opts.maxBytes) throw new ResultTooLarge(firstBytes, opts.maxBytes);
+      let clean = false;
+      try {
+        const tables = await sandbox(connection, request.body.sql, engine);
+        clean = true;
+        return tables;
+      } catch (err) {
+        const message = (err as Error).message.split('\n')[0] ?? 'query failed';
+        if (timedOut)
+          return reply.code(504).send({ error: `binding the query exceeded its deadline of ${opts.maxQueryMs} ms and was interrupted` });
+        if (err instanceof SandboxError) return reply.code(403).send({ error: message });
+        if (err instanceof BadInputError) return reply.code(400).send({ error: message });
+        if (isStatementError(message)) return reply.code(400).send({ error: `sql: ${message}` });
+        return reply.code(502).send({ error: redact(`the lake could not answer: ${message}`) });
+      } finally {
+        clearTimeout(timer);
+        stopInterrupting?.();
+        engine.release(connection, clean && !stopInterrupting);
+        release();
       }
-    } catch (err) {
-      if (killed) return reply;
-      const message = (err as Error).message.split('\n')[0] ?? 'query failed';
-      // Interrupted (at any step) because the deadline passed or the client left: say so.
-      if (timedOut) return fail(504, deadlineMessage);
-      if (res.destroyed) return fail(499, 'the client went away');
-      if (err instanceof SandboxError) return fail(403, message);
-      if (err instanceof BadInputError || err instanceof ResultTooLarge) return fail(400, message);
-      if (isOutOfMemory(message)) return fail(400, outOfMemoryError(message, opts.config.memoryLimit).message);
-      if (isStatementError(message)) return fail(400, `sql: ${message}`);
-      return fail(502, `the lake could not answer: ${message}`);
-    }
+    },
+  );
 
-    // Later failures end the body with a trailer (and an "error" field in JSON).
-    reply.hijack();
-    res.writeHead(200, {
-      'content-type': CONTENT_TYPES[format],
-      'x-featherman-pod': opts.pod,
-      'x-featherman-snapshot': String(engine.snapshotId),
-      // What the plan read and wrote, for the query log (a router that authorised the query already knows).
-      ...tablesHeader(tables),
-      ...(columnTypes.length <= 8192 ? { 'x-featherman-columns': columnTypes } : {}),
-      // connect, sandbox (its checks; a cached verdict costs ~0), execute (DuckDB, to the first chunk); encode is a trailer.
-      'server-timing': `connect;dur=${(connected - started).toFixed(3)}, sandbox;dur=${(checked - connected).toFixed(3)}, execute;dur=${(executed - checked).toFixed(3)}`,
-      trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration, server-timing',
-    });
-    // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one
-    // row (itself within the byte cap) converted and waiting in memory.
-    let piece = '';
-    const flush = async () => {
-      if (!piece) return;
-      const ok = res.write(piece);
-      piece = '';
-      if (!ok && !res.destroyed) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
-    };
-    let error: string | undefined;
-    try {
-      piece = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
-      bytes += Buffer.byteLength(piece);
-      outer: for (let next = first; !next.done; next = await chunks.next()) {
-        const chunk = next.value;
-        for (let i = 0; i < chunk.rowCount; i++) {
-          const room = remaining();
-          if (rows >= maxRows || chunk.bytes(i, room) > room) { truncated = true; break outer; }
-          const text = rows === 0 ? firstText : serialize(chunk, i);
-          const size = Buffer.byteLength(text);
-          if (size > room) { truncated = true; break outer; }
-          bytes += size;
-          piece += text;
-          rows++;
-          if (piece.length >= 65536) await flush();
-          if (res.destroyed) { stop(); break outer; }
+  app.post<{ Body: { sql: string; format?: QueryFormat; timeoutMs?: number; maxRows?: number; grant?: Grant } }>(
+    '/query',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['sql'],
+          additionalProperties: false,
+          properties: {
+            sql: { type: 'string', minLength: 1, maxLength: 1_000_000 },
+            format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
+            timeoutMs: { type: 'integer', minimum: 1 },
+            maxRows: { type: 'integer', minimum: 1 },
+            // The tables the router authorised: the bound plan must stay within them.
+            grant: GRANT_SCHEMA,
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const engine = holder.current;
+      if (!engine || !ready || draining) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is not ready' });
+      if (active >= opts.concurrency) return reply.code(503).header('Retry-After', '1').send({ error: 'worker is busy' });
+      const { sql } = request.body;
+      try {
+        checkSqlSize(sql, opts.maxSqlBytes);
+      } catch (err) {
+        return reply.code(400).send({ error: (err as Error).message });
+      }
+      const format = request.body.format ?? 'json';
+      const deadlineMs = Math.min(request.body.timeoutMs ?? opts.maxQueryMs, opts.maxQueryMs);
+      const maxRows = Math.min(request.body.maxRows ?? opts.maxRows, opts.maxRows);
+      const res = reply.raw;
+      // The client went away (or the router aborted): stop DuckDB at once rather than at the next
+      // row. Listened for before any await, so a close while the connection opens is not missed.
+      let gone = false;
+      let onGone = () => undefined as void;
+      res.once('close', () => {
+        if (!res.writableFinished) {
+          gone = true;
+          onGone();
         }
-      }
-      await flush();
-    } catch (err) {
-      const message = (err as Error).message.split('\n')[0] ?? 'failed';
-      error = timedOut ? deadlineMessage : isOutOfMemory(message) ? outOfMemoryError(message, opts.config.memoryLimit).message : redact(message);
-    }
-    if (killed || ended) return;
-    if (timedOut && !error) error = deadlineMessage;
-    clean = !error && !truncated && !timedOut;
-    endBody(error, piece);
-    finish();
-  });
+      });
 
-  app.addHook('onClose', async () => { draining = true; holder.stop(); });
-  return { app, holder, start: async () => { await holder.start(); ready = true; } };
+      active++;
+      utilization.start(Date.now());
+      // Phase marks (performance.now(), cheap): sent as Server-Timing, so a caller sees where the time went.
+      const started = performance.now();
+      const release = engine.acquire();
+      const connection = await engine.connect();
+      const connected = performance.now();
+      let timedOut = false;
+      let finished = false;
+      let killTimer: NodeJS.Timeout | undefined;
+      let killed = false;
+      /** The query ran to its end, every row sent: its connection may serve the next query. */
+      let clean = false;
+      let checked = connected;
+      let executed = connected;
+      const deadlineMessage = `query exceeded its deadline of ${deadlineMs} ms and was interrupted`;
+      // A query that ignores the interrupt (a long scalar function over one big vector) is not
+      // waited out: after the grace the caller gets its answer and the worker exits, to be
+      // replaced, so the query costs one restart instead of a worker busy for minutes.
+      let stopInterrupting: (() => void) | undefined;
+      const stop = () => {
+        if (finished || stopInterrupting) return;
+        stopInterrupting = keepInterrupting(connection);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        stop();
+        killTimer = setTimeout(() => hardStop(), opts.killGraceMs);
+      }, deadlineMs);
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        stopInterrupting?.();
+        engine.release(connection, clean && !stopInterrupting && !gone);
+        release();
+        active--;
+        served++;
+        lastQueryAt = new Date().toISOString();
+        if (active === 0) utilization.stop(Date.now());
+      };
+      onGone = stop;
+      if (gone) stop();
+      const fail = (code: number, message: string) => {
+        finish();
+        return reply.code(code).send({ error: redact(message) });
+      };
+
+      let rows = 0;
+      let bytes = 0;
+      let truncated = false;
+      let ended = false;
+      const remaining = () => Math.max(0, opts.maxBytes - bytes);
+      const serialize = (chunk: RowChunk, i: number) =>
+        format === 'json'
+          ? `${rows ? ',' : ''}${JSON.stringify(chunk.values(i))}`
+          : format === 'ndjson'
+            ? `${JSON.stringify(chunk.values(i))}\n`
+            : csvLine(chunk.cells(i));
+      /**
+       * The end of a streamed answer: what is left of the rows, the JSON envelope's tail and the
+       * trailers, in one end() (a small answer leaves in one write, headers included).
+       */
+      const endBody = (error: string | undefined, rest = '') => {
+        if (ended) return;
+        ended = true;
+        const now = performance.now();
+        const duration = now - started;
+        const tail =
+          format === 'json'
+            ? `],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`
+            : '';
+        res.addTrailers({
+          'x-featherman-rows': String(rows),
+          'x-featherman-truncated': String(truncated),
+          'x-featherman-duration': duration.toFixed(2),
+          'server-timing': `encode;dur=${(now - executed).toFixed(3)}`,
+          ...(error ? { 'x-featherman-error': error.slice(0, 500) } : {}),
+        });
+        res.end(rest + tail);
+      };
+      const hardStop = () => {
+        if (finished) return;
+        killed = true;
+        draining = true;
+        const message = `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${opts.killGraceMs} ms of the interrupt; the worker restarts`;
+        // Only the limits go to the log: never the SQL, which may carry anything.
+        console.error(
+          JSON.stringify({
+            level: 'error',
+            msg: 'a query ignored its interrupt; the worker kills itself to be replaced',
+            pod: opts.pod,
+            deadlineMs,
+            graceMs: opts.killGraceMs,
+            signal: 'SIGKILL',
+          }),
+        );
+        // SIGKILL, not process.exit(): exiting joins libuv's thread pool, where DuckDB still runs the query.
+        const exit = () => process.kill(process.pid, 'SIGKILL');
+        if (res.headersSent) endBody(message);
+        else if (!res.destroyed) void reply.code(504).header('connection', 'close').send({ error: message });
+        if (res.writableFinished || res.destroyed) return exit();
+        res.once('finish', exit);
+        res.once('close', exit);
+        setTimeout(exit, 1000).unref();
+      };
+
+      // The first row is computed before any header is sent, so errors (and a worker dying during
+      // an aggregate) surface as a status code the router can act on, not as a truncated body.
+      let columns: string[];
+      let columnTypes = '';
+      let chunks: AsyncIterator<RowChunk>;
+      let first: IteratorResult<RowChunk>;
+      let firstText = '';
+      let tables: QueryTables;
+      try {
+        tables = await sandbox(connection, sql, engine);
+        checkGrant(tables, request.body.grant);
+        checked = performance.now();
+        const result = await engine.stream(connection, sql);
+        columns = result.columnNames();
+        // Names and DuckDB types, for fronts that describe columns before rows (the Postgres wire).
+        columnTypes = encodeURIComponent(
+          JSON.stringify({ names: columns, keys: result.deduplicatedColumnNames(), types: result.columnTypes().map(String) }),
+        );
+        chunks = resultChunks(result)[Symbol.asyncIterator]();
+        first = await chunks.next();
+        executed = performance.now();
+        if (!first.done) {
+          // A first row above the byte cap is refused whole, never sent cut.
+          const head = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
+          const estimate = first.value.bytes(0, opts.maxBytes + 1);
+          if (estimate + head.length > opts.maxBytes) throw new ResultTooLarge(estimate, opts.maxBytes);
+          firstText = serialize(first.value, 0);
+          const firstBytes = Buffer.byteLength(firstText) + Buffer.byteLength(head);
+          if (firstBytes > opts.maxBytes) throw new ResultTooLarge(firstBytes, opts.maxBytes);
+        }
+      } catch (err) {
+        if (killed) return reply;
+        const message = (err as Error).message.split('\n')[0] ?? 'query failed';
+        // Interrupted (at any step) because the deadline passed or the client left: say so.
+        if (timedOut) return fail(504, deadlineMessage);
+        if (res.destroyed) return fail(499, 'the client went away');
+        if (err instanceof SandboxError) return fail(403, message);
+        if (err instanceof BadInputError || err instanceof ResultTooLarge) return fail(400, message);
+        if (isOutOfMemory(message)) return fail(400, outOfMemoryError(message, opts.config.memoryLimit).message);
+        if (isStatementError(message)) return fail(400, `sql: ${message}`);
+        return fail(502, `the lake could not answer: ${message}`);
+      }
+
+      // Later failures end the body with a trailer (and an "error" field in JSON).
+      reply.hijack();
+      res.writeHead(200, {
+        'content-type': CONTENT_TYPES[format],
+        'x-featherman-pod': opts.pod,
+        'x-featherman-snapshot': String(engine.snapshotId),
+        // What the plan read and wrote, for the query log (a router that authorised the query already knows).
+        ...tablesHeader(tables),
+        ...(columnTypes.length <= 8192 ? { 'x-featherman-columns': columnTypes } : {}),
+        // connect, sandbox (its checks; a cached verdict costs ~0), execute (DuckDB, to the first chunk); encode is a trailer.
+        'server-timing': `connect;dur=${(connected - started).toFixed(3)}, sandbox;dur=${(checked - connected).toFixed(3)}, execute;dur=${(executed - checked).toFixed(3)}`,
+        trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration, server-timing',
+      });
+      // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one
+      // row (itself within the byte cap) converted and waiting in memory.
+      let piece = '';
+      const flush = async () => {
+        if (!piece) return;
+        const ok = res.write(piece);
+        piece = '';
+        if (!ok && !res.destroyed)
+          await new Promise((r) => {
+            res.once('drain', r);
+            res.once('close', r);
+          });
+      };
+      let error: string | undefined;
+      try {
+        piece = format === 'json' ? `{"columns":${JSON.stringify(columns)},"rows":[` : format === 'csv' ? csvLine(columns) : '';
+        bytes += Buffer.byteLength(piece);
+        outer: for (let next = first; !next.done; next = await chunks.next()) {
+          const chunk = next.value;
+          for (let i = 0; i < chunk.rowCount; i++) {
+            const room = remaining();
+            if (rows >= maxRows || chunk.bytes(i, room) > room) {
+              truncated = true;
+              break outer;
+            }
+            const text = rows === 0 ? firstText : serialize(chunk, i);
+            const size = Buffer.byteLength(text);
+            if (size > room) {
+              truncated = true;
+              break outer;
+            }
+            bytes += size;
+            piece += text;
+            rows++;
+            if (piece.length >= 65536) await flush();
+            if (res.destroyed) {
+              stop();
+              break outer;
+            }
+          }
+        }
+        await flush();
+      } catch (err) {
+        const message = (err as Error).message.split('\n')[0] ?? 'failed';
+        error = timedOut
+          ? deadlineMessage
+          : isOutOfMemory(message)
+            ? outOfMemoryError(message, opts.config.memoryLimit).message
+            : redact(message);
+      }
+      if (killed || ended) return;
+      if (timedOut && !error) error = deadlineMessage;
+      clean = !error && !truncated && !timedOut;
+      endBody(error, piece);
+      finish();
+    },
+  );
+
+  app.addHook('onClose', async () => {
+    draining = true;
+    holder.stop();
+  });
+  return {
+    app,
+    holder,
+    start: async () => {
+      await holder.start();
+      ready = true;
+    },
+  };
 }
 
 export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -421,7 +516,10 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   const started = performance.now();
   let watchdog: NodeJS.Timeout | undefined;
   const gaveUp = new Promise<never>((_, reject) => {
-    watchdog = setTimeout(() => reject(new TemporaryError(`the worker did not start within ${opts.startupTimeoutMs / 1000} s; it was ${holder.phase}`)), opts.startupTimeoutMs);
+    watchdog = setTimeout(
+      () => reject(new TemporaryError(`the worker did not start within ${opts.startupTimeoutMs / 1000} s; it was ${holder.phase}`)),
+      opts.startupTimeoutMs,
+    );
   });
   try {
     await Promise.race([start(), gaveUp]);
@@ -429,10 +527,27 @@ export async function workerCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
     clearTimeout(watchdog);
   }
   // One line for whoever started us (the local pool reads the address from it).
-  console.log(JSON.stringify({ ok: true, command: 'worker', pod: opts.pod, listening: address, readOnly: opts.readOnly, snapshotId: holder.current?.snapshotId, startMs: Math.round(performance.now() - started) }));
-  const stop = async () => { await app.close(); process.exit(0); };
-  process.once('SIGTERM', () => { void stop(); });
-  process.once('SIGINT', () => { void stop(); });
+  console.log(
+    JSON.stringify({
+      ok: true,
+      command: 'worker',
+      pod: opts.pod,
+      listening: address,
+      readOnly: opts.readOnly,
+      snapshotId: holder.current?.snapshotId,
+      startMs: Math.round(performance.now() - started),
+    }),
+  );
+  const stop = async () => {
+    await app.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => {
+    void stop();
+  });
+  process.once('SIGINT', () => {
+    void stop();
+  });
   await new Promise(() => undefined);
 }
 

@@ -32,9 +32,11 @@ export function parseBody(raw: Buffer | string, maxDepth = MAX_BODY_DEPTH): unkn
   }
   const problem = structureProblem(value, maxDepth);
   if (problem) {
-    throw new BadBodyError(/__proto__/.test(problem.message)
-      ? `the body must not contain __proto__ or constructor.prototype keys; found one at ${problem.field}`
-      : `the body is too deeply nested: ${problem.field} ${problem.message}`);
+    throw new BadBodyError(
+      /__proto__/.test(problem.message)
+        ? `the body must not contain __proto__ or constructor.prototype keys; found one at ${problem.field}`
+        : `the body is too deeply nested: ${problem.field} ${problem.message}`,
+    );
   }
   return value;
 }

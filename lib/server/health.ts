@@ -20,7 +20,11 @@ export const healthPlugin: FastifyPluginAsync<HealthOptions> = async (app, opts)
     let ready = true;
     for (const [name, check] of Object.entries(opts.checks ?? {})) {
       let result: boolean | string;
-      try { result = await check(); } catch (err) { result = err instanceof Error ? err.message : String(err); }
+      try {
+        result = await check();
+      } catch (err) {
+        result = err instanceof Error ? err.message : String(err);
+      }
       checks[name] = result === true ? 'ok' : result === false ? 'not ready' : result;
       if (result !== true) ready = false;
     }

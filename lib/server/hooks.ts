@@ -13,7 +13,15 @@ import type { Kind } from '../api/schema.js';
 import { validateSpec } from '../api/validate.js';
 import { API_VERSION, GROUP } from '../k8s/labels.js';
 import { metrics } from '../metrics.js';
-import { objectsOf, type CustomizeRequest, type KubeObject, type CustomizeResponse, type ObjectMap, type SyncRequest, type SyncResponse } from '../k8s/metacontroller.js';
+import {
+  objectsOf,
+  type CustomizeRequest,
+  type KubeObject,
+  type CustomizeResponse,
+  type ObjectMap,
+  type SyncRequest,
+  type SyncResponse,
+} from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
 import { poolPolicy, type PoolSpec } from '../pool/scaling.js';
 import { fetchWorkerStats, type WorkerStats } from '../pool/stats.js';
@@ -30,8 +38,12 @@ interface KindHooks {
 
 // The request bodies are checked against the schemas below before a hook sees them; each hook
 // module types its own parent more narrowly.
-const kind = (name: string, m: { sync: unknown; finalize: unknown; customize?: unknown }): KindHooks =>
-  ({ kind: name, sync: m.sync as SyncHook, finalize: m.finalize as SyncHook, customize: m.customize as CustomizeHook | undefined });
+const kind = (name: string, m: { sync: unknown; finalize: unknown; customize?: unknown }): KindHooks => ({
+  kind: name,
+  sync: m.sync as SyncHook,
+  finalize: m.finalize as SyncHook,
+  customize: m.customize as CustomizeHook | undefined,
+});
 
 export const HOOKS: Record<string, KindHooks> = {
   ducklakecatalogs: kind('DuckLakeCatalog', catalog),
@@ -56,16 +68,29 @@ export function statsTargets(parent: PoolParent, children: ObjectMap): KubeObjec
   const uid = parent.metadata.uid;
   if (typeof uid !== 'string' || uid === '') return [];
   const spec = parent.spec as unknown as PoolSpec;
-  const labels = pool.workerLabels({ ...parent, spec: { ...spec, catalogRef: { ...spec.catalogRef, name: String(spec.catalogRef?.name ?? '') } } } as pool.PoolObject);
+  const labels = pool.workerLabels({
+    ...parent,
+    spec: { ...spec, catalogRef: { ...spec.catalogRef, name: String(spec.catalogRef?.name ?? '') } },
+  } as pool.PoolObject);
   const selector = Object.entries(labels).filter(([key]) => SELECTOR_KEYS.has(key));
   const { maxSize } = poolPolicy(spec);
-  return objectsOf(children, 'Pod', 'v1').filter((pod) => {
-    const status = pod.status as { phase?: unknown; podIP?: unknown } | undefined;
-    const owners = Array.isArray(pod.metadata.ownerReferences) ? pod.metadata.ownerReferences as { uid?: unknown; controller?: unknown; kind?: unknown }[] : [];
-    return !pod.metadata.deletionTimestamp && status?.phase === 'Running' && typeof status.podIP === 'string' && isIP(status.podIP) !== 0
-      && selector.every(([key, value]) => pod.metadata.labels?.[key] === value)
-      && owners.some((o) => o && o.uid === uid && o.controller === true && o.kind === 'DuckLakePool');
-  }).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0)).slice(0, maxSize);
+  return objectsOf(children, 'Pod', 'v1')
+    .filter((pod) => {
+      const status = pod.status as { phase?: unknown; podIP?: unknown } | undefined;
+      const owners = Array.isArray(pod.metadata.ownerReferences)
+        ? (pod.metadata.ownerReferences as { uid?: unknown; controller?: unknown; kind?: unknown }[])
+        : [];
+      return (
+        !pod.metadata.deletionTimestamp &&
+        status?.phase === 'Running' &&
+        typeof status.podIP === 'string' &&
+        isIP(status.podIP) !== 0 &&
+        selector.every(([key, value]) => pod.metadata.labels?.[key] === value) &&
+        owners.some((o) => o && o.uid === uid && o.controller === true && o.kind === 'DuckLakePool')
+      );
+    })
+    .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0))
+    .slice(0, maxSize);
 }
 /** The worker labels the pool's Service selects on (hooks/pool.ts): name, component and pool. */
 const SELECTOR_KEYS = new Set(['app.kubernetes.io/name', 'app.kubernetes.io/component', `${GROUP}/pool`]);
@@ -76,14 +101,20 @@ const SELECTOR_KEYS = new Set(['app.kubernetes.io/name', 'app.kubernetes.io/comp
  * of the service sees the same pool. Pods still starting are asked too: one that lost readiness
  * under load may still be running a query. An answer from another pod (a reused IP) counts as no answer.
  */
-export async function collectWorkerStats(parent: PoolParent, children: ObjectMap, timeoutMs = STATS_TIMEOUT_MS): Promise<Record<string, WorkerStats | undefined>> {
-  const entries = await Promise.all(statsTargets(parent, children).map(async (pod) => {
-    const ip = (pod.status as { podIP: string }).podIP;
-    const annotated = Number(pod.metadata.annotations?.[pool.STATS_PORT_ANNOTATION]);
-    const port = Number.isInteger(annotated) && annotated > 0 && annotated < 65536 ? annotated : pool.WORKER_PORT;
-    const stats = await fetchWorkerStats(`http://${isIP(ip) === 6 ? `[${ip}]` : ip}:${port}/stats`, timeoutMs);
-    return [pod.metadata.name, stats?.pod === pod.metadata.name ? stats : undefined] as const;
-  }));
+export async function collectWorkerStats(
+  parent: PoolParent,
+  children: ObjectMap,
+  timeoutMs = STATS_TIMEOUT_MS,
+): Promise<Record<string, WorkerStats | undefined>> {
+  const entries = await Promise.all(
+    statsTargets(parent, children).map(async (pod) => {
+      const ip = (pod.status as { podIP: string }).podIP;
+      const annotated = Number(pod.metadata.annotations?.[pool.STATS_PORT_ANNOTATION]);
+      const port = Number.isInteger(annotated) && annotated > 0 && annotated < 65536 ? annotated : pool.WORKER_PORT;
+      const stats = await fetchWorkerStats(`http://${isIP(ip) === 6 ? `[${ip}]` : ip}:${port}/stats`, timeoutMs);
+      return [pod.metadata.name, stats?.pod === pod.metadata.name ? stats : undefined] as const;
+    }),
+  );
   return Object.fromEntries(entries);
 }
 
@@ -93,7 +124,15 @@ const kubeObject = {
   properties: {
     apiVersion: { type: 'string' },
     kind: { type: 'string' },
-    metadata: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string' }, labels: { type: 'object', additionalProperties: { type: 'string' } } } },
+    metadata: {
+      type: 'object',
+      required: ['name'],
+      properties: {
+        name: { type: 'string', minLength: 1 },
+        namespace: { type: 'string' },
+        labels: { type: 'object', additionalProperties: { type: 'string' } },
+      },
+    },
   },
 } as const;
 const objectMap = { type: 'object', additionalProperties: { type: 'object', additionalProperties: kubeObject } } as const;
@@ -156,20 +195,30 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
   };
 
   for (const hook of ['sync', 'finalize'] as const) {
-    app.post<{ Params: { plural: string }; Body: SyncRequest }>(`/hooks/:plural/${hook}`, { schema: { body: syncBody }, bodyLimit: HOOK_BODY_LIMIT }, async (request, reply) => {
-      const body = request.body;
-      const found = kindOf(request.params.plural, body.parent as never);
-      if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
-      const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
-      const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind) ? await collectWorkerStats(body.parent as unknown as PoolParent, req.children) : undefined;
-      const response = found.hooks[hook](req, { now: now(), settings, ...(workerStats ? { workerStats } : {}) });
-      return reply.send(response);
-    });
+    app.post<{ Params: { plural: string }; Body: SyncRequest }>(
+      `/hooks/:plural/${hook}`,
+      { schema: { body: syncBody }, bodyLimit: HOOK_BODY_LIMIT },
+      async (request, reply) => {
+        const body = request.body;
+        const found = kindOf(request.params.plural, body.parent as never);
+        if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
+        const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
+        const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind)
+          ? await collectWorkerStats(body.parent as unknown as PoolParent, req.children)
+          : undefined;
+        const response = found.hooks[hook](req, { now: now(), settings, ...(workerStats ? { workerStats } : {}) });
+        return reply.send(response);
+      },
+    );
   }
 
-  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>('/hooks/:plural/customize', { schema: { body: customizeBody }, bodyLimit: HOOK_BODY_LIMIT }, async (request, reply) => {
-    const found = kindOf(request.params.plural, request.body.parent as never);
-    if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
-    return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });
-  });
+  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>(
+    '/hooks/:plural/customize',
+    { schema: { body: customizeBody }, bodyLimit: HOOK_BODY_LIMIT },
+    async (request, reply) => {
+      const found = kindOf(request.params.plural, request.body.parent as never);
+      if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
+      return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });
+    },
+  );
 };

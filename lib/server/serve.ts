@@ -39,7 +39,8 @@ interface ServeOptions {
 }
 
 function port(flag: string, value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 65535) throw new BadInputError(`${flag}: must be a port number (0-65535), got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value) || Number(value) > 65535)
+    throw new BadInputError(`${flag}: must be a port number (0-65535), got ${JSON.stringify(value)}`);
   return Number(value);
 }
 
@@ -50,10 +51,17 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
       args: argv,
       strict: true,
       options: {
-        port: { type: 'string' }, 'hooks-port': { type: 'string' }, host: { type: 'string' },
-        'tls-port': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
-        'pg-port': { type: 'string' }, 'pg-host': { type: 'string' },
-        embedded: { type: 'boolean' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        port: { type: 'string' },
+        'hooks-port': { type: 'string' },
+        host: { type: 'string' },
+        'tls-port': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'pg-port': { type: 'string' },
+        'pg-host': { type: 'string' },
+        embedded: { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (err) {
@@ -75,7 +83,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
     hooksPort: port('--hooks-port', (values['hooks-port'] as string | undefined) ?? '8081'),
     host: (values.host as string | undefined) ?? '0.0.0.0',
     ...(tlsPort !== undefined ? { tls: { port: port('--tls-port', tlsPort), cert: cert!, key: key! } } : {}),
-    ...(values['pg-port'] !== undefined ? { pg: { port: port('--pg-port', values['pg-port'] as string), ...(values['pg-host'] ? { host: values['pg-host'] as string } : {}) } } : {}),
+    ...(values['pg-port'] !== undefined
+      ? {
+          pg: { port: port('--pg-port', values['pg-port'] as string), ...(values['pg-host'] ? { host: values['pg-host'] as string } : {}) },
+        }
+      : {}),
     embedded: Boolean(values.embedded),
     logLevel,
   };
@@ -103,7 +115,11 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     logger: { level: opts.logLevel },
     plugins: [...LISTENERS.http],
     readiness,
-    ...(local ? { router: local.router, apiTokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {}),
+    ...(local
+      ? { router: local.router, apiTokens: local.tokens }
+      : cluster
+        ? { router: cluster.router, kubernetesAuth: cluster.auth }
+        : {}),
   });
   const hooksApp = await buildServer({ loggerInstance: app.log, plugins: [...LISTENERS.hooks], readiness });
   // The watch cache behind the object metrics and Events (lib/k8s/observe.ts); readiness does not wait for it.
@@ -126,15 +142,40 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       },
     });
   }
-  if (local) app.log.info({ metadata: env.FEATHERMAN_METADATA, dataPath: env.FEATHERMAN_DATA_PATH, workers: local.pool.alive().length, tokenFile: local.tokenFile, ...(local.relocatedFrom ? { relocatedFrom: local.relocatedFrom } : {}) }, 'embedded lake and local worker pool ready; POST /v1/query with catalog "default"');
+  if (local)
+    app.log.info(
+      {
+        metadata: env.FEATHERMAN_METADATA,
+        dataPath: env.FEATHERMAN_DATA_PATH,
+        workers: local.pool.alive().length,
+        tokenFile: local.tokenFile,
+        ...(local.relocatedFrom ? { relocatedFrom: local.relocatedFrom } : {}),
+      },
+      'embedded lake and local worker pool ready; POST /v1/query with catalog "default"',
+    );
 
   const apps = [app, hooksApp, ...(tlsApp ? [tlsApp] : [])];
   await app.listen({ port: opts.port, host: opts.host });
   await hooksApp.listen({ port: opts.hooksPort, host: opts.host });
   if (tlsApp) await tlsApp.listen({ port: opts.tls!.port, host: opts.host });
-  const pg = opts.pg ? await listenPg(opts, local ? { router: local.router, tokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {}, app.log) : undefined;
+  const pg = opts.pg
+    ? await listenPg(
+        opts,
+        local ? { router: local.router, tokens: local.tokens } : cluster ? { router: cluster.router, kubernetesAuth: cluster.auth } : {},
+        app.log,
+      )
+    : undefined;
   const portOf = (a: FastifyInstance | undefined) => (a ? (a.server.address() as AddressInfo).port : undefined);
-  app.log.info({ httpPort: portOf(app), hooksPort: portOf(hooksApp), httpsPort: portOf(tlsApp), ...(pg ? { pgPort: (pg.address() as AddressInfo).port } : {}), host: opts.host }, 'featherman serve listening');
+  app.log.info(
+    {
+      httpPort: portOf(app),
+      hooksPort: portOf(hooksApp),
+      httpsPort: portOf(tlsApp),
+      ...(pg ? { pgPort: (pg.address() as AddressInfo).port } : {}),
+      host: opts.host,
+    },
+    'featherman serve listening',
+  );
 
   await new Promise<void>((resolve) => {
     const stop = async (signal: string) => {
@@ -157,15 +198,20 @@ async function listenPg(opts: ServeOptions, query: import('./query.js').QueryPlu
   const { loadPair } = await import('./tls.js');
   let pair: { at: number; cert: Buffer; key: Buffer } | undefined;
   // The serving certificate, re-read at most every 30 s so a renewed pair is picked up.
-  const tls = opts.tls ? () => {
-    if (!pair || Date.now() - pair.at > 30_000) pair = { at: Date.now(), ...loadPair(opts.tls!) };
-    return pair;
-  } : undefined;
+  const tls = opts.tls
+    ? () => {
+        if (!pair || Date.now() - pair.at > 30_000) pair = { at: Date.now(), ...loadPair(opts.tls!) };
+        return pair;
+      }
+    : undefined;
   const server = pgServer({ core: queryCore(query), ...(tls ? { tls } : {}), log });
   const host = opts.pg!.host ?? opts.host;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.pg!.port, host, () => { server.off('error', reject); resolve(); });
+    server.listen(opts.pg!.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   return server;
 }
@@ -189,8 +235,15 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
     tokens = loadTokens({ FEATHERMAN_API_TOKENS_FILE: tokenFile });
   }
   const settings = {
-    namespace: 'local', pool: 'default', catalog: 'default', readOnly: true,
-    queueMaxLength: 100, queueMaxWaitMs: 30_000, maxQueryMs: 60_000, workerConcurrency: 1, maxQueuedPerPrincipal: 50,
+    namespace: 'local',
+    pool: 'default',
+    catalog: 'default',
+    readOnly: true,
+    queueMaxLength: 100,
+    queueMaxWaitMs: 30_000,
+    maxQueryMs: 60_000,
+    workerConcurrency: 1,
+    maxQueuedPerPrincipal: 50,
   };
   const pool = new LocalPool(settings, env);
   await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
@@ -213,10 +266,18 @@ async function clusterRouter() {
     const { metrics, registry } = await import('../metrics.js');
     return startObserver(kc, process.env, log, registry, metrics.sizeDesired);
   };
-  const audiences = (process.env.FEATHERMAN_TOKEN_AUDIENCES ?? DEFAULT_AUDIENCE).split(',').map((a) => a.trim()).filter(Boolean);
+  const audiences = (process.env.FEATHERMAN_TOKEN_AUDIENCES ?? DEFAULT_AUDIENCE)
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
   return {
     router: new Router(new KubernetesDirectory(kc), new JobFallback(kc), new DemandAnnotations(kc)),
-    auth: { tokenReviewer: kubernetesTokenReviewer(kc), accessReviewer: kubernetesAccessReviewer(kc), tableObjects: kubernetesTableObjects(kc), audiences },
+    auth: {
+      tokenReviewer: kubernetesTokenReviewer(kc),
+      accessReviewer: kubernetesAccessReviewer(kc),
+      tableObjects: kubernetesTableObjects(kc),
+      audiences,
+    },
     observe,
   };
 }

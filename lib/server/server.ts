@@ -3,7 +3,14 @@
 // them through inject(). Adding a route family (hooks, metrics, query) means one module in
 // lib/server and one line here.
 import { STATUS_CODES } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { useSafeJsonParser } from './body.js';
 import type { ReadinessCheck } from './health.js';
 import type { Router } from '../pool/router.js';
@@ -35,11 +42,20 @@ type PluginEntry = (opts: ServerOptions) => Promise<{ plugin: FastifyPluginAsync
 
 /** Route families, loaded lazily so a plugin's dependencies cost nothing when it is not served. */
 export const PLUGINS: Record<string, PluginEntry> = {
-  health: async (o) => ({ plugin: (await import('./health.js')).healthPlugin as FastifyPluginAsync<never>, options: { checks: o.readiness ?? {} } }),
+  health: async (o) => ({
+    plugin: (await import('./health.js')).healthPlugin as FastifyPluginAsync<never>,
+    options: { checks: o.readiness ?? {} },
+  }),
   admission: async () => ({ plugin: (await import('./admission.js')).admissionPlugin as FastifyPluginAsync<never> }),
   hooks: async () => ({ plugin: (await import('./hooks.js')).hooksPlugin as FastifyPluginAsync<never> }),
-  query: async (o) => ({ plugin: (await import('./query.js')).queryPlugin as FastifyPluginAsync<never>, options: { router: o.router, tokens: o.apiTokens, kubernetesAuth: o.kubernetesAuth, queryLog: o.queryLog } }),
-  metrics: async (o) => ({ plugin: (await import('./query.js')).metricsPlugin as FastifyPluginAsync<never>, options: { router: o.router } }),
+  query: async (o) => ({
+    plugin: (await import('./query.js')).queryPlugin as FastifyPluginAsync<never>,
+    options: { router: o.router, tokens: o.apiTokens, kubernetesAuth: o.kubernetesAuth, queryLog: o.queryLog },
+  }),
+  metrics: async (o) => ({
+    plugin: (await import('./query.js')).metricsPlugin as FastifyPluginAsync<never>,
+    options: { router: o.router },
+  }),
 };
 
 /**
@@ -67,7 +83,10 @@ const requestSerializer = (req: FastifyRequest) => ({ method: req.method, url: l
 function loggerOptions(logger: ServerOptions['logger']): FastifyServerOptions['logger'] {
   if (!logger) return false;
   const base = logger === true ? { level: 'info' } : logger;
-  return { ...base, serializers: { ...(base as { serializers?: object }).serializers, req: requestSerializer } } as FastifyServerOptions['logger'];
+  return {
+    ...base,
+    serializers: { ...(base as { serializers?: object }).serializers, req: requestSerializer },
+  } as FastifyServerOptions['logger'];
 }
 
 export async function buildServer(opts: ServerOptions = {}): Promise<FastifyInstance> {

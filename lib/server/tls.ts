@@ -43,7 +43,12 @@ export interface ReloadingServer {
   close(): void;
 }
 
-export function reloadingHttpsServer(files: TlsFiles, handler: (req: IncomingMessage, res: ServerResponse) => void, log: TlsLogger, pollMs = 30_000): ReloadingServer {
+export function reloadingHttpsServer(
+  files: TlsFiles,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  log: TlsLogger,
+  pollMs = 30_000,
+): ReloadingServer {
   const first = loadPair(files);
   let current = digest(first);
   const server = createServer({ cert: first.cert, key: first.key }, handler);

@@ -28,7 +28,11 @@ t.test('featherman crds --check fails on drift', async (t) => {
 });
 
 const expected = {
-  DuckLakeCatalog: { plural: 'ducklakecatalogs', short: 'dlc', columns: ['Phase', 'Ready', 'Bucket', 'Metadata', 'Tables', 'Rows', 'Bytes', 'Last Backup', 'Age'] },
+  DuckLakeCatalog: {
+    plural: 'ducklakecatalogs',
+    short: 'dlc',
+    columns: ['Phase', 'Ready', 'Bucket', 'Metadata', 'Tables', 'Rows', 'Bytes', 'Last Backup', 'Age'],
+  },
   DuckLakeTable: { plural: 'ducklaketables', short: 'dlt', columns: ['Catalog', 'Table', 'Snapshot', 'Phase', 'Ready', 'Age'] },
   DuckLakePool: { plural: 'ducklakepools', short: 'dlp', columns: ['Min', 'Max', 'Current', 'Idle', 'Busy', 'Phase', 'Ready', 'Age'] },
   DuckLakeBackup: { plural: 'ducklakebackups', short: 'dlb', columns: ['Catalog', 'Phase', 'Backup', 'Snapshot', 'Bytes', 'Age'] },
@@ -54,14 +58,18 @@ for (const kind of KINDS) {
     t.equal(crd.spec.versions.length, 1);
     const v = crd.spec.versions[0];
     t.match(v, { name: 'v1alpha1', served: true, storage: true, subresources: { status: {} } });
-    t.same(v.additionalPrinterColumns.map((c: Obj) => c.name), e.columns);
+    t.same(
+      v.additionalPrinterColumns.map((c: Obj) => c.name),
+      e.columns,
+    );
     const readyColumn = v.additionalPrinterColumns.find((c: Obj) => c.name === 'Ready');
     if (readyColumn) t.equal(readyColumn.jsonPath, '.status.conditions[?(@.type=="Ready")].status');
     const schema = v.schema.openAPIV3Schema as Schema;
     t.same(schema.required, ['spec']);
     walk(schema, '', (s, path) => {
       if (path.startsWith('.metadata')) return;
-      if (!s['x-kubernetes-int-or-string'] && !s['x-kubernetes-preserve-unknown-fields']) t.ok(s.type, `${path || '(root)'} has a type (structural)`);
+      if (!s['x-kubernetes-int-or-string'] && !s['x-kubernetes-preserve-unknown-fields'])
+        t.ok(s.type, `${path || '(root)'} has a type (structural)`);
       if (s.type === 'string' && !path.match(/^\.(apiVersion|kind)$/)) t.ok(s.maxLength, `${path} has a maxLength`);
       if (s.type === 'array') t.ok(s.maxItems, `${path} has maxItems`);
       t.not(s.additionalProperties, false, `${path}: no additionalProperties: false (not allowed in a structural schema)`);
@@ -85,38 +93,91 @@ t.test('immutability is also enforced by CEL transition rules', async (t) => {
 t.test('the catalog status declares lastBackup and lastMaintenance, field by field', async (t) => {
   const crd = parse(readFileSync(join(ROOT, 'crds', crdFileName('DuckLakeCatalog')), 'utf8')) as Obj;
   const status = crd.spec.versions[0].schema.openAPIV3Schema.properties.status.properties;
-  t.same(Object.keys(status.lastBackup.properties), ['name', 'time', 'bytes', 'durationSeconds', 'snapshotId', 'includeData', 'outcome', 'message', 'attemptTime']);
-  t.same(Object.keys(status.lastMaintenance.properties), ['time', 'durationSeconds', 'outcome', 'message', 'snapshotsExpired', 'snapshotsKeptBack', 'filesMerged',
-    'filesRewritten', 'filesDeleted', 'bytesReclaimed', 'filesKeptBack', 'orphansDeleted', 'attemptTime']);
+  t.same(Object.keys(status.lastBackup.properties), [
+    'name',
+    'time',
+    'bytes',
+    'durationSeconds',
+    'snapshotId',
+    'includeData',
+    'outcome',
+    'message',
+    'attemptTime',
+  ]);
+  t.same(Object.keys(status.lastMaintenance.properties), [
+    'time',
+    'durationSeconds',
+    'outcome',
+    'message',
+    'snapshotsExpired',
+    'snapshotsKeptBack',
+    'filesMerged',
+    'filesRewritten',
+    'filesDeleted',
+    'bytesReclaimed',
+    'filesKeptBack',
+    'orphansDeleted',
+    'attemptTime',
+  ]);
   t.same(status.lastBackup.properties.outcome.enum, ['Succeeded', 'Failed']);
   t.ok(status.lastBackupTime && status.lastBackupName && status.lastMaintenanceTime, 'the older fields stay');
   const spec = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties;
-  t.same(Object.keys(spec.backupPolicy.properties.target.properties), ['bucket', 'prefix', 'endpoint', 'region', 'urlStyle', 'credentialsSecret']);
-  t.match(spec.maintenance.properties, { maxCompactedFiles: { default: 1000 }, rewriteDeleteThreshold: { default: 0.95, minimum: 0, maximum: 1 }, rewriteDataFiles: { default: true }, flushInlinedData: { default: true } });
+  t.same(Object.keys(spec.backupPolicy.properties.target.properties), [
+    'bucket',
+    'prefix',
+    'endpoint',
+    'region',
+    'urlStyle',
+    'credentialsSecret',
+  ]);
+  t.match(spec.maintenance.properties, {
+    maxCompactedFiles: { default: 1000 },
+    rewriteDeleteThreshold: { default: 0.95, minimum: 0, maximum: 1 },
+    rewriteDataFiles: { default: true },
+    flushInlinedData: { default: true },
+  });
   t.equal(spec.backupPolicy.properties.includeData.default, false);
 });
 
 t.test('webhook configurations', async (t) => {
   const docs = parseAllDocuments(readFileSync(join(ROOT, 'metacontroller', 'webhooks.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
-  t.same(docs.map((d) => d.kind), ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
+  t.same(
+    docs.map((d) => d.kind),
+    ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'],
+  );
   const app = await buildServer({ plugins: ['admission'] });
   t.teardown(() => app.close());
   for (const doc of docs) {
     t.equal(doc.metadata.annotations['cert-manager.io/inject-ca-from'], 'featherman/featherman-webhook');
     t.equal(doc.webhooks.length, 1);
     const hook = doc.webhooks[0];
-    t.match(hook, { failurePolicy: 'Fail', sideEffects: 'None', matchPolicy: 'Equivalent', timeoutSeconds: Number, admissionReviewVersions: ['v1'] });
+    t.match(hook, {
+      failurePolicy: 'Fail',
+      sideEffects: 'None',
+      matchPolicy: 'Equivalent',
+      timeoutSeconds: Number,
+      admissionReviewVersions: ['v1'],
+    });
     t.ok(hook.timeoutSeconds >= 1 && hook.timeoutSeconds <= 30);
-    t.same(hook.rules, [{
-      apiGroups: ['ducklake.featherman.dev'], apiVersions: ['v1alpha1'],
-      resources: ['ducklakecatalogs', 'ducklaketables', 'ducklakepools', 'ducklakebackups'], operations: ['CREATE', 'UPDATE'], scope: 'Namespaced',
-    }]);
+    t.same(hook.rules, [
+      {
+        apiGroups: ['ducklake.featherman.dev'],
+        apiVersions: ['v1alpha1'],
+        resources: ['ducklakecatalogs', 'ducklaketables', 'ducklakepools', 'ducklakebackups'],
+        operations: ['CREATE', 'UPDATE'],
+        scope: 'Namespaced',
+      },
+    ]);
     const path = hook.clientConfig.service.path;
     t.equal(path, doc.kind === 'MutatingWebhookConfiguration' ? WEBHOOK_PATHS.mutate : WEBHOOK_PATHS.validate);
     t.ok(app.hasRoute({ method: 'POST', url: path }), `the server routes ${path}`);
   }
   const cert = parseAllDocuments(readFileSync(join(ROOT, 'metacontroller', 'certificate.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
   const certificate = cert.find((d) => d.kind === 'Certificate')!;
-  t.equal(`${certificate.metadata.namespace}/${certificate.metadata.name}`, 'featherman/featherman-webhook', 'the annotation names the Certificate');
+  t.equal(
+    `${certificate.metadata.namespace}/${certificate.metadata.name}`,
+    'featherman/featherman-webhook',
+    'the annotation names the Certificate',
+  );
   t.ok(certificate.spec.dnsNames.includes('featherman.featherman.svc'), 'for the Service the webhooks call');
 });

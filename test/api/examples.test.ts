@@ -28,7 +28,11 @@ for (const { file, object } of examples) {
     const stored = admitted(t, object);
     t.same(objectSchemaProblems(object.kind, stored), [], 'still matches it after defaulting');
     const verdict = validateReview(review('CREATE', stored)).response;
-    t.same(verdict, { uid: verdict.uid, allowed: true, ...(verdict.warnings ? { warnings: verdict.warnings } : {}) }, 'the validating webhook allows it');
+    t.same(
+      verdict,
+      { uid: verdict.uid, allowed: true, ...(verdict.warnings ? { warnings: verdict.warnings } : {}) },
+      'the validating webhook allows it',
+    );
     const update = validateReview(review('UPDATE', stored, stored)).response;
     t.equal(update.allowed, true, 're-applying it unchanged is allowed');
   });
@@ -58,10 +62,16 @@ t.test('original README table is denied: created_at is not one of its columns', 
     const response = validateReview(review('CREATE', object)).response;
     t.equal(response.allowed, false);
     t.equal(response.status?.code, 422);
-    t.equal(response.status?.message,
-      'DuckLakeTable "users" is invalid: spec.format.partitioning[0]: partition column "created_at" is not one of the table\'s columns');
-    t.same(response.status?.details?.causes, [{
-      field: 'spec.format.partitioning[0]', message: 'partition column "created_at" is not one of the table\'s columns', reason: 'FieldValueInvalid',
-    }]);
+    t.equal(
+      response.status?.message,
+      'DuckLakeTable "users" is invalid: spec.format.partitioning[0]: partition column "created_at" is not one of the table\'s columns',
+    );
+    t.same(response.status?.details?.causes, [
+      {
+        field: 'spec.format.partitioning[0]',
+        message: 'partition column "created_at" is not one of the table\'s columns',
+        reason: 'FieldValueInvalid',
+      },
+    ]);
   }
 });

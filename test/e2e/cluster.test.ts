@@ -35,7 +35,17 @@ if (missing) {
       await new Promise((r) => setTimeout(r, 250));
     }
   };
-  interface Obj { metadata: { name: string; uid: string; labels?: Record<string, string>; ownerReferences?: { kind: string; name: string; uid: string }[] }; spec?: Record<string, unknown>; status?: Record<string, unknown>; data?: Record<string, string> }
+  interface Obj {
+    metadata: {
+      name: string;
+      uid: string;
+      labels?: Record<string, string>;
+      ownerReferences?: { kind: string; name: string; uid: string }[];
+    };
+    spec?: Record<string, unknown>;
+    status?: Record<string, unknown>;
+    data?: Record<string, string>;
+  }
 
   await t.test('the API server is a real one', async (t) => {
     const v = await json<{ serverVersion: { gitVersion: string } }>(['version']);
@@ -68,7 +78,10 @@ spec:
 `;
     ok(await kubectl(['apply', '-f', '-'], crd), 'apply crd');
     ok(await kubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd/widgets.smoke.featherman.dev']), 'wait established');
-    ok(await kubectl(['apply', '-f', '-'], `apiVersion: v1
+    ok(
+      await kubectl(
+        ['apply', '-f', '-'],
+        `apiVersion: v1
 kind: Namespace
 metadata: { name: smoke }
 ---
@@ -76,21 +89,36 @@ apiVersion: v1
 kind: ConfigMap
 metadata: { name: settings, namespace: smoke }
 data: { greeting: hello }
-`), 'apply namespace and configmap');
+`,
+      ),
+      'apply namespace and configmap',
+    );
     const cm = await json<Obj>(['get', 'configmap', 'settings', '-n', 'smoke']);
     t.same(cm.data, { greeting: 'hello' });
     t.equal((await json<{ status: { phase: string } }>(['get', 'namespace', 'smoke'])).status.phase, 'Active');
 
     // The CRD's schema is enforced by the API server: a valid Widget is stored, an invalid one refused.
-    ok(await kubectl(['apply', '-f', '-'], 'apiVersion: smoke.featherman.dev/v1\nkind: Widget\nmetadata: { name: w1, namespace: smoke }\nspec: { size: 3 }\n'), 'apply widget');
+    ok(
+      await kubectl(
+        ['apply', '-f', '-'],
+        'apiVersion: smoke.featherman.dev/v1\nkind: Widget\nmetadata: { name: w1, namespace: smoke }\nspec: { size: 3 }\n',
+      ),
+      'apply widget',
+    );
     t.equal((await json<Obj>(['get', 'widget', 'w1', '-n', 'smoke'])).spec?.size, 3);
-    const bad = await kubectl(['apply', '-f', '-'], 'apiVersion: smoke.featherman.dev/v1\nkind: Widget\nmetadata: { name: w2, namespace: smoke }\nspec: { size: 0 }\n');
+    const bad = await kubectl(
+      ['apply', '-f', '-'],
+      'apiVersion: smoke.featherman.dev/v1\nkind: Widget\nmetadata: { name: w2, namespace: smoke }\nspec: { size: 0 }\n',
+    );
     t.not(bad.code, 0);
     t.match(bad.stderr, /spec\.size/);
   });
 
   await t.test('the Job controller creates a Pod; the garbage collector removes it', async (t) => {
-    ok(await kubectl(['apply', '-f', '-'], `apiVersion: batch/v1
+    ok(
+      await kubectl(
+        ['apply', '-f', '-'],
+        `apiVersion: batch/v1
 kind: Job
 metadata: { name: hello, namespace: smoke }
 spec:
@@ -102,14 +130,17 @@ spec:
       restartPolicy: Never
       containers:
       - { name: main, image: featherman:e2e, command: ["true"] }
-`), 'apply job');
+`,
+      ),
+      'apply job',
+    );
     const job = await json<Obj>(['get', 'job', 'hello', '-n', 'smoke']);
-    const pod = await eventually('the Job\'s pod', 30_000, async () => {
+    const pod = await eventually("the Job's pod", 30_000, async () => {
       const list = await json<{ items: Obj[] }>(['get', 'pods', '-n', 'smoke', '-l', `batch.kubernetes.io/job-name=hello`]);
       return list.items[0];
     });
-    t.equal(pod.metadata.labels?.['app.kubernetes.io/name'], 'smoke-hello', 'the template\'s labels');
-    t.equal(pod.metadata.labels?.['batch.kubernetes.io/controller-uid'], job.metadata.uid, 'the Job controller\'s labels');
+    t.equal(pod.metadata.labels?.['app.kubernetes.io/name'], 'smoke-hello', "the template's labels");
+    t.equal(pod.metadata.labels?.['batch.kubernetes.io/controller-uid'], job.metadata.uid, "the Job controller's labels");
     t.match(pod.metadata.ownerReferences, [{ kind: 'Job', name: 'hello', uid: job.metadata.uid }]);
     t.equal(pod.status?.phase, 'Pending', 'no kubelet, so it stays Pending');
 
@@ -124,8 +155,29 @@ spec:
   await t.test('an admission webhook at https://127.0.0.1 is called', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'fm-webhook-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', 'tls.key', '-out', 'tls.crt', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        'tls.key',
+        '-out',
+        'tls.crt',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { cwd: dir, encoding: 'utf8' },
+    );
     t.equal(r.status, 0, `openssl made a serving certificate ${r.stderr}`);
     const cert = readFileSync(join(dir, 'tls.crt'));
     let calls = 0;
@@ -137,15 +189,26 @@ spec:
         const review = JSON.parse(Buffer.concat(body).toString('utf8')) as { request: { uid: string; object: Obj } };
         const denied = review.request.object.data?.forbidden !== undefined;
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: {
-          uid: review.request.uid, allowed: !denied, ...(denied ? { status: { code: 422, message: 'smoke webhook: "forbidden" is not allowed' } } : {}),
-        } }));
+        res.end(
+          JSON.stringify({
+            apiVersion: 'admission.k8s.io/v1',
+            kind: 'AdmissionReview',
+            response: {
+              uid: review.request.uid,
+              allowed: !denied,
+              ...(denied ? { status: { code: 422, message: 'smoke webhook: "forbidden" is not allowed' } } : {}),
+            },
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const port = (server.address() as { port: number }).port;
-    ok(await kubectl(['apply', '-f', '-'], `apiVersion: admissionregistration.k8s.io/v1
+    ok(
+      await kubectl(
+        ['apply', '-f', '-'],
+        `apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata: { name: smoke-webhook }
 webhooks:
@@ -160,11 +223,17 @@ webhooks:
   namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: smoke } }
   rules:
   - { apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps], scope: Namespaced }
-`), 'apply webhook configuration');
+`,
+      ),
+      'apply webhook configuration',
+    );
     // The configuration takes effect asynchronously; retry until the webhook has been consulted.
     const refused = await eventually('the webhook to refuse', 30_000, async () => {
       const res = await kubectl(['create', 'configmap', 'nope', '-n', 'smoke', '--from-literal=forbidden=1']);
-      if (res.code === 0) { await kubectl(['delete', 'configmap', 'nope', '-n', 'smoke']); return undefined; }
+      if (res.code === 0) {
+        await kubectl(['delete', 'configmap', 'nope', '-n', 'smoke']);
+        return undefined;
+      }
       return res;
     });
     t.match(refused.stderr, /smoke webhook: "forbidden" is not allowed/);

@@ -35,52 +35,92 @@ if (missing) {
     FEATHERMAN_CATALOG: 'example',
     ...minio.env(),
   });
-  const ready = (kind: string, name: string, namespace = 'default') => wait(`${kind} ${namespace}/${name} Ready`, 180_000, async () => {
-    const x = await get([kind, name, '-n', namespace]);
-    if (x?.status?.phase === 'Failed') throw new Error(`${kind} ${name} failed: ${JSON.stringify(x.status)}`);
-    return x?.status?.phase === 'Ready' ? x : undefined;
-  });
+  const ready = (kind: string, name: string, namespace = 'default') =>
+    wait(`${kind} ${namespace}/${name} Ready`, 180_000, async () => {
+      const x = await get([kind, name, '-n', namespace]);
+      if (x?.status?.phase === 'Failed') throw new Error(`${kind} ${name} failed: ${JSON.stringify(x.status)}`);
+      return x?.status?.phase === 'Ready' ? x : undefined;
+    });
 
   // The lake: the example catalog with two tables, users and events, each with rows.
-  const secret = example('s3-credentials.yaml').replace('REPLACE-WITH-ACCESS-KEY-ID', minio.accessKey).replace('REPLACE-WITH-SECRET-ACCESS-KEY', minio.secretKey);
+  const secret = example('s3-credentials.yaml')
+    .replace('REPLACE-WITH-ACCESS-KEY-ID', minio.accessKey)
+    .replace('REPLACE-WITH-SECRET-ACCESS-KEY', minio.secretKey);
   ok(await kubectl(['apply', '-f', '-'], secret), 'apply the credentials Secret');
   ok(await kubectl(['apply', '-f', '-'], example('catalog.yaml').replace('http://minio.storage.svc:9000', minio.url)), 'apply the catalog');
   await ready('dlc', 'example');
   ok(await kubectl(['apply', '-f', '-'], example('users-table.yaml')), 'apply the users table');
-  ok(await kubectl(['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeTable', metadata: { name: 'events' },
-    spec: { catalogRef: 'example', name: 'events', columns: [{ name: 'id', type: 'INTEGER' }, { name: 'what', type: 'VARCHAR' }] },
-  })), 'apply the events table');
+  ok(
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'ducklake.featherman.dev/v1alpha1',
+        kind: 'DuckLakeTable',
+        metadata: { name: 'events' },
+        spec: {
+          catalogRef: 'example',
+          name: 'events',
+          columns: [
+            { name: 'id', type: 'INTEGER' },
+            { name: 'what', type: 'VARCHAR' },
+          ],
+        },
+      }),
+    ),
+    'apply the events table',
+  );
   await ready('dlt', 'users');
   await ready('dlt', 'events');
-  for (const sql of ["INSERT INTO users VALUES (1, 'ada', TIMESTAMP '2026-11-10 09:00:00'), (2, 'bob', TIMESTAMP '2026-11-11 09:00:00')", "INSERT INTO events VALUES (1, 'login'), (2, 'logout'), (3, 'login')"]) {
+  for (const sql of [
+    "INSERT INTO users VALUES (1, 'ada', TIMESTAMP '2026-11-10 09:00:00'), (2, 'bob', TIMESTAMP '2026-11-11 09:00:00')",
+    "INSERT INTO events VALUES (1, 'login'), (2, 'logout'), (3, 'login')",
+  ]) {
     const r = await featherman(['query', '--write', '--sql', sql], lakeEnv());
     if (r.code !== 0) throw new Error(`${sql}: ${r.stderr}`);
   }
-  ok(await kubectl(['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'ids' },
-    spec: { minSize: 1, maxSize: 1, catalogRef: { name: 'example' }, maxQueryDuration: '60s' },
-  })), 'apply the pool');
+  ok(
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'ducklake.featherman.dev/v1alpha1',
+        kind: 'DuckLakePool',
+        metadata: { name: 'ids' },
+        spec: { minSize: 1, maxSize: 1, catalogRef: { name: 'example' }, maxQueryDuration: '60s' },
+      }),
+    ),
+    'apply the pool',
+  );
   const worker = await wait('pool ids with a ready worker', 120_000, async () => {
     const p = await get(['dlp', 'ids']);
     if (!p) return undefined;
-    const pods = await get<{ items: (KubeObj & { status?: { conditions?: { type: string; status: string }[]; podIP?: string } })[] }>(['pods', '-l', `controller-uid=${p.metadata.uid}`]);
+    const pods = await get<{ items: (KubeObj & { status?: { conditions?: { type: string; status: string }[]; podIP?: string } })[] }>([
+      'pods',
+      '-l',
+      `controller-uid=${p.metadata.uid}`,
+    ]);
     return (pods?.items ?? []).find((x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
   });
 
   // The service, as the featherman ServiceAccount with the router's ClusterRole and nothing else.
   ok(await kubectl(['create', 'namespace', 'featherman']), 'namespace featherman');
-  ok(await kubectl(['create', 'serviceaccount', 'featherman', '-n', 'featherman']), 'the service\'s ServiceAccount');
+  ok(await kubectl(['create', 'serviceaccount', 'featherman', '-n', 'featherman']), "the service's ServiceAccount");
   ok(await kubectl(['apply', '-f', join(root, 'metacontroller', 'rbac.yaml')]), 'apply metacontroller/rbac.yaml');
   ok(await kubectl(['apply', '-f', join(root, 'metacontroller', 'query-roles.yaml')]), 'apply metacontroller/query-roles.yaml');
-  const serviceToken = ok(await kubectl(['create', 'token', 'featherman', '-n', 'featherman', '--duration', '2h']), 'a token for the service').trim();
-  const service: QueryService = await startQueryService({ KUBECONFIG: kubeconfigFor(env.cluster, serviceToken, join(dir, 'service.kubeconfig')), FEATHERMAN_IMAGE: 'featherman:e2e' });
+  const serviceToken = ok(
+    await kubectl(['create', 'token', 'featherman', '-n', 'featherman', '--duration', '2h']),
+    'a token for the service',
+  ).trim();
+  const service: QueryService = await startQueryService({
+    KUBECONFIG: kubeconfigFor(env.cluster, serviceToken, join(dir, 'service.kubeconfig')),
+    FEATHERMAN_IMAGE: 'featherman:e2e',
+  });
   t.teardown(() => service.stop());
 
   // The principals: analyst (get on users only) and loader from the example Roles; stranger has nothing.
   ok(await kubectl(['apply', '-f', join(root, 'examples', 'rbac', 'analyst-loader.yaml')]), 'apply examples/rbac/analyst-loader.yaml');
   ok(await kubectl(['create', 'serviceaccount', 'stranger']), 'the stranger');
-  const token = async (sa: string, audience = 'featherman') => ok(await kubectl(['create', 'token', sa, '--audience', audience, '--duration', '1h']), `a token for ${sa}`).trim();
+  const token = async (sa: string, audience = 'featherman') =>
+    ok(await kubectl(['create', 'token', sa, '--audience', audience, '--duration', '1h']), `a token for ${sa}`).trim();
   const tokens = { analyst: await token('analyst'), stranger: await token('stranger'), loader: await token('loader') };
   const user = (sa: string) => `system:serviceaccount:default:${sa}`;
 
@@ -92,21 +132,40 @@ if (missing) {
     });
     const text = await res.text();
     let json: Record<string, unknown> = {};
-    try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* not JSON */ }
+    try {
+      json = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      /* not JSON */
+    }
     return { status: res.status, text, json, id: res.headers.get('x-featherman-query-id') };
   };
   const canI = async (sa: string, verb: string, table: string) => {
-    const r = await kubectl(['auth', 'can-i', verb, `ducklaketables.ducklake.featherman.dev/${table}`, '--subresource=data', '-n', 'default', '--as', user(sa)]);
+    const r = await kubectl([
+      'auth',
+      'can-i',
+      verb,
+      `ducklaketables.ducklake.featherman.dev/${table}`,
+      '--subresource=data',
+      '-n',
+      'default',
+      '--as',
+      user(sa),
+    ]);
     return r.stdout.trim() === 'yes';
   };
 
   await t.test('analyst reads users and is refused events (403 naming the table and the verb)', async (t) => {
     let last = '';
-    const users = await wait('the analyst\'s first answer', 60_000, async () => {
+    const users = await wait("the analyst's first answer", 60_000, async () => {
       const r = await query(tokens.analyst, 'SELECT count(*) AS n FROM users');
-      if (r.status !== 200) { last = `${r.status} ${r.text}`; return undefined; }
+      if (r.status !== 200) {
+        last = `${r.status} ${r.text}`;
+        return undefined;
+      }
       return r;
-    }).catch((e: Error) => { throw new Error(`${e.message.split('\n')[0]}; last answer: ${last}`); });
+    }).catch((e: Error) => {
+      throw new Error(`${e.message.split('\n')[0]}; last answer: ${last}`);
+    });
     t.same((users.json as { rows: unknown[] }).rows, [{ n: '2' }], 'the rows of users');
     t.ok(users.id, 'the answer carries X-Featherman-Query-Id');
     t.equal(await canI('analyst', 'get', 'users'), true, 'kubectl auth can-i agrees: yes');
@@ -125,7 +184,7 @@ if (missing) {
     t.equal(cte.status, 403, 'a CTE named like an allowed table reads events: refused');
     t.match(cte.json, { table: 'events' });
     const meta = await query(tokens.analyst, 'SELECT count(*) FROM snapshots()');
-    t.equal(meta.status, 403, 'the catalog\'s metadata needs the catalog grant');
+    t.equal(meta.status, 403, "the catalog's metadata needs the catalog grant");
     t.match(meta.json, { table: '*', verb: 'get' });
   });
 
@@ -147,61 +206,107 @@ if (missing) {
     const f = await query(foreign, 'SELECT count(*) FROM users');
     t.equal(f.status, 401, `a token for another audience: ${f.text}`);
     const sa = (await get(['serviceaccount', 'analyst']))!;
-    const fresh = signServiceAccountToken(env.cluster, { namespace: 'default', name: 'analyst', uid: sa.metadata.uid! }, 'featherman', 3600);
-    t.equal((await query(fresh, 'SELECT count(*) FROM users')).status, 200, 'a token signed the same way, unexpired, is accepted (the forgery is faithful)');
-    const expired = signServiceAccountToken(env.cluster, { namespace: 'default', name: 'analyst', uid: sa.metadata.uid! }, 'featherman', -60);
+    const fresh = signServiceAccountToken(
+      env.cluster,
+      { namespace: 'default', name: 'analyst', uid: sa.metadata.uid! },
+      'featherman',
+      3600,
+    );
+    t.equal(
+      (await query(fresh, 'SELECT count(*) FROM users')).status,
+      200,
+      'a token signed the same way, unexpired, is accepted (the forgery is faithful)',
+    );
+    const expired = signServiceAccountToken(
+      env.cluster,
+      { namespace: 'default', name: 'analyst', uid: sa.metadata.uid! },
+      'featherman',
+      -60,
+    );
     const e = await query(expired, 'SELECT count(*) FROM users');
     t.equal(e.status, 401, `an expired token: ${e.text}`);
     t.notMatch(e.text, expired.slice(-20), 'the answer never quotes the token');
   });
 
-  await t.test('cancel: DELETE /v1/queries/{id}, or the client going away, stops a range(1e12) on the worker within a second', async (t) => {
-    const stats = async () => (await (await fetch(`http://${worker.status!.podIP}:8080/stats`)).json()) as { activeQueries: number; ready: boolean };
-    const slow = 'SELECT count(*) FROM range(1000000000000) r(i) WHERE i % 7 = 3';
-    const send = (id: string, signal?: AbortSignal) => fetch(`${service.url}/v1/query`, {
-      method: 'POST', signal,
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens.analyst}`, 'x-featherman-query-id': id },
-      body: JSON.stringify({ catalog: 'example', pool: 'ids', sql: slow }),
-    });
-    const idleWithin = async () => {
-      const from = Date.now();
-      await wait('the worker idle', 10_000, async () => ((await stats()).activeQueries === 0 ? true : undefined));
-      return Date.now() - from;
-    };
+  await t.test(
+    'cancel: DELETE /v1/queries/{id}, or the client going away, stops a range(1e12) on the worker within a second',
+    async (t) => {
+      const stats = async () =>
+        (await (await fetch(`http://${worker.status!.podIP}:8080/stats`)).json()) as { activeQueries: number; ready: boolean };
+      const slow = 'SELECT count(*) FROM range(1000000000000) r(i) WHERE i % 7 = 3';
+      const send = (id: string, signal?: AbortSignal) =>
+        fetch(`${service.url}/v1/query`, {
+          method: 'POST',
+          signal,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens.analyst}`, 'x-featherman-query-id': id },
+          body: JSON.stringify({ catalog: 'example', pool: 'ids', sql: slow }),
+        });
+      const idleWithin = async () => {
+        const from = Date.now();
+        await wait('the worker idle', 10_000, async () => ((await stats()).activeQueries === 0 ? true : undefined));
+        return Date.now() - from;
+      };
 
-    const id = `cancel-${Date.now()}`;
-    const answer = send(id);
-    await wait('the query running on the worker', 30_000, async () => ((await stats()).activeQueries === 1 ? true : undefined));
-    const listed = (await (await fetch(`${service.url}/v1/queries`, { headers: { authorization: `Bearer ${tokens.analyst}` } })).json()) as { queries: { id: string }[] };
-    t.same(listed.queries.map((q) => q.id), [id], 'GET /v1/queries lists the analyst\'s running query');
-    const other = await fetch(`${service.url}/v1/queries/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${tokens.stranger}` } });
-    t.equal(other.status, 404, 'another principal cannot cancel it (and learns nothing of it)');
-    const del = await fetch(`${service.url}/v1/queries/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${tokens.analyst}` } });
-    t.equal(del.status, 202, 'its principal can');
-    const ms = await idleWithin();
-    t.ok(ms < 1000, `the worker was idle ${ms} ms after the DELETE`);
-    const res = await answer;
-    t.equal(res.status, 499, 'the caller is told it was cancelled');
-    t.match(await res.text(), /was cancelled/);
+      const id = `cancel-${Date.now()}`;
+      const answer = send(id);
+      await wait('the query running on the worker', 30_000, async () => ((await stats()).activeQueries === 1 ? true : undefined));
+      const listed = (await (
+        await fetch(`${service.url}/v1/queries`, { headers: { authorization: `Bearer ${tokens.analyst}` } })
+      ).json()) as { queries: { id: string }[] };
+      t.same(
+        listed.queries.map((q) => q.id),
+        [id],
+        "GET /v1/queries lists the analyst's running query",
+      );
+      const other = await fetch(`${service.url}/v1/queries/${id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${tokens.stranger}` },
+      });
+      t.equal(other.status, 404, 'another principal cannot cancel it (and learns nothing of it)');
+      const del = await fetch(`${service.url}/v1/queries/${id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${tokens.analyst}` },
+      });
+      t.equal(del.status, 202, 'its principal can');
+      const ms = await idleWithin();
+      t.ok(ms < 1000, `the worker was idle ${ms} ms after the DELETE`);
+      const res = await answer;
+      t.equal(res.status, 499, 'the caller is told it was cancelled');
+      t.match(await res.text(), /was cancelled/);
 
-    const gone = new AbortController();
-    const id2 = `disconnect-${Date.now()}`;
-    let early = '';
-    const second = send(id2, gone.signal).then(async (r) => { early = `${r.status} ${await r.text()}`; return r; }, (e: Error) => e);
-    await wait('the second query running on the worker', 30_000, async () => {
-      if (early) throw new Error(`the second query was answered before it could be cancelled: ${early}`);
-      return (await stats()).activeQueries === 1 ? true : undefined;
-    }).catch((e: Error) => { throw new Error(`${e.message.split('\n')[0]} (answer: ${early || 'none yet'}; log: ${JSON.stringify(service.queryLog().slice(-3))})`); });
-    gone.abort();
-    const ms2 = await idleWithin();
-    t.ok(ms2 < 1000, `the worker was idle ${ms2} ms after the client went away`);
-    t.type(await second, Error, 'the client saw its own abort');
-    const log = await wait('both in the query log', 10_000, async () => {
-      const lines = service.queryLog().filter((l) => l.id === id || l.id === id2);
-      return lines.length === 2 ? lines : undefined;
-    });
-    t.same(log.map((l) => l.outcome), ['cancelled', 'cancelled'], 'the query log shows both cancelled');
-  });
+      const gone = new AbortController();
+      const id2 = `disconnect-${Date.now()}`;
+      let early = '';
+      const second = send(id2, gone.signal).then(
+        async (r) => {
+          early = `${r.status} ${await r.text()}`;
+          return r;
+        },
+        (e: Error) => e,
+      );
+      await wait('the second query running on the worker', 30_000, async () => {
+        if (early) throw new Error(`the second query was answered before it could be cancelled: ${early}`);
+        return (await stats()).activeQueries === 1 ? true : undefined;
+      }).catch((e: Error) => {
+        throw new Error(
+          `${e.message.split('\n')[0]} (answer: ${early || 'none yet'}; log: ${JSON.stringify(service.queryLog().slice(-3))})`,
+        );
+      });
+      gone.abort();
+      const ms2 = await idleWithin();
+      t.ok(ms2 < 1000, `the worker was idle ${ms2} ms after the client went away`);
+      t.type(await second, Error, 'the client saw its own abort');
+      const log = await wait('both in the query log', 10_000, async () => {
+        const lines = service.queryLog().filter((l) => l.id === id || l.id === id2);
+        return lines.length === 2 ? lines : undefined;
+      });
+      t.same(
+        log.map((l) => l.outcome),
+        ['cancelled', 'cancelled'],
+        'the query log shows both cancelled',
+      );
+    },
+  );
 
   await t.test('loader inserts into users through a writing pool on a Postgres catalog; the analyst may not', async (t) => {
     // Namespace `writers`: a Postgres catalog `shared` whose users table is the DuckLakeTable `users` there.
@@ -211,42 +316,114 @@ if (missing) {
     const ns = 'writers';
     ok(await kubectl(['create', 'namespace', ns]), 'namespace writers');
     ok(await kubectl(['apply', '-n', ns, '-f', '-'], secret), 'the S3 credentials there');
-    ok(await kubectl(['create', 'secret', 'generic', 'lake-db-app', '-n', ns, '--from-literal=host=127.0.0.1', `--from-literal=port=${pg.port}`,
-      '--from-literal=dbname=lake', '--from-literal=user=postgres', `--from-literal=password=${pg.password}`]), 'the Postgres connection Secret');
-    ok(await kubectl(['apply', '-n', ns, '-f', '-'], JSON.stringify({
-      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeCatalog', metadata: { name: 'shared' },
-      spec: {
-        objectStore: { endpoint: minio.url, bucket: BUCKET, prefix: 'lakes/shared', region: 'us-east-1', urlStyle: 'path', credentialsSecret: { name: 's3-credentials' } },
-        metadata: { type: 'postgres', connectionSecret: { name: 'lake-db-app' } },
-      },
-    })), 'apply the Postgres catalog');
+    ok(
+      await kubectl([
+        'create',
+        'secret',
+        'generic',
+        'lake-db-app',
+        '-n',
+        ns,
+        '--from-literal=host=127.0.0.1',
+        `--from-literal=port=${pg.port}`,
+        '--from-literal=dbname=lake',
+        '--from-literal=user=postgres',
+        `--from-literal=password=${pg.password}`,
+      ]),
+      'the Postgres connection Secret',
+    );
+    ok(
+      await kubectl(
+        ['apply', '-n', ns, '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'ducklake.featherman.dev/v1alpha1',
+          kind: 'DuckLakeCatalog',
+          metadata: { name: 'shared' },
+          spec: {
+            objectStore: {
+              endpoint: minio.url,
+              bucket: BUCKET,
+              prefix: 'lakes/shared',
+              region: 'us-east-1',
+              urlStyle: 'path',
+              credentialsSecret: { name: 's3-credentials' },
+            },
+            metadata: { type: 'postgres', connectionSecret: { name: 'lake-db-app' } },
+          },
+        }),
+      ),
+      'apply the Postgres catalog',
+    );
     await ready('dlc', 'shared', ns);
-    ok(await kubectl(['apply', '-n', ns, '-f', '-'], example('users-table.yaml').replace('catalogRef: example', 'catalogRef: shared')), 'the users table of the shared catalog');
+    ok(
+      await kubectl(['apply', '-n', ns, '-f', '-'], example('users-table.yaml').replace('catalogRef: example', 'catalogRef: shared')),
+      'the users table of the shared catalog',
+    );
     await ready('dlt', 'users', ns);
-    ok(await kubectl(['apply', '-n', ns, '-f', '-'], JSON.stringify({
-      apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'loaders' },
-      spec: { minSize: 1, maxSize: 1, catalogRef: { name: 'shared', readOnly: false } },
-    })), 'a writing pool');
+    ok(
+      await kubectl(
+        ['apply', '-n', ns, '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'ducklake.featherman.dev/v1alpha1',
+          kind: 'DuckLakePool',
+          metadata: { name: 'loaders' },
+          spec: { minSize: 1, maxSize: 1, catalogRef: { name: 'shared', readOnly: false } },
+        }),
+      ),
+      'a writing pool',
+    );
     await wait('pool writers/loaders with a ready worker', 120_000, async () => {
       const p = await get(['dlp', 'loaders', '-n', ns]);
       if (!p) return undefined;
-      const pods = await get<{ items: (KubeObj & { status?: { conditions?: { type: string; status: string }[] } })[] }>(['pods', '-n', ns, '-l', `controller-uid=${p.metadata.uid}`]);
-      return (pods?.items ?? []).some((x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ? true : undefined;
+      const pods = await get<{ items: (KubeObj & { status?: { conditions?: { type: string; status: string }[] } })[] }>([
+        'pods',
+        '-n',
+        ns,
+        '-l',
+        `controller-uid=${p.metadata.uid}`,
+      ]);
+      return (pods?.items ?? []).some((x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+        ? true
+        : undefined;
     });
     ok(await kubectl(['apply', '-n', ns, '-f', join(root, 'examples', 'rbac', 'analyst-loader.yaml')]), 'the example Roles in writers');
-    const loader = ok(await kubectl(['create', 'token', 'loader', '-n', ns, '--audience', 'featherman', '--duration', '1h']), 'a token for writers/loader').trim();
-    const analyst = ok(await kubectl(['create', 'token', 'analyst', '-n', ns, '--audience', 'featherman', '--duration', '1h']), 'a token for writers/analyst').trim();
+    const loader = ok(
+      await kubectl(['create', 'token', 'loader', '-n', ns, '--audience', 'featherman', '--duration', '1h']),
+      'a token for writers/loader',
+    ).trim();
+    const analyst = ok(
+      await kubectl(['create', 'token', 'analyst', '-n', ns, '--audience', 'featherman', '--duration', '1h']),
+      'a token for writers/analyst',
+    ).trim();
     const write = async (bearer: string, sql: string) => {
       const res = await fetch(`${service.url}/v1/query`, {
-        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
         body: JSON.stringify({ catalog: 'shared', namespace: ns, pool: 'loaders', sql }),
       });
       const text = await res.text();
       let json: Record<string, unknown> = {};
-      try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* not JSON */ }
+      try {
+        json = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        /* not JSON */
+      }
       return { status: res.status, text, json };
     };
-    const canIn = async (sa: string, verb: string) => (await kubectl(['auth', 'can-i', verb, 'ducklaketables.ducklake.featherman.dev/users', '--subresource=data', '-n', ns, '--as', `system:serviceaccount:${ns}:${sa}`])).stdout.trim() === 'yes';
+    const canIn = async (sa: string, verb: string) =>
+      (
+        await kubectl([
+          'auth',
+          'can-i',
+          verb,
+          'ducklaketables.ducklake.featherman.dev/users',
+          '--subresource=data',
+          '-n',
+          ns,
+          '--as',
+          `system:serviceaccount:${ns}:${sa}`,
+        ])
+      ).stdout.trim() === 'yes';
 
     const inserted = await write(loader, "INSERT INTO users VALUES (10, 'carol', TIMESTAMP '2026-11-12 09:00:00')");
     t.equal(inserted.status, 200, `the loader inserts: ${inserted.text}`);
@@ -259,17 +436,33 @@ if (missing) {
     t.equal(await canIn('analyst', 'update'), false, 'can-i update: no');
     t.equal(await canIn('analyst', 'get'), true, 'can-i get: yes (and the API let it read, below)');
     t.equal((await write(analyst, 'SELECT count(*) FROM users')).status, 200, 'the analyst reads users there');
-    const line = service.queryLog().find((l) => (l.principal as { user: string }).user === `system:serviceaccount:${ns}:loader` && l.kind === 'insert');
-    t.match(line, { catalog: 'shared', namespace: ns, pool: 'loaders', tables: { read: [], write: ['users'] }, outcome: 'ok' }, 'the query log line of the insert');
+    const line = service
+      .queryLog()
+      .find((l) => (l.principal as { user: string }).user === `system:serviceaccount:${ns}:loader` && l.kind === 'insert');
+    t.match(
+      line,
+      { catalog: 'shared', namespace: ns, pool: 'loaders', tables: { read: [], write: ['users'] }, outcome: 'ok' },
+      'the query log line of the insert',
+    );
   });
 
   await t.test('the query log names the principals and tables, and never a token', async (t) => {
     const log = service.queryLog();
-    const analystUsers = log.find((l) => (l.principal as { user: string }).user === user('analyst') && l.outcome === 'ok' && JSON.stringify(l.tables).includes('"read":["users"]'));
-    t.ok(analystUsers, 'the analyst\'s read of users');
+    const analystUsers = log.find(
+      (l) =>
+        (l.principal as { user: string }).user === user('analyst') &&
+        l.outcome === 'ok' &&
+        JSON.stringify(l.tables).includes('"read":["users"]'),
+    );
+    t.ok(analystUsers, "the analyst's read of users");
     t.match(analystUsers, { catalog: 'example', pool: 'ids', namespace: 'default', kind: 'select', rows: 1, status: 200 });
-    const refused = log.find((l) => (l.principal as { user: string }).user === user('analyst') && l.outcome === 'forbidden' && (l.tables as { read: string[] }).read.includes('events'));
-    t.ok(refused, 'the analyst\'s refused read of events');
+    const refused = log.find(
+      (l) =>
+        (l.principal as { user: string }).user === user('analyst') &&
+        l.outcome === 'forbidden' &&
+        (l.tables as { read: string[] }).read.includes('events'),
+    );
+    t.ok(refused, "the analyst's refused read of events");
     const stranger = log.filter((l) => (l.principal as { user: string }).user === user('stranger'));
     t.ok(stranger.length >= 2 && stranger.every((l) => l.outcome === 'forbidden'), 'the stranger: refused, every time');
     const text = service.lines().join('\n');

@@ -29,15 +29,29 @@ t.test('the default folder is ../shared/tools/metacontroller beside the checkout
 });
 
 const real = join(packageRoot(), '..', 'shared', 'tools', 'metacontroller', 'metacontroller');
-t.test('with the folder: the real controller, as .ci/setup test checked and copied it', { skip: existsSync(real) ? false : `no ${real} on this machine` }, async (t) => {
-  delete process.env.FEATHERMAN_METACONTROLLER_DIR;
-  const choice = chooseMetacontroller();
-  t.same(choice, { kind: 'metacontroller', binary: join(clusterBinDir(), 'metacontroller'), crds: join(clusterBinDir(), 'metacontroller-crds-v1.yaml'), version: 'v4.17.2' });
-});
+t.test(
+  'with the folder: the real controller, as .ci/setup test checked and copied it',
+  { skip: existsSync(real) ? false : `no ${real} on this machine` },
+  async (t) => {
+    delete process.env.FEATHERMAN_METACONTROLLER_DIR;
+    const choice = chooseMetacontroller();
+    t.same(choice, {
+      kind: 'metacontroller',
+      binary: join(clusterBinDir(), 'metacontroller'),
+      crds: join(clusterBinDir(), 'metacontroller-crds-v1.yaml'),
+      version: 'v4.17.2',
+    });
+  },
+);
 
 t.test('the CompositeControllers, with every hook on the service under test', async (t) => {
   const docs = localControllers(join(packageRoot(), 'metacontroller', 'controllers.yaml'), 'http://127.0.0.1:45678/');
-  t.same(docs.map((d) => d.metadata.name).sort(), ['ducklakebackups.featherman', 'ducklakecatalogs.featherman', 'ducklakepools.featherman', 'ducklaketables.featherman']);
+  t.same(docs.map((d) => d.metadata.name).sort(), [
+    'ducklakebackups.featherman',
+    'ducklakecatalogs.featherman',
+    'ducklakepools.featherman',
+    'ducklaketables.featherman',
+  ]);
   for (const d of docs) {
     const plural = d.metadata.name.split('.')[0];
     for (const hook of ['sync', 'finalize', 'customize']) {

@@ -9,18 +9,28 @@ export const ROOT = packageRoot();
 export type Obj = Record<string, any>;
 
 export function yamlObjects(path: string): Obj[] {
-  return parseAllDocuments(readFileSync(path, 'utf8')).map((d) => d.toJS() as Obj).filter(Boolean);
+  return parseAllDocuments(readFileSync(path, 'utf8'))
+    .map((d) => d.toJS() as Obj)
+    .filter(Boolean);
 }
 
 export function exampleFiles(): string[] {
-  return readdirSync(join(ROOT, 'examples')).filter((f) => /\.ya?ml$/.test(f)).map((f) => join(ROOT, 'examples', f));
+  return readdirSync(join(ROOT, 'examples'))
+    .filter((f) => /\.ya?ml$/.test(f))
+    .map((f) => join(ROOT, 'examples', f));
 }
 
-export const readmeFixture = (name: 'catalog' | 'table' | 'pool'): Obj => yamlObjects(join(ROOT, 'test', 'fixtures', 'original-readme', `${name}.yaml`))[0]!;
+export const readmeFixture = (name: 'catalog' | 'table' | 'pool'): Obj =>
+  yamlObjects(join(ROOT, 'test', 'fixtures', 'original-readme', `${name}.yaml`))[0]!;
 
 let counter = 0;
 
-export function review(operation: 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT', object: Obj | undefined, oldObject?: Obj, uid = `uid-${++counter}`): Obj {
+export function review(
+  operation: 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT',
+  object: Obj | undefined,
+  oldObject?: Obj,
+  uid = `uid-${++counter}`,
+): Obj {
   const source = object ?? oldObject ?? {};
   return {
     apiVersion: 'admission.k8s.io/v1',
@@ -48,7 +58,10 @@ export function decodePatch(patch: string | undefined): PatchOp[] {
 export function applyPatch(doc: Obj, ops: PatchOp[]): Obj {
   const out = structuredClone(doc);
   for (const op of ops) {
-    const keys = op.path.split('/').slice(1).map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const keys = op.path
+      .split('/')
+      .slice(1)
+      .map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = keys.pop()!;
     let node: any = out;
     for (const k of keys) {

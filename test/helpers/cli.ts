@@ -13,7 +13,11 @@ export interface CliResult {
   json: Record<string, unknown> & { ok?: boolean; error?: string };
 }
 
-export function featherman(args: string[], env: Record<string, string | undefined>, opts: { stdin?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function featherman(
+  args: string[],
+  env: Record<string, string | undefined>,
+  opts: { stdin?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },
@@ -21,16 +25,29 @@ export function featherman(args: string[], env: Record<string, string | undefine
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      const lastJson = (text: string) => text.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+      const lastJson = (text: string) =>
+        text
+          .trim()
+          .split('\n')
+          .reverse()
+          .find((l) => l.startsWith('{'));
       const line = lastJson(stdout) ?? lastJson(stderr);
       let json = {};
-      try { json = line ? JSON.parse(line) : {}; } catch { /* not JSON */ }
+      try {
+        json = line ? JSON.parse(line) : {};
+      } catch {
+        /* not JSON */
+      }
       resolve({ code: code ?? -1, stdout, stderr, json });
     });
     child.stdin.end(opts.stdin ?? '');

@@ -49,15 +49,27 @@ export interface E2eEnv {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Serve { child: ChildProcess; httpPort: number; httpsPort: number; hooksPort: number; output: () => string }
+interface Serve {
+  child: ChildProcess;
+  httpPort: number;
+  httpsPort: number;
+  hooksPort: number;
+  output: () => string;
+}
 
 /** Starts `featherman serve` and resolves with its ports once it logs that it listens. */
 function startServe(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Serve> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, HOME: tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', ...args], {
+      env: { PATH: process.env.PATH, HOME: tmpdir(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const output = () => out.slice(-4000);
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${output()}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${output()}`));
+    }, timeoutMs);
     const onData = (d: Buffer) => {
       out = (out + d.toString('utf8')).slice(-200_000);
       for (const line of out.split('\n')) {
@@ -67,28 +79,44 @@ function startServe(args: string[], env: Record<string, string>, timeoutMs: numb
           clearTimeout(timer);
           resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, hooksPort: j.hooksPort, output });
           return;
-        } catch { /* partial line */ }
+        } catch {
+          /* partial line */
+        }
       }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`featherman serve exited (${code}):\n${output()}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`featherman serve exited (${code}):\n${output()}`));
+    });
   });
 }
 
 export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 } = {}): Promise<E2eEnv> {
   const root = packageRoot();
   const dir = mkdtempSync(join(tmpdir(), 'fm-e2e-'));
-  const cleanups: (() => Promise<void> | void)[] = [() => { if (!process.env.FEATHERMAN_KEEP_CLUSTER) rmSync(dir, { recursive: true, force: true }); }];
+  const cleanups: (() => Promise<void> | void)[] = [
+    () => {
+      if (!process.env.FEATHERMAN_KEEP_CLUSTER) rmSync(dir, { recursive: true, force: true });
+    },
+  ];
   const stop = async () => {
     for (const c of cleanups.splice(0).reverse()) {
-      try { await c(); } catch { /* keep tearing down */ }
+      try {
+        await c();
+      } catch {
+        /* keep tearing down */
+      }
     }
   };
   try {
     // pvc-protection: PVCs get the kubernetes.io/pvc-protection finalizer at admission; without its
     // controller a deleted catalog volume would stay Terminating forever.
-    const [c, m] = await Promise.allSettled([startCluster({ controllers: [...DEFAULT_CONTROLLERS, 'persistentvolumeclaim-protection-controller'] }), Minio.start()]);
+    const [c, m] = await Promise.allSettled([
+      startCluster({ controllers: [...DEFAULT_CONTROLLERS, 'persistentvolumeclaim-protection-controller'] }),
+      Minio.start(),
+    ]);
     if (c.status === 'fulfilled') cleanups.push(() => c.value.stop());
     if (m.status === 'fulfilled') cleanups.push(() => m.value.stop());
     if (c.status === 'rejected') throw c.reason;
@@ -99,10 +127,30 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
     // admission certificate for 127.0.0.1, then the service (query API, hooks, HTTPS for admission)
     const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--ip', '127.0.0.1', '--dns', 'localhost'], {});
     if (certs.code !== 0) throw new Error(`featherman certs failed: ${certs.stderr}`);
-    const serve = await startServe(['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', '--tls-port', '0',
-      '--tls-cert', join(dir, 'certs', 'tls.crt'), '--tls-key', join(dir, 'certs', 'tls.key')],
-    // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
-    { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000);
+    const serve = await startServe(
+      [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--hooks-port',
+        '0',
+        '--tls-port',
+        '0',
+        '--tls-cert',
+        join(dir, 'certs', 'tls.crt'),
+        '--tls-key',
+        join(dir, 'certs', 'tls.key'),
+      ],
+      // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
+      {
+        FEATHERMAN_IMAGE: 'featherman:e2e',
+        FEATHERMAN_LOG_LEVEL: 'info',
+        KUBECONFIG: cluster.kubeconfig,
+        FEATHERMAN_API_TOKENS: E2E_TOKEN,
+      },
+      30_000,
+    );
     const stopServe = (s: Serve) => async () => {
       if (s.child.exitCode !== null) return;
       const exited = new Promise((r) => s.child.once('exit', r));
@@ -110,10 +158,19 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) s.child.kill('SIGKILL');
     };
     cleanups.push(stopServe(serve));
-    const replica = opts.replicas === 2
-      ? await startServe(['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0'],
-        { FEATHERMAN_IMAGE: 'featherman:e2e', FEATHERMAN_LOG_LEVEL: 'info', KUBECONFIG: cluster.kubeconfig, FEATHERMAN_API_TOKENS: E2E_TOKEN }, 30_000)
-      : undefined;
+    const replica =
+      opts.replicas === 2
+        ? await startServe(
+            ['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0'],
+            {
+              FEATHERMAN_IMAGE: 'featherman:e2e',
+              FEATHERMAN_LOG_LEVEL: 'info',
+              KUBECONFIG: cluster.kubeconfig,
+              FEATHERMAN_API_TOKENS: E2E_TOKEN,
+            },
+            30_000,
+          )
+        : undefined;
     if (replica) cleanups.push(stopServe(replica));
     const hooksUrl = `http://127.0.0.1:${serve.hooksPort}`;
     const queryUrl = `http://127.0.0.1:${serve.httpPort}`;
@@ -127,11 +184,18 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       return res.stdout;
     };
     await must('kubectl apply -k crds/', kubectl(['apply', '-k', join(root, 'crds')]));
-    await must('waiting for the CRDs', kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/name=featherman']));
+    await must(
+      'waiting for the CRDs',
+      kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/name=featherman']),
+    );
     const caBundle = readFileSync(join(dir, 'certs', 'caBundle'), 'utf8').trim();
-    const docs = parseAllDocuments(readFileSync(join(root, 'metacontroller', 'webhooks.yaml'), 'utf8')).map((d) => d.toJSON() as {
-      metadata: { annotations?: Record<string, string> }; webhooks: { clientConfig: Record<string, unknown> }[];
-    });
+    const docs = parseAllDocuments(readFileSync(join(root, 'metacontroller', 'webhooks.yaml'), 'utf8')).map(
+      (d) =>
+        d.toJSON() as {
+          metadata: { annotations?: Record<string, string> };
+          webhooks: { clientConfig: Record<string, unknown> }[];
+        },
+    );
     for (const d of docs) {
       delete d.metadata.annotations;
       for (const w of d.webhooks) {
@@ -148,18 +212,40 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
     cleanups.push(() => kubelet.stop());
     const controllersFile = join(root, 'metacontroller', 'controllers.yaml');
     const choice = chooseMetacontroller();
-    const metacontroller: HookDriver = choice.kind === 'metacontroller'
-      ? await RealMetacontroller.start({ cluster, ...choice, hooksUrl, controllersFile, logFile: join(dir, 'metacontroller.log') })
-      : new StandinDriver(`the Metacontroller stand-in (${choice.reason})`, { api, hooksUrl, controllersFile, intervalMs: opts.intervalMs ?? 500, logFile: join(dir, 'standin.log') });
+    const metacontroller: HookDriver =
+      choice.kind === 'metacontroller'
+        ? await RealMetacontroller.start({ cluster, ...choice, hooksUrl, controllersFile, logFile: join(dir, 'metacontroller.log') })
+        : new StandinDriver(`the Metacontroller stand-in (${choice.reason})`, {
+            api,
+            hooksUrl,
+            controllersFile,
+            intervalMs: opts.intervalMs ?? 500,
+            logFile: join(dir, 'standin.log'),
+          });
     cleanups.push(() => metacontroller.stop());
 
-    const diagnostics = () => [
-      `--- ${metacontroller.description} ---\n${metacontroller.recentLog(40)}`,
-      `--- process kubelet ---\n${kubelet.recentLog(30)}`,
-      `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
-    ].join('\n');
+    const diagnostics = () =>
+      [
+        `--- ${metacontroller.description} ---\n${metacontroller.recentLog(40)}`,
+        `--- process kubelet ---\n${kubelet.recentLog(30)}`,
+        `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
+      ].join('\n');
     const replicaUrl = replica ? `http://127.0.0.1:${replica.httpPort}` : undefined;
-    return { cluster, minio, api, metacontroller, kubelet, hooksUrl, queryUrl, admissionUrl, ...(replicaUrl ? { replicaUrl } : {}), dir, kubectl, diagnostics, stop };
+    return {
+      cluster,
+      minio,
+      api,
+      metacontroller,
+      kubelet,
+      hooksUrl,
+      queryUrl,
+      admissionUrl,
+      ...(replicaUrl ? { replicaUrl } : {}),
+      dir,
+      kubectl,
+      diagnostics,
+      stop,
+    };
   } catch (e) {
     await stop();
     throw e;
@@ -174,7 +260,7 @@ export function kubectlTools(env: Pick<E2eEnv, 'kubectl' | 'diagnostics'>) {
   };
   const get = async <T = KubeObj>(args: string[]): Promise<T | undefined> => {
     const r = await env.kubectl(['get', ...args, '-o', 'json']);
-    return r.code === 0 ? JSON.parse(r.stdout) as T : undefined;
+    return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
   };
   const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) => eventually(what, ms, check, () => env.diagnostics());
   return { ok, get, wait };
@@ -188,9 +274,13 @@ export async function eventually<T>(what: string, ms: number, check: () => Promi
     try {
       const v = await check();
       if (v !== undefined) return v;
-    } catch (e) { last = e; }
+    } catch (e) {
+      last = e;
+    }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${onTimeout ? `\n${onTimeout()}` : ''}`);
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${onTimeout ? `\n${onTimeout()}` : ''}`,
+      );
     }
     await sleep(300);
   }

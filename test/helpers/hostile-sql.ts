@@ -17,12 +17,12 @@ const EXPRESSIONS: [string, string][] = [
   ['settings', "current_setting('extension_directory')"],
   ['settings', "getvariable('x')"],
   ['settings', "main.current_setting('s3_secret_access_key')"],
-  ['settings', "\"current_setting\"('s3_secret_access_key')"],
+  ['settings', '"current_setting"(\'s3_secret_access_key\')'],
   ['settings', "list_transform(['s3_secret_access_key'], k -> current_setting(k))[1]"],
   ['settings', "format('{}', current_setting('temp_directory'))"],
   ['macros', 'pg_get_viewdef(1)'],
   ['macros', "has_table_privilege('users', 'select')"],
-  ['macros', "col_description(1, 1)"],
+  ['macros', 'col_description(1, 1)'],
   ['macros', 'current_schemas(true)'],
   ['macros', "in_search_path('system', 'main')"],
   ['serializer', "json_serialize_plan('SELECT current_setting(''s3_secret_access_key'')')"],
@@ -48,7 +48,7 @@ const RELATIONS: [string, string, 400 | 403][] = [
   ['system views', 'temp.main.x', 403],
   ['table functions', 'duckdb_settings()', 403],
   ['table functions', 'duckdb_secrets()', 403],
-  ['table functions', 'which_secret(\'s3://lake/x\', \'s3\')', 403],
+  ['table functions', "which_secret('s3://lake/x', 's3')", 403],
   ['table functions', "query('SELECT current_setting(''s3_secret_access_key'')')", 403],
   ['table functions', "query_table('users')", 403],
   ['table functions', 'duckdb_functions()', 403],
@@ -96,9 +96,9 @@ const STATEMENTS: [string, string, 400 | 403][] = [
   ['statements', 'CALL duckdb_settings()', 403],
   ['statements', 'USE memory', 403],
   ['statements', 'CHECKPOINT', 403],
-  ['statements', 'SELECT 1; SELECT current_setting(\'s3_secret_access_key\')', 403],
-  ['statements', 'SELECT 1; ATTACH \':memory:\' AS m', 403],
-  ['statements', 'SELEC current_setting(\'s3_secret_access_key\')', 400],
+  ['statements', "SELECT 1; SELECT current_setting('s3_secret_access_key')", 403],
+  ['statements', "SELECT 1; ATTACH ':memory:' AS m", 403],
+  ['statements', "SELEC current_setting('s3_secret_access_key')", 400],
 ];
 
 const expressionWrappers = [
@@ -138,7 +138,14 @@ export function hostileQueries(vars: { data: string; canaryFile: string }, spell
 
 /** Queries that must keep working: they read only the lake. */
 export const LAKE_QUERIES: { sql: string; rows: unknown[] }[] = [
-  { sql: 'SELECT id, name FROM users ORDER BY id', rows: [{ id: 1, name: 'ada' }, { id: 2, name: 'bob' }, { id: 3, name: 'cy' }] },
+  {
+    sql: 'SELECT id, name FROM users ORDER BY id',
+    rows: [
+      { id: 1, name: 'ada' },
+      { id: 2, name: 'bob' },
+      { id: 3, name: 'cy' },
+    ],
+  },
   { sql: 'WITH pg_settings AS (SELECT count(*) AS n FROM users) SELECT n FROM pg_settings', rows: [{ n: '3' }] },
   { sql: 'SELECT count(*) AS n FROM lake.main.users u, LATERAL (SELECT u.id + 1 AS next) l WHERE l.next > 2', rows: [{ n: '2' }] },
   { sql: 'SELECT upper(name) AS n FROM users WHERE id IN (SELECT max(id) FROM users)', rows: [{ n: 'CY' }] },

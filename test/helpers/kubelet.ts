@@ -99,18 +99,40 @@ export class ProcessKubelet {
   async start(): Promise<void> {
     const api = this.o.api;
     const kubeletPort = await this.serveLogs();
-    const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE_NAME, labels: { 'kubernetes.io/hostname': NODE_NAME, 'kubernetes.io/os': 'linux' } } };
+    const node = {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: NODE_NAME, labels: { 'kubernetes.io/hostname': NODE_NAME, 'kubernetes.io/os': 'linux' } },
+    };
     const r = await api.request('POST', '/api/v1/nodes', node);
     if (r.status !== 201 && r.status !== 409) throw new Error(`registering the node: HTTP ${r.status} ${r.text}`);
     const now = new Date().toISOString();
-    await api.ok('PATCH', `/api/v1/nodes/${NODE_NAME}/status`, {
-      status: {
-        conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'process kubelet is ready', lastHeartbeatTime: now, lastTransitionTime: now }],
-        addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: NODE_NAME }],
-        daemonEndpoints: { kubeletEndpoint: { Port: kubeletPort } },
-        capacity: { cpu: '64', memory: '256Gi', pods: '500' }, allocatable: { cpu: '64', memory: '256Gi', pods: '500' },
+    await api.ok(
+      'PATCH',
+      `/api/v1/nodes/${NODE_NAME}/status`,
+      {
+        status: {
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'KubeletReady',
+              message: 'process kubelet is ready',
+              lastHeartbeatTime: now,
+              lastTransitionTime: now,
+            },
+          ],
+          addresses: [
+            { type: 'InternalIP', address: '127.0.0.1' },
+            { type: 'Hostname', address: NODE_NAME },
+          ],
+          daemonEndpoints: { kubeletEndpoint: { Port: kubeletPort } },
+          capacity: { cpu: '64', memory: '256Gi', pods: '500' },
+          allocatable: { cpu: '64', memory: '256Gi', pods: '500' },
+        },
       },
-    }, 'application/merge-patch+json');
+      'application/merge-patch+json',
+    );
     const tick = async () => {
       if (this.stopped) return;
       this.ticking = this.sync().catch((e: unknown) => this.logLine(`sync: ${String(e)}`));
@@ -129,7 +151,10 @@ export class ProcessKubelet {
       const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/?]+)/.exec(req.url ?? '');
       const run = m ? [...this.pods.values()].find((r) => r.ns === m[1] && r.name === m[2]) : undefined;
       const file = run ? join(this.o.dir, 'pods', run.uid, 'output.log') : undefined;
-      if (!file || !existsSync(file)) { res.writeHead(404).end('no such container log\n'); return; }
+      if (!file || !existsSync(file)) {
+        res.writeHead(404).end('no such container log\n');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain' }).end(readFileSync(file));
     });
     await new Promise<void>((resolve) => this.logServer!.listen(0, '127.0.0.1', resolve));
@@ -144,7 +169,9 @@ export class ProcessKubelet {
     await Promise.all([...this.pods.values()].map((p) => this.kill(p)));
   }
 
-  recentLog(lines = 40): string { return this.log.slice(-lines).join('\n'); }
+  recentLog(lines = 40): string {
+    return this.log.slice(-lines).join('\n');
+  }
 
   /** Host directory of a PVC (shared by every pod that mounts the claim). */
   pvcDir(namespace: string, claim: string): string {
@@ -155,7 +182,11 @@ export class ProcessKubelet {
     const l = `${new Date().toISOString()} ${line}`;
     this.log.push(l);
     if (this.log.length > 500) this.log.splice(0, this.log.length - 500);
-    try { appendFileSync(join(this.o.dir, 'kubelet.log'), l + '\n'); } catch { /* ignore */ }
+    try {
+      appendFileSync(join(this.o.dir, 'kubelet.log'), l + '\n');
+    } catch {
+      /* ignore */
+    }
   }
 
   private async sync(): Promise<void> {
@@ -171,13 +202,23 @@ export class ProcessKubelet {
       if (pod.metadata.deletionTimestamp) {
         if (running) await this.kill(running);
         if (pod.spec.nodeName === NODE_NAME) {
-          const r = await api.request('DELETE', `/api/v1/namespaces/${ns}/pods/${name}`, { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, preconditions: { uid } });
+          const r = await api.request('DELETE', `/api/v1/namespaces/${ns}/pods/${name}`, {
+            apiVersion: 'v1',
+            kind: 'DeleteOptions',
+            gracePeriodSeconds: 0,
+            preconditions: { uid },
+          });
           if (r.status < 300) this.logLine(`deleted pod ${ns}/${name}`);
         }
         continue;
       }
       if (!pod.spec.nodeName) {
-        const r = await api.request('POST', `/api/v1/namespaces/${ns}/pods/${name}/binding`, { apiVersion: 'v1', kind: 'Binding', metadata: { name }, target: { apiVersion: 'v1', kind: 'Node', name: NODE_NAME } });
+        const r = await api.request('POST', `/api/v1/namespaces/${ns}/pods/${name}/binding`, {
+          apiVersion: 'v1',
+          kind: 'Binding',
+          metadata: { name },
+          target: { apiVersion: 'v1', kind: 'Node', name: NODE_NAME },
+        });
         if (r.status >= 300 && r.status !== 409) this.logLine(`binding ${ns}/${name}: HTTP ${r.status} ${r.text.slice(0, 200)}`);
         continue; // started on the next tick, once the binding shows
       }
@@ -187,7 +228,11 @@ export class ProcessKubelet {
       else if (running.longRunning && !running.ready && !running.done) await this.probe(running, pod);
     }
     for (const [uid, p] of this.pods) {
-      if (!seen.has(uid)) { await this.kill(p); this.release(p); this.pods.delete(uid); }
+      if (!seen.has(uid)) {
+        await this.kill(p);
+        this.release(p);
+        this.pods.delete(uid);
+      }
     }
   }
 
@@ -195,12 +240,26 @@ export class ProcessKubelet {
     const message = String(e instanceof Error ? e.message : e);
     this.logLine(`pod ${pod.metadata.namespace}/${pod.metadata.name} cannot start: ${message}`);
     const c = pod.spec.containers[0]!;
-    await this.o.api.request('PATCH', `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`, {
-      status: {
-        phase: 'Pending',
-        containerStatuses: [{ name: c.name, image: 'featherman:e2e', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'CreateContainerConfigError', message } } }],
+    await this.o.api.request(
+      'PATCH',
+      `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`,
+      {
+        status: {
+          phase: 'Pending',
+          containerStatuses: [
+            {
+              name: c.name,
+              image: 'featherman:e2e',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { waiting: { reason: 'CreateContainerConfigError', message } },
+            },
+          ],
+        },
       },
-    }, 'application/merge-patch+json');
+      'application/merge-patch+json',
+    );
   }
 
   /**
@@ -212,7 +271,10 @@ export class ProcessKubelet {
   private allocateIp(): string {
     for (let n = 2; n < 250; n++) {
       const ip = `${this.ipPrefix}.${n}`;
-      if (!this.ips.has(ip)) { this.ips.add(ip); return ip; }
+      if (!this.ips.has(ip)) {
+        this.ips.add(ip);
+        return ip;
+      }
     }
     throw new Error('no loopback address left');
   }
@@ -221,12 +283,20 @@ export class ProcessKubelet {
     if (p.longRunning) this.ips.delete(p.ip);
   }
 
-  private async lookup(kind: 'secrets' | 'configmaps', ns: string, name: string, key: string, optional?: boolean): Promise<string | undefined> {
+  private async lookup(
+    kind: 'secrets' | 'configmaps',
+    ns: string,
+    name: string,
+    key: string,
+    optional?: boolean,
+  ): Promise<string | undefined> {
     const r = await this.o.api.request<{ data?: Record<string, string> }>('GET', `/api/v1/namespaces/${ns}/${kind}/${name}`);
     const raw = r.status === 200 ? r.body.data?.[key] : undefined;
     if (raw === undefined) {
       if (optional) return undefined;
-      throw new Error(`CreateContainerConfigError: couldn't find key ${key} in ${kind === 'secrets' ? 'Secret' : 'ConfigMap'} ${ns}/${name}`);
+      throw new Error(
+        `CreateContainerConfigError: couldn't find key ${key} in ${kind === 'secrets' ? 'Secret' : 'ConfigMap'} ${ns}/${name}`,
+      );
     }
     return kind === 'secrets' ? Buffer.from(raw, 'base64').toString('utf8') : raw;
   }
@@ -251,7 +321,10 @@ export class ProcessKubelet {
       const rewrite = (value: string): string => {
         if (c.terminationMessagePath && value === c.terminationMessagePath) return termFile;
         if (!mounts.length) return value;
-        const re = new RegExp(`(${mounts.map((m) => m.mountPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})(?=/|$|[^A-Za-z0-9_.-])`, 'g');
+        const re = new RegExp(
+          `(${mounts.map((m) => m.mountPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})(?=/|$|[^A-Za-z0-9_.-])`,
+          'g',
+        );
         return value.replace(re, (mp) => hostOf[mounts.find((m) => m.mountPath === mp)!.name]!);
       };
       // environment
@@ -260,11 +333,22 @@ export class ProcessKubelet {
         let value: string | undefined;
         const from = e.valueFrom;
         if (e.value !== undefined) value = e.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
-        else if (from?.secretKeyRef) value = await this.lookup('secrets', ns, from.secretKeyRef.name, from.secretKeyRef.key, from.secretKeyRef.optional);
-        else if (from?.configMapKeyRef) value = await this.lookup('configmaps', ns, from.configMapKeyRef.name, from.configMapKeyRef.key, from.configMapKeyRef.optional);
+        else if (from?.secretKeyRef)
+          value = await this.lookup('secrets', ns, from.secretKeyRef.name, from.secretKeyRef.key, from.secretKeyRef.optional);
+        else if (from?.configMapKeyRef)
+          value = await this.lookup('configmaps', ns, from.configMapKeyRef.name, from.configMapKeyRef.key, from.configMapKeyRef.optional);
         else if (from?.fieldRef) {
           const f = from.fieldRef.fieldPath;
-          value = f === 'metadata.name' ? pod.metadata.name : f === 'metadata.namespace' ? ns : f === 'status.podIP' ? ip : f === 'spec.nodeName' ? NODE_NAME : undefined;
+          value =
+            f === 'metadata.name'
+              ? pod.metadata.name
+              : f === 'metadata.namespace'
+                ? ns
+                : f === 'status.podIP'
+                  ? ip
+                  : f === 'spec.nodeName'
+                    ? NODE_NAME
+                    : undefined;
           if (value === undefined) throw new Error(`fieldRef ${f} is not supported by the process kubelet`);
         } else if (from?.resourceFieldRef) {
           const res = from.resourceFieldRef.resource;
@@ -275,7 +359,19 @@ export class ProcessKubelet {
         }
         if (value !== undefined) env[e.name] = rewrite(value);
       }
-      const run: Running = { uid: pod.metadata.uid!, ns, name: pod.metadata.name, ip, longRunning, done: false, ready: false, restarts: 0, startedAt: new Date().toISOString(), output: '', termFile };
+      const run: Running = {
+        uid: pod.metadata.uid!,
+        ns,
+        name: pod.metadata.name,
+        ip,
+        longRunning,
+        done: false,
+        ready: false,
+        restarts: 0,
+        startedAt: new Date().toISOString(),
+        output: '',
+        termFile,
+      };
       this.pods.set(run.uid, run);
       this.spawn(run, pod, c, env);
       await this.writeRunning(run, pod, false);
@@ -294,7 +390,11 @@ export class ProcessKubelet {
     const logFile = join(this.o.dir, 'pods', run.uid, 'output.log');
     const onData = (d: Buffer) => {
       run.output = (run.output + d.toString('utf8')).slice(-16_384);
-      try { appendFileSync(logFile, d); } catch { /* ignore */ }
+      try {
+        appendFileSync(logFile, d);
+      } catch {
+        /* ignore */
+      }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
@@ -307,7 +407,9 @@ export class ProcessKubelet {
         // restartPolicy Always: start it again after a short pause
         run.ready = false;
         run.restarts++;
-        this.logLine(`${run.ns}/${run.name} exited (${exitCode}); restarting. Its last output: ${run.output.trim().split('\n').pop()?.slice(0, 400) ?? ''}`);
+        this.logLine(
+          `${run.ns}/${run.name} exited (${exitCode}); restarting. Its last output: ${run.output.trim().split('\n').pop()?.slice(0, 400) ?? ''}`,
+        );
         setTimeout(() => {
           if (run.done || this.stopped) return;
           this.spawn(run, pod, c, env);
@@ -321,31 +423,62 @@ export class ProcessKubelet {
   }
 
   private containerStatus(run: Running, c: Container, state: Record<string, unknown>, ready: boolean) {
-    return { name: c.name, image: 'featherman:e2e', imageID: 'featherman:e2e', containerID: `process://${run.child?.pid ?? 0}`, ready, started: !('terminated' in state), restartCount: run.restarts, state };
+    return {
+      name: c.name,
+      image: 'featherman:e2e',
+      imageID: 'featherman:e2e',
+      containerID: `process://${run.child?.pid ?? 0}`,
+      ready,
+      started: !('terminated' in state),
+      restartCount: run.restarts,
+      state,
+    };
   }
 
   private async writeRunning(run: Running, pod: Pod, ready: boolean): Promise<void> {
     const now = new Date().toISOString();
     const c = pod.spec.containers[0]!;
-    const cond = (type: string, status: boolean) => ({ type, status: status ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: now });
-    await this.o.api.ok('PATCH', `/api/v1/namespaces/${run.ns}/pods/${run.name}/status`, {
-      status: {
-        phase: 'Running', podIP: run.ip, podIPs: [{ ip: run.ip }], hostIP: '127.0.0.1', hostIPs: [{ ip: '127.0.0.1' }], startTime: run.startedAt,
-        conditions: [cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
-        containerStatuses: [this.containerStatus(run, c, { running: { startedAt: run.startedAt } }, ready)],
+    const cond = (type: string, status: boolean) => ({
+      type,
+      status: status ? 'True' : 'False',
+      lastProbeTime: null,
+      lastTransitionTime: now,
+    });
+    await this.o.api.ok(
+      'PATCH',
+      `/api/v1/namespaces/${run.ns}/pods/${run.name}/status`,
+      {
+        status: {
+          phase: 'Running',
+          podIP: run.ip,
+          podIPs: [{ ip: run.ip }],
+          hostIP: '127.0.0.1',
+          hostIPs: [{ ip: '127.0.0.1' }],
+          startTime: run.startedAt,
+          conditions: [cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
+          containerStatuses: [this.containerStatus(run, c, { running: { startedAt: run.startedAt } }, ready)],
+        },
       },
-    }, 'application/merge-patch+json');
+      'application/merge-patch+json',
+    );
   }
 
   private async probe(run: Running, pod: Pod): Promise<void> {
     const c = pod.spec.containers[0]!;
     const get = c.readinessProbe?.httpGet;
-    const port = typeof get?.port === 'number' ? get.port : c.ports?.find((p) => p.name === get?.port)?.containerPort ?? c.ports?.[0]?.containerPort;
-    if (!get || !port) { run.ready = true; await this.writeRunning(run, pod, true); return; }
+    const port =
+      typeof get?.port === 'number' ? get.port : (c.ports?.find((p) => p.name === get?.port)?.containerPort ?? c.ports?.[0]?.containerPort);
+    if (!get || !port) {
+      run.ready = true;
+      await this.writeRunning(run, pod, true);
+      return;
+    }
     try {
       const res = await fetch(`http://${run.ip}:${port}${get.path}`, { signal: AbortSignal.timeout(1_000) });
       if (res.status !== 200) return;
-    } catch { return; }
+    } catch {
+      return;
+    }
     run.ready = true;
     this.logLine(`${run.ns}/${run.name} is ready at ${run.ip}:${port}`);
     await this.writeRunning(run, pod, true);
@@ -353,20 +486,55 @@ export class ProcessKubelet {
 
   private async writeTerminated(run: Running, pod: Pod, c: Container, exitCode: number): Promise<void> {
     let message = existsSync(run.termFile) ? readFileSync(run.termFile, 'utf8') : '';
-    if (!message.trim() && exitCode !== 0 && c.terminationMessagePolicy === 'FallbackToLogsOnError') message = run.output.split('\n').slice(-80).join('\n').slice(-2048);
+    if (!message.trim() && exitCode !== 0 && c.terminationMessagePolicy === 'FallbackToLogsOnError')
+      message = run.output.split('\n').slice(-80).join('\n').slice(-2048);
     const now = new Date().toISOString();
-    const cond = (type: string, status: boolean, reason?: string) => ({ type, status: status ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: now, ...(reason ? { reason } : {}) });
+    const cond = (type: string, status: boolean, reason?: string) => ({
+      type,
+      status: status ? 'True' : 'False',
+      lastProbeTime: null,
+      lastTransitionTime: now,
+      ...(reason ? { reason } : {}),
+    });
     const phase = exitCode === 0 ? 'Succeeded' : 'Failed';
     this.logLine(`${run.ns}/${run.name} exited ${exitCode}: ${message.trim().slice(0, 300)}`);
-    await this.o.api.ok('PATCH', `/api/v1/namespaces/${run.ns}/pods/${run.name}/status`, {
-      status: {
-        phase, podIP: run.ip, podIPs: [{ ip: run.ip }], hostIP: '127.0.0.1', startTime: run.startedAt,
-        conditions: [cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', false, 'PodCompleted'), cond('Ready', false, 'PodCompleted')],
-        containerStatuses: [this.containerStatus(run, c, {
-          terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', message, startedAt: run.startedAt, finishedAt: now, containerID: `process://${run.child?.pid ?? 0}` },
-        }, false)],
+    await this.o.api.ok(
+      'PATCH',
+      `/api/v1/namespaces/${run.ns}/pods/${run.name}/status`,
+      {
+        status: {
+          phase,
+          podIP: run.ip,
+          podIPs: [{ ip: run.ip }],
+          hostIP: '127.0.0.1',
+          startTime: run.startedAt,
+          conditions: [
+            cond('PodScheduled', true),
+            cond('Initialized', true),
+            cond('ContainersReady', false, 'PodCompleted'),
+            cond('Ready', false, 'PodCompleted'),
+          ],
+          containerStatuses: [
+            this.containerStatus(
+              run,
+              c,
+              {
+                terminated: {
+                  exitCode,
+                  reason: exitCode === 0 ? 'Completed' : 'Error',
+                  message,
+                  startedAt: run.startedAt,
+                  finishedAt: now,
+                  containerID: `process://${run.child?.pid ?? 0}`,
+                },
+              },
+              false,
+            ),
+          ],
+        },
       },
-    }, 'application/merge-patch+json');
+      'application/merge-patch+json',
+    );
   }
 
   private async kill(p: Running): Promise<void> {
@@ -376,7 +544,10 @@ export class ProcessKubelet {
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     child.kill('SIGTERM');
     const ok = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);
-    if (!ok) { child.kill('SIGKILL'); await Promise.race([exited, new Promise((r) => setTimeout(r, 2_000))]); }
+    if (!ok) {
+      child.kill('SIGKILL');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2_000))]);
+    }
     this.logLine(`killed ${p.ns}/${p.name}`);
   }
 

@@ -54,28 +54,52 @@ export interface KubeObj {
 /** A minimal REST client for the test API server (admin bearer token, the cluster's CA). */
 export class KubeApi {
   private readonly agent: Agent;
-  constructor(readonly server: string, readonly token: string, ca: string) {
+  constructor(
+    readonly server: string,
+    readonly token: string,
+    ca: string,
+  ) {
     this.agent = new Agent({ ca, keepAlive: true, maxSockets: 32 });
   }
 
-  request<T = unknown>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<ApiResponse<T>> {
+  request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+    timeoutMs = 30_000,
+  ): Promise<ApiResponse<T>> {
     const url = new URL(path, this.server);
     const payload = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, {
-        method, agent: this.agent, timeout: timeoutMs,
-        headers: { authorization: `Bearer ${this.token}`, accept: 'application/json', ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}) },
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = undefined;
-          try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
-          resolve({ status: res.statusCode ?? 0, body: parsed as T, text });
-        });
-        res.on('error', reject);
-      });
+      const req = httpsRequest(
+        url,
+        {
+          method,
+          agent: this.agent,
+          timeout: timeoutMs,
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            accept: 'application/json',
+            ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = undefined;
+            try {
+              parsed = text ? JSON.parse(text) : undefined;
+            } catch {
+              parsed = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed as T, text });
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);
       req.end(payload);
@@ -92,12 +116,17 @@ export class KubeApi {
   /** Lists a resource; items get apiVersion and kind filled in (list items lack them). */
   async list(apiVersion: string, resource: string, opts: { namespace?: string; labelSelector?: string } = {}): Promise<KubeObj[]> {
     const q = opts.labelSelector ? `?labelSelector=${encodeURIComponent(opts.labelSelector)}` : '';
-    const list = await this.ok<{ kind: string; items: KubeObj[] | null }>('GET', `${resourcePath(apiVersion, resource, opts.namespace)}${q}`);
+    const list = await this.ok<{ kind: string; items: KubeObj[] | null }>(
+      'GET',
+      `${resourcePath(apiVersion, resource, opts.namespace)}${q}`,
+    );
     const kind = list.kind.replace(/List$/, '');
     return (list.items ?? []).map((i) => ({ ...i, apiVersion, kind }));
   }
 
-  close(): void { this.agent.destroy(); }
+  close(): void {
+    this.agent.destroy();
+  }
 }
 
 /** /api/v1[/namespaces/NS]/RESOURCE or /apis/GROUP/VERSION[/namespaces/NS]/RESOURCE */
@@ -111,8 +140,15 @@ export function typeKey(kind: string, apiVersion: string): string {
   return `${kind}.${apiVersion}`;
 }
 
-interface Webhook { url?: string; path?: string; timeout?: string }
-interface Hook { version?: string; webhook?: Webhook }
+interface Webhook {
+  url?: string;
+  path?: string;
+  timeout?: string;
+}
+interface Hook {
+  version?: string;
+  webhook?: Webhook;
+}
 interface CompositeController {
   apiVersion: string;
   kind: string;
@@ -125,8 +161,17 @@ interface CompositeController {
     hooks: { sync?: Hook; finalize?: Hook; customize?: Hook };
   };
 }
-interface RelatedRule { apiVersion: string; resource: string; labelSelector?: LabelSelector; namespace?: string; names?: string[] }
-interface LabelSelector { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values?: string[] }[] }
+interface RelatedRule {
+  apiVersion: string;
+  resource: string;
+  labelSelector?: LabelSelector;
+  namespace?: string;
+  names?: string[];
+}
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
 
 export function selectorString(s: LabelSelector | undefined): string {
   const parts = Object.entries(s?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -156,7 +201,16 @@ export interface StandinOptions {
   logFile?: string;
 }
 
-const SYSTEM_METADATA = ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'selfLink'];
+const SYSTEM_METADATA = [
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'managedFields',
+  'selfLink',
+];
 
 export class MetacontrollerStandin {
   readonly controllers: CompositeController[];
@@ -169,14 +223,17 @@ export class MetacontrollerStandin {
   readonly calls: Record<string, number> = {};
 
   constructor(private readonly o: StandinOptions) {
-    this.controllers = parseAllDocuments(readFileSync(o.controllersFile, 'utf8')).map((d) => d.toJSON() as CompositeController)
+    this.controllers = parseAllDocuments(readFileSync(o.controllersFile, 'utf8'))
+      .map((d) => d.toJSON() as CompositeController)
       .filter((c) => c && c.kind === 'CompositeController');
   }
 
   start(): void {
     const tick = async () => {
       if (this.stopped) return;
-      const p = Promise.all(this.controllers.map((c) => this.reconcileAll(c).catch((e: unknown) => this.logLine(`${c.metadata.name}: ${String(e)}`)))).then(() => undefined);
+      const p = Promise.all(
+        this.controllers.map((c) => this.reconcileAll(c).catch((e: unknown) => this.logLine(`${c.metadata.name}: ${String(e)}`))),
+      ).then(() => undefined);
       this.running.add(p);
       await p;
       this.running.delete(p);
@@ -191,13 +248,21 @@ export class MetacontrollerStandin {
     await Promise.race([Promise.all([...this.running]), new Promise((r) => setTimeout(r, 15_000))]);
   }
 
-  recentLog(lines = 40): string { return this.log.slice(-lines).join('\n'); }
+  recentLog(lines = 40): string {
+    return this.log.slice(-lines).join('\n');
+  }
 
   private logLine(line: string): void {
     const l = `${new Date().toISOString()} ${line}`;
     this.log.push(l);
     if (this.log.length > 500) this.log.splice(0, this.log.length - 500);
-    if (this.o.logFile) { try { appendFileSync(this.o.logFile, l + '\n'); } catch { /* ignore */ } }
+    if (this.o.logFile) {
+      try {
+        appendFileSync(this.o.logFile, l + '\n');
+      } catch {
+        /* ignore */
+      }
+    }
   }
 
   /** The installed hook's path (from url, or service + path) on the service under test. */
@@ -215,12 +280,16 @@ export class MetacontrollerStandin {
     const payload = Buffer.from(JSON.stringify(body));
     const timeout = durationMs(hook.webhook?.timeout, 10_000);
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = httpRequest(url, { method: 'POST', timeout, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
+      const req = httpRequest(
+        url,
+        { method: 'POST', timeout, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`hook ${url} timed out after ${timeout} ms`)));
       req.on('error', reject);
       req.end(payload);
@@ -237,9 +306,13 @@ export class MetacontrollerStandin {
   private async reconcileAll(cc: CompositeController): Promise<void> {
     const { apiVersion, resource } = cc.spec.parentResource;
     const parents = await this.o.api.list(apiVersion, resource);
-    await Promise.all(parents.map((p) => this.reconcile(cc, p).catch((e: unknown) => {
-      this.logLine(`${cc.metadata.name} ${p.metadata.namespace}/${p.metadata.name}: ${String(e instanceof Error ? e.message : e)}`);
-    })));
+    await Promise.all(
+      parents.map((p) =>
+        this.reconcile(cc, p).catch((e: unknown) => {
+          this.logLine(`${cc.metadata.name} ${p.metadata.namespace}/${p.metadata.name}: ${String(e instanceof Error ? e.message : e)}`);
+        }),
+      ),
+    );
   }
 
   private async reconcile(cc: CompositeController, parent: KubeObj): Promise<void> {
@@ -254,7 +327,12 @@ export class MetacontrollerStandin {
 
     if (deleting && !finalizers.includes(finalizer)) return; // nothing of ours left to do; the GC removes children
     if (!deleting && hasFinalizeHook && !finalizers.includes(finalizer)) {
-      const r = await api.request<KubeObj>('PATCH', parentPath, { metadata: { finalizers: [...finalizers, finalizer], resourceVersion: parent.metadata.resourceVersion } }, 'application/merge-patch+json');
+      const r = await api.request<KubeObj>(
+        'PATCH',
+        parentPath,
+        { metadata: { finalizers: [...finalizers, finalizer], resourceVersion: parent.metadata.resourceVersion } },
+        'application/merge-patch+json',
+      );
       if (r.status !== 200) throw new Error(`adding the finalizer: HTTP ${r.status} ${r.text.slice(0, 300)}`);
       parent = { ...r.body, apiVersion, kind: parent.kind };
     }
@@ -273,9 +351,14 @@ export class MetacontrollerStandin {
         if (rule.names && rule.labelSelector) throw new Error('customize: names cannot be combined with labelSelector');
         let items: KubeObj[];
         if (rule.names) {
-          items = (await api.list(rule.apiVersion, rule.resource, { namespace: rule.namespace || undefined })).filter((o) => rule.names!.includes(o.metadata.name));
+          items = (await api.list(rule.apiVersion, rule.resource, { namespace: rule.namespace || undefined })).filter((o) =>
+            rule.names!.includes(o.metadata.name),
+          );
         } else {
-          items = await api.list(rule.apiVersion, rule.resource, { namespace: rule.namespace || undefined, labelSelector: selectorString(rule.labelSelector) || undefined });
+          items = await api.list(rule.apiVersion, rule.resource, {
+            namespace: rule.namespace || undefined,
+            labelSelector: selectorString(rule.labelSelector) || undefined,
+          });
         }
         const kind = items[0]?.kind ?? (await this.kindOf(rule.apiVersion, rule.resource));
         const map = (related[typeKey(kind, rule.apiVersion)] ??= {});
@@ -289,8 +372,9 @@ export class MetacontrollerStandin {
     for (const rule of cc.spec.childResources) {
       const kind = await this.kindOf(rule.apiVersion, rule.resource);
       childKinds.set(typeKey(kind, rule.apiVersion), { rule, kind });
-      const items = (await api.list(rule.apiVersion, rule.resource, { namespace: ns, labelSelector: `controller-uid=${parent.metadata.uid}` }))
-        .filter((o) => o.metadata.ownerReferences?.some((r) => r.controller && r.uid === parent.metadata.uid));
+      const items = (
+        await api.list(rule.apiVersion, rule.resource, { namespace: ns, labelSelector: `controller-uid=${parent.metadata.uid}` })
+      ).filter((o) => o.metadata.ownerReferences?.some((r) => r.controller && r.uid === parent.metadata.uid));
       const map: Record<string, KubeObj> = {};
       for (const o of items) map[`${o.metadata.namespace}/${o.metadata.name}`] = o;
       children[typeKey(kind, rule.apiVersion)] = map;
@@ -300,15 +384,24 @@ export class MetacontrollerStandin {
     const hookName = finalizing ? 'finalize' : 'sync';
     if (!cc.spec.hooks[hookName]) return;
     const generation = parent.metadata.generation;
-    const res = await this.callHook<{ status?: Record<string, unknown> | null; children?: KubeObj[] | null; finalized?: boolean; resyncAfterSeconds?: number }>(
-      cc, hookName, { controller: cc, parent, children, related, finalizing });
+    const res = await this.callHook<{
+      status?: Record<string, unknown> | null;
+      children?: KubeObj[] | null;
+      finalized?: boolean;
+      resyncAfterSeconds?: number;
+    }>(cc, hookName, { controller: cc, parent, children, related, finalizing });
 
     let manage = !deleting || (finalizers.includes(finalizer) && !finalizers.some((f) => f === 'foregroundDeletion' || f === 'orphan'));
     if (finalizing && res.finalized) {
       const fresh = await api.request<KubeObj>('GET', parentPath);
       if (fresh.status === 200) {
         const left = (fresh.body.metadata.finalizers ?? []).filter((f) => f !== finalizer);
-        const r = await api.request('PATCH', parentPath, { metadata: { finalizers: left, resourceVersion: fresh.body.metadata.resourceVersion } }, 'application/merge-patch+json');
+        const r = await api.request(
+          'PATCH',
+          parentPath,
+          { metadata: { finalizers: left, resourceVersion: fresh.body.metadata.resourceVersion } },
+          'application/merge-patch+json',
+        );
         if (r.status !== 200 && r.status !== 404) throw new Error(`removing the finalizer: HTTP ${r.status} ${r.text.slice(0, 300)}`);
       }
       manage = false; // the parent no longer has our finalizer: the reply's children are not applied
@@ -318,13 +411,28 @@ export class MetacontrollerStandin {
     if (manage) {
       const desired = new Map<string, KubeObj>();
       for (const child of res.children ?? []) {
-        if (!child.apiVersion || !child.kind || !child.metadata?.name) { errors.push(`a child lacks apiVersion, kind or metadata.name`); continue; }
+        if (!child.apiVersion || !child.kind || !child.metadata?.name) {
+          errors.push(`a child lacks apiVersion, kind or metadata.name`);
+          continue;
+        }
         const c: KubeObj = JSON.parse(JSON.stringify(child)) as KubeObj;
         c.metadata.namespace ??= ns;
-        if (c.metadata.namespace !== ns) { errors.push(`child ${c.kind} ${c.metadata.name}: a namespaced parent can only have children in its own namespace`); continue; }
+        if (c.metadata.namespace !== ns) {
+          errors.push(`child ${c.kind} ${c.metadata.name}: a namespaced parent can only have children in its own namespace`);
+          continue;
+        }
         if (cc.spec.generateSelector) c.metadata.labels = { ...(c.metadata.labels ?? {}), 'controller-uid': parent.metadata.uid! };
-        c.metadata.ownerReferences = [...(c.metadata.ownerReferences ?? []).filter((r) => !r.controller),
-          { apiVersion, kind: parent.kind!, name: parent.metadata.name, uid: parent.metadata.uid!, controller: true, blockOwnerDeletion: true }];
+        c.metadata.ownerReferences = [
+          ...(c.metadata.ownerReferences ?? []).filter((r) => !r.controller),
+          {
+            apiVersion,
+            kind: parent.kind!,
+            name: parent.metadata.name,
+            uid: parent.metadata.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ];
         for (const f of SYSTEM_METADATA) delete c.metadata[f];
         delete c.status;
         desired.set(`${typeKey(c.kind!, c.apiVersion!)} ${c.metadata.namespace}/${c.metadata.name}`, c);
@@ -334,9 +442,14 @@ export class MetacontrollerStandin {
         const { rule } = childKinds.get(key)!;
         for (const [nsName, obs] of Object.entries(byName)) {
           if (desired.has(`${key} ${nsName}`) || obs.metadata.deletionTimestamp) continue;
-          const r = await api.request('DELETE', resourcePath(rule.apiVersion, rule.resource, obs.metadata.namespace, obs.metadata.name),
-            { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: obs.metadata.uid } });
-          if (r.status >= 300 && r.status !== 404 && r.status !== 409) errors.push(`deleting ${key} ${nsName}: HTTP ${r.status} ${r.text.slice(0, 200)}`);
+          const r = await api.request('DELETE', resourcePath(rule.apiVersion, rule.resource, obs.metadata.namespace, obs.metadata.name), {
+            apiVersion: 'v1',
+            kind: 'DeleteOptions',
+            propagationPolicy: 'Background',
+            preconditions: { uid: obs.metadata.uid },
+          });
+          if (r.status >= 300 && r.status !== 404 && r.status !== 409)
+            errors.push(`deleting ${key} ${nsName}: HTTP ${r.status} ${r.text.slice(0, 200)}`);
           else this.logLine(`${cc.metadata.name} ${ns}/${parent.metadata.name}: deleted ${key} ${nsName}`);
         }
       }
@@ -344,9 +457,13 @@ export class MetacontrollerStandin {
       for (const [key, c] of desired) {
         const [typeK] = key.split(' ');
         const declared = childKinds.get(typeK!);
-        if (!declared) { errors.push(`child type ${typeK} is not in childResources`); continue; }
+        if (!declared) {
+          errors.push(`child type ${typeK} is not in childResources`);
+          continue;
+        }
         const observed = children[typeK!]?.[`${c.metadata.namespace}/${c.metadata.name}`];
-        if (observed && (observed.metadata.deletionTimestamp || (declared.rule.updateStrategy?.method ?? 'OnDelete') !== 'InPlace')) continue;
+        if (observed && (observed.metadata.deletionTimestamp || (declared.rule.updateStrategy?.method ?? 'OnDelete') !== 'InPlace'))
+          continue;
         const path = `${resourcePath(declared.rule.apiVersion, declared.rule.resource, c.metadata.namespace, c.metadata.name)}?fieldManager=metacontroller&force=true`;
         const r = await api.request('PATCH', path, c, 'application/apply-patch+yaml');
         if (r.status >= 300) errors.push(`applying ${key}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
@@ -359,7 +476,10 @@ export class MetacontrollerStandin {
     for (let attempt = 0; attempt < 3; attempt++) {
       const fresh = await api.request<KubeObj>('GET', parentPath);
       if (fresh.status === 404) break;
-      if (fresh.status !== 200) { errors.push(`reading the parent: HTTP ${fresh.status}`); break; }
+      if (fresh.status !== 200) {
+        errors.push(`reading the parent: HTTP ${fresh.status}`);
+        break;
+      }
       if (isDeepStrictEqual(fresh.body.status ?? {}, status)) break;
       const r = await api.request('PUT', `${parentPath}/status`, { ...fresh.body, status });
       if (r.status === 409) continue;
@@ -375,7 +495,10 @@ export class MetacontrollerStandin {
     const key = `${apiVersion}/${resource}`;
     const known = this.kinds.get(key);
     if (known) return known;
-    const disc = await this.o.api.ok<{ resources: { name: string; kind: string }[] }>('GET', apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
+    const disc = await this.o.api.ok<{ resources: { name: string; kind: string }[] }>(
+      'GET',
+      apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`,
+    );
     for (const r of disc.resources) if (!r.name.includes('/')) this.kinds.set(`${apiVersion}/${r.name}`, r.kind);
     const kind = this.kinds.get(key);
     if (!kind) throw new Error(`${resource} is not served at ${apiVersion}`);

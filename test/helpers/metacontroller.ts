@@ -16,7 +16,12 @@ export interface HookDriver {
   stop(): Promise<void>;
 }
 
-interface Webhook { url?: string; service?: unknown; path?: string; [k: string]: unknown }
+interface Webhook {
+  url?: string;
+  service?: unknown;
+  path?: string;
+  [k: string]: unknown;
+}
 interface ControllerDoc {
   kind?: string;
   metadata: { name: string };
@@ -32,7 +37,8 @@ export function localHookUrl(w: Webhook, hooksUrl: string): string {
 
 /** metacontroller/controllers.yaml with every webhook rewritten to `url: <hooksUrl><path>`. */
 export function localControllers(controllersFile: string, hooksUrl: string): ControllerDoc[] {
-  const docs = parseAllDocuments(readFileSync(controllersFile, 'utf8')).map((d) => d.toJSON() as ControllerDoc)
+  const docs = parseAllDocuments(readFileSync(controllersFile, 'utf8'))
+    .map((d) => d.toJSON() as ControllerDoc)
     .filter((d) => d?.kind === 'CompositeController');
   for (const d of docs) {
     for (const hook of Object.values(d.spec.hooks)) {
@@ -49,7 +55,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Metacontroller itself: its CRDs, the project's CompositeControllers, the process. */
 export class RealMetacontroller implements HookDriver {
   readonly kind = 'metacontroller';
-  private constructor(readonly description: string, private readonly proc: Proc) {}
+  private constructor(
+    readonly description: string,
+    private readonly proc: Proc,
+  ) {}
 
   static async start(o: {
     cluster: Cluster;
@@ -67,16 +76,36 @@ export class RealMetacontroller implements HookDriver {
       return res.stdout;
     };
     await must('applying the Metacontroller CRDs', o.cluster.kubectl(['apply', '--server-side', '-f', o.crds]));
-    await must('waiting for the Metacontroller CRDs', o.cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s',
-      'crd/compositecontrollers.metacontroller.k8s.io', 'crd/decoratorcontrollers.metacontroller.k8s.io', 'crd/controllerrevisions.metacontroller.k8s.io']));
+    await must(
+      'waiting for the Metacontroller CRDs',
+      o.cluster.kubectl([
+        'wait',
+        '--for=condition=Established',
+        '--timeout=60s',
+        'crd/compositecontrollers.metacontroller.k8s.io',
+        'crd/decoratorcontrollers.metacontroller.k8s.io',
+        'crd/controllerrevisions.metacontroller.k8s.io',
+      ]),
+    );
     const controllers = localControllers(o.controllersFile, o.hooksUrl);
-    await must('applying the CompositeControllers', o.cluster.kubectl(['apply', '-f', '-'], controllers.map((c) => stringify(c)).join('---\n')));
+    await must(
+      'applying the CompositeControllers',
+      o.cluster.kubectl(['apply', '-f', '-'], controllers.map((c) => stringify(c)).join('---\n')),
+    );
     // Out of cluster, as its README shows; discovery every 2 s picks up CRDs applied later quickly;
     // no metrics or health listener (nothing to collide on). Level 4 logs every sync it starts.
-    const proc = new Proc('metacontroller', o.binary, [
-      `--kubeconfig=${o.cluster.kubeconfig}`, '--discovery-interval=2s',
-      '--metrics-address=0', '--health-probe-bind-address=0', '--zap-log-level=4',
-    ], o.logFile);
+    const proc = new Proc(
+      'metacontroller',
+      o.binary,
+      [
+        `--kubeconfig=${o.cluster.kubeconfig}`,
+        '--discovery-interval=2s',
+        '--metrics-address=0',
+        '--health-probe-bind-address=0',
+        '--zap-log-level=4',
+      ],
+      o.logFile,
+    );
     const mc = new RealMetacontroller(`the real Metacontroller ${o.version} (${o.binary})`, proc);
     // Started once it logs "Starting CompositeController" for each of ours (it then waits for its
     // caches, a moment later).
@@ -85,7 +114,11 @@ export class RealMetacontroller implements HookDriver {
     for (;;) {
       if (!proc.running) throw new Error(`metacontroller exited (${proc.child.exitCode ?? proc.child.signalCode}):\n${proc.tail(30)}`);
       let log = '';
-      try { log = readFileSync(o.logFile, 'utf8'); } catch { /* not written yet */ }
+      try {
+        log = readFileSync(o.logFile, 'utf8');
+      } catch {
+        /* not written yet */
+      }
       if (names.every((n) => mc.startedLine(log, n))) break;
       if (Date.now() > deadline) {
         await proc.stop();
@@ -101,21 +134,34 @@ export class RealMetacontroller implements HookDriver {
   }
 
   recentLog(lines = 30): string {
-    return this.proc.tail(lines).split('\n').map((l) => (l.length > 600 ? `${l.slice(0, 600)}…` : l)).join('\n');
+    return this.proc
+      .tail(lines)
+      .split('\n')
+      .map((l) => (l.length > 600 ? `${l.slice(0, 600)}…` : l))
+      .join('\n');
   }
 
-  stop(): Promise<void> { return this.proc.stop(); }
+  stop(): Promise<void> {
+    return this.proc.stop();
+  }
 }
 
 /** The stand-in, when there is no Metacontroller binary. */
 export class StandinDriver implements HookDriver {
   readonly kind = 'stand-in';
   private readonly standin: MetacontrollerStandin;
-  constructor(readonly description: string, o: { api: KubeApi; hooksUrl: string; controllersFile: string; intervalMs: number; logFile: string }) {
+  constructor(
+    readonly description: string,
+    o: { api: KubeApi; hooksUrl: string; controllersFile: string; intervalMs: number; logFile: string },
+  ) {
     this.standin = new MetacontrollerStandin(o);
     this.standin.start();
   }
 
-  recentLog(lines = 30): string { return this.standin.recentLog(lines); }
-  stop(): Promise<void> { return this.standin.stop(); }
+  recentLog(lines = 30): string {
+    return this.standin.recentLog(lines);
+  }
+  stop(): Promise<void> {
+    return this.standin.stop();
+  }
 }

@@ -24,7 +24,11 @@ export class Minio {
   readonly accessKey = `fm${randomBytes(6).toString('hex')}`;
   readonly secretKey = randomBytes(18).toString('base64url');
   private proc?: ChildProcess;
-  private constructor(readonly dir: string, readonly port: number, readonly consolePort: number) {}
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly consolePort: number,
+  ) {}
 
   static async start(): Promise<Minio> {
     const bin = join(packageRoot(), '.cache', 'bin', 'minio');
@@ -34,23 +38,40 @@ export class Minio {
     return m;
   }
 
-  get endpoint(): string { return `127.0.0.1:${this.port}`; }
-  get url(): string { return `http://${this.endpoint}`; }
+  get endpoint(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+  get url(): string {
+    return `http://${this.endpoint}`;
+  }
 
   /** (Re)start the server on the same port and data directory. */
   async resume(): Promise<void> {
     const bin = join(packageRoot(), '.cache', 'bin', 'minio');
-    this.proc = spawn(bin, ['server', '--quiet', '--address', this.endpoint, '--console-address', `127.0.0.1:${this.consolePort}`, this.dir], {
-      env: { PATH: process.env.PATH, HOME: this.dir, MINIO_ROOT_USER: this.accessKey, MINIO_ROOT_PASSWORD: this.secretKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
-      stdio: 'ignore',
-    });
+    this.proc = spawn(
+      bin,
+      ['server', '--quiet', '--address', this.endpoint, '--console-address', `127.0.0.1:${this.consolePort}`, this.dir],
+      {
+        env: {
+          PATH: process.env.PATH,
+          HOME: this.dir,
+          MINIO_ROOT_USER: this.accessKey,
+          MINIO_ROOT_PASSWORD: this.secretKey,
+          MINIO_BROWSER: 'off',
+          MINIO_UPDATE: 'off',
+        },
+        stdio: 'ignore',
+      },
+    );
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`minio exited with ${this.proc.exitCode}`);
       try {
         const res = await fetch(`${this.url}/minio/health/ready`);
         if (res.ok) return;
-      } catch { /* not up yet */ }
+      } catch {
+        /* not up yet */
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error('minio did not become ready in 30s');
@@ -59,11 +80,19 @@ export class Minio {
   async pause(): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
-    await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGKILL');
+    });
   }
 
   client(): S3Client {
-    return new S3Client({ region: 'us-east-1', endpoint: this.url, forcePathStyle: true, credentials: { accessKeyId: this.accessKey, secretAccessKey: this.secretKey } });
+    return new S3Client({
+      region: 'us-east-1',
+      endpoint: this.url,
+      forcePathStyle: true,
+      credentials: { accessKeyId: this.accessKey, secretAccessKey: this.secretKey },
+    });
   }
 
   async createBucket(name: string): Promise<void> {
@@ -74,7 +103,12 @@ export class Minio {
 
   /** The environment a runner needs to reach this server. */
   env(): Record<string, string> {
-    return { AWS_ACCESS_KEY_ID: this.accessKey, AWS_SECRET_ACCESS_KEY: this.secretKey, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_S3: this.url };
+    return {
+      AWS_ACCESS_KEY_ID: this.accessKey,
+      AWS_SECRET_ACCESS_KEY: this.secretKey,
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL_S3: this.url,
+    };
   }
 
   async stop(): Promise<void> {

@@ -48,7 +48,11 @@ export function resolveEnv(c: ContainerSpec, secrets: Secrets): Record<string, s
   return env;
 }
 
-export async function runContainer(pod: { containers: ContainerSpec[] }, secrets: Secrets, volumes: Record<string, string> = {}): Promise<PodRun> {
+export async function runContainer(
+  pod: { containers: ContainerSpec[] },
+  secrets: Secrets,
+  volumes: Record<string, string> = {},
+): Promise<PodRun> {
   const c = pod.containers[0]!;
   const env = resolveEnv(c, secrets);
   const mounts = (c.volumeMounts ?? []).map((m) => ({ ...m, host: volumes[m.name] ?? mkdtempSync(join(tmpdir(), `fm-vol-${m.name}-`)) }));
@@ -61,11 +65,18 @@ export async function runContainer(pod: { containers: ContainerSpec[] }, secrets
   const command = c.command ?? [];
   if (command.length) throw new Error('only the image entrypoint (featherman) is supported');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...(c.args ?? [])], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...(c.args ?? [])], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       const message = existsSync(termination) ? readFileSync(termination, 'utf8') : '';

@@ -15,7 +15,10 @@ function pgBin(name: string): string {
 
 export class Postgres {
   readonly password = randomBytes(12).toString('base64url');
-  private constructor(readonly dir: string, readonly port: number) {}
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
 
   private run(bin: string, args: string[]): void {
     // initdb and postgres refuse to run as root; drop to the Debian `postgres` user when we are root.
@@ -38,8 +41,18 @@ export class Postgres {
       chownSync(join(dir, 'pw'), uid, gid);
     } else writeFileSync(join(dir, 'pw'), pg.password);
     pg.run('initdb', ['-D', join(dir, 'data'), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${join(dir, 'pw')}`, '-E', 'UTF8']);
-    pg.run('pg_ctl', ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-w', '-t', '60', 'start',
-      '-o', `-p ${pg.port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off`]);
+    pg.run('pg_ctl', [
+      '-D',
+      join(dir, 'data'),
+      '-l',
+      join(dir, 'log'),
+      '-w',
+      '-t',
+      '60',
+      'start',
+      '-o',
+      `-p ${pg.port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off`,
+    ]);
     return pg;
   }
 
@@ -49,11 +62,19 @@ export class Postgres {
   }
 
   createDatabase(name: string): void {
-    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', 'postgres', '-c', `CREATE DATABASE "${name}"`], { env: { ...process.env, PGPASSWORD: this.password }, stdio: 'pipe' });
+    execFileSync(
+      'psql',
+      ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', 'postgres', '-c', `CREATE DATABASE "${name}"`],
+      { env: { ...process.env, PGPASSWORD: this.password }, stdio: 'pipe' },
+    );
   }
 
   async stop(): Promise<void> {
-    try { this.run('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'immediate', 'stop']); } catch { /* already stopped */ }
+    try {
+      this.run('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'immediate', 'stop']);
+    } catch {
+      /* already stopped */
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

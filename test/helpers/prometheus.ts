@@ -1,7 +1,11 @@
 // Reading a /metrics scrape the way Prometheus does, and checking it with the real promtool.
 import { spawnSync } from 'node:child_process';
 
-export interface Sample { name: string; labels: Record<string, string>; value: number }
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 /** The samples of a text exposition (comments skipped; label values unescaped). */
 export function parseScrape(text: string): Sample[] {
@@ -11,7 +15,8 @@ export function parseScrape(text: string): Sample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)/.exec(line);
     if (!m) continue;
     const labels: Record<string, string> = {};
-    for (const l of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\(.)/g, '$1');
+    for (const l of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\(.)/g, '$1');
     samples.push({ name: m[1]!, labels, value: Number(m[4]) });
   }
   return samples;

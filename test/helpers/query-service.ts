@@ -24,7 +24,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function startQueryService(env: Record<string, string>, timeoutMs = 30_000, args: string[] = []): Promise<QueryService> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', ...args], {
-      env: { PATH: process.env.PATH, HOME: tmpdir(), FEATHERMAN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: tmpdir(), FEATHERMAN_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const all: string[] = [];
     let partial = { out: '', err: '' };
@@ -34,7 +35,10 @@ export function startQueryService(env: Record<string, string>, timeoutMs = 30_00
       child.kill('SIGTERM');
       if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) child.kill('SIGKILL');
     };
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${all.slice(-20).join('\n')}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${all.slice(-20).join('\n')}`));
+    }, timeoutMs);
     let started = false;
     const onLine = (line: string) => {
       all.push(line);
@@ -44,11 +48,23 @@ export function startQueryService(env: Record<string, string>, timeoutMs = 30_00
         started = true;
         clearTimeout(timer);
         resolve({
-          url: `http://127.0.0.1:${j.httpPort}`, child, lines: () => [...all],
-          queryLog: () => all.flatMap((l) => { try { const o = JSON.parse(l) as Record<string, unknown>; return o.msg === 'query' && typeof o.id === 'string' ? [o] : []; } catch { return []; } }),
+          url: `http://127.0.0.1:${j.httpPort}`,
+          child,
+          lines: () => [...all],
+          queryLog: () =>
+            all.flatMap((l) => {
+              try {
+                const o = JSON.parse(l) as Record<string, unknown>;
+                return o.msg === 'query' && typeof o.id === 'string' ? [o] : [];
+              } catch {
+                return [];
+              }
+            }),
           stop,
         });
-      } catch { /* not JSON */ }
+      } catch {
+        /* not JSON */
+      }
     };
     const reader = (key: 'out' | 'err') => (d: Buffer) => {
       const text = partial[key] + d.toString('utf8');
@@ -58,13 +74,18 @@ export function startQueryService(env: Record<string, string>, timeoutMs = 30_00
     };
     child.stdout!.on('data', reader('out'));
     child.stderr!.on('data', reader('err'));
-    child.once('exit', (code) => { clearTimeout(timer); if (!started) reject(new Error(`featherman serve exited (${code}):\n${all.slice(-20).join('\n')}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (!started) reject(new Error(`featherman serve exited (${code}):\n${all.slice(-20).join('\n')}`));
+    });
   });
 }
 
 /** A kubeconfig for the test cluster that authenticates with `token` (a ServiceAccount's). */
 export function kubeconfigFor(cluster: Cluster, token: string, file: string): string {
-  writeFileSync(file, `apiVersion: v1
+  writeFileSync(
+    file,
+    `apiVersion: v1
 kind: Config
 clusters:
 - name: e2e
@@ -79,7 +100,9 @@ contexts:
 - name: e2e
   context: {cluster: e2e, user: sa, namespace: default}
 current-context: e2e
-`, { mode: 0o600 });
+`,
+    { mode: 0o600 },
+  );
   return file;
 }
 
@@ -90,14 +113,26 @@ const b64url = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stri
  * issue it, but with the given lifetime: `expiresInSeconds` below zero makes an expired token
  * (kubectl create token refuses durations under ten minutes).
  */
-export function signServiceAccountToken(cluster: Cluster, sa: { namespace: string; name: string; uid: string }, audience: string, expiresInSeconds: number): string {
+export function signServiceAccountToken(
+  cluster: Cluster,
+  sa: { namespace: string; name: string; uid: string },
+  audience: string,
+  expiresInSeconds: number,
+): string {
   const now = Math.floor(Date.now() / 1000);
   const claims = {
-    aud: [audience], iss: 'https://kubernetes.default.svc.cluster.local', sub: `system:serviceaccount:${sa.namespace}:${sa.name}`,
-    iat: now - 3600, nbf: now - 3600, exp: now + expiresInSeconds, jti: randomUUID(),
+    aud: [audience],
+    iss: 'https://kubernetes.default.svc.cluster.local',
+    sub: `system:serviceaccount:${sa.namespace}:${sa.name}`,
+    iat: now - 3600,
+    nbf: now - 3600,
+    exp: now + expiresInSeconds,
+    jti: randomUUID(),
     'kubernetes.io': { namespace: sa.namespace, serviceaccount: { name: sa.name, uid: sa.uid } },
   };
   const unsigned = `${b64url({ alg: 'RS256', typ: 'JWT' })}.${b64url(claims)}`;
-  const signature = createSign('RSA-SHA256').update(unsigned).sign(readFileSync(join(cluster.dir, 'sa.key')), 'base64url');
+  const signature = createSign('RSA-SHA256')
+    .update(unsigned)
+    .sign(readFileSync(join(cluster.dir, 'sa.key')), 'base64url');
   return `${unsigned}.${signature}`;
 }

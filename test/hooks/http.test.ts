@@ -17,35 +17,75 @@ const example = JSON.parse(readFileSync(join(root, 'examples', 'hook-requests', 
 t.test('the README serve and curl commands return the table status and its apply Job', async (t) => {
   t.equal(serveCommand, 'npx featherman serve --port 18080 --hooks-port 18081');
   // The server in its own process group, so the whole group (npx and node) stops afterwards.
-  const server = spawn('bash', ['-c', serveCommand!], { cwd: root, detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
-  t.teardown(() => { try { process.kill(-server.pid!, 'SIGTERM'); } catch { /* already gone */ } });
+  const server = spawn('bash', ['-c', serveCommand!], {
+    cwd: root,
+    detached: true,
+    stdio: 'ignore',
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-server.pid!, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  });
   const deadline = Date.now() + 30_000;
   let ready = false;
   while (Date.now() < deadline && !ready) {
-    try { ready = (await fetch('http://127.0.0.1:18081/readyz')).ok; } catch { /* starting */ }
+    try {
+      ready = (await fetch('http://127.0.0.1:18081/readyz')).ok;
+    } catch {
+      /* starting */
+    }
     if (!ready) await new Promise((r) => setTimeout(r, 200));
   }
   t.ok(ready, `\`${serveCommand}\` became ready on :18081`);
-  const hooksOnQueryPort = await fetch('http://127.0.0.1:18080/hooks/ducklaketables/sync', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(example) });
+  const hooksOnQueryPort = await fetch('http://127.0.0.1:18080/hooks/ducklaketables/sync', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(example),
+  });
   t.equal(hooksOnQueryPort.status, 404, 'the query port does not serve the hooks');
-  const admissionOnHooksPort = await fetch('http://127.0.0.1:18081/admission/validate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const admissionOnHooksPort = await fetch('http://127.0.0.1:18081/admission/validate', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
   t.equal(admissionOnHooksPort.status, 404, 'nor does the hooks port serve admission');
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curlCommand!], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 0, r.stderr);
   const response = JSON.parse(r.stdout.trim().split('\n').pop()!);
   t.same(Object.keys(response).sort(), ['children', 'resyncAfterSeconds', 'status']);
-  t.match(response.status, { phase: 'Applying', catalog: 'example', table: 'main.users', conditions: [{ type: 'Ready', status: 'False', reason: 'ApplyRunning' }] });
+  t.match(response.status, {
+    phase: 'Applying',
+    catalog: 'example',
+    table: 'main.users',
+    conditions: [{ type: 'Ready', status: 'False', reason: 'ApplyRunning' }],
+  });
   t.equal(response.children.length, 1);
   t.match(response.children[0], { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: /^users-apply-[0-9a-f]{10}$/ } });
   const env = response.children[0].spec.template.spec.containers[0].env as { name: string; value?: string }[];
-  t.same(JSON.parse(env.find((e) => e.name === 'FEATHERMAN_TABLE_SPEC')!.value!).format, { compression: 'ZSTD', partitioning: ['day(created_at)'] });
-  t.match(env.find((e) => e.name === 'FEATHERMAN_DATA_PATH'), { value: 's3://my-data-lake/lakes/example/data/' });
+  t.same(JSON.parse(env.find((e) => e.name === 'FEATHERMAN_TABLE_SPEC')!.value!).format, {
+    compression: 'ZSTD',
+    partitioning: ['day(created_at)'],
+  });
+  t.match(
+    env.find((e) => e.name === 'FEATHERMAN_DATA_PATH'),
+    { value: 's3://my-data-lake/lakes/example/data/' },
+  );
 });
 
 t.test('malformed hook requests get a 400 with a message', async (t) => {
   const app = await buildServer({ plugins: ['hooks'] });
   t.teardown(() => app.close());
-  const post = (url: string, payload: unknown, raw = false) => app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: raw ? (payload as string) : JSON.stringify(payload) });
+  const post = (url: string, payload: unknown, raw = false) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json' },
+      payload: raw ? (payload as string) : JSON.stringify(payload),
+    });
   const cases: [string, unknown, RegExp, boolean?][] = [
     ['/hooks/ducklaketables/sync', 'not json', /not valid JSON/, true],
     ['/hooks/ducklaketables/sync', {}, /must have required property 'parent'/],
@@ -74,9 +114,15 @@ t.test('a bounded fuzz of mutated sync requests never gets a 500', async (t) => 
     const hook = ['sync', 'finalize', 'customize'][i % 3];
     const res = await app.inject({ method: 'POST', url: `/hooks/ducklaketables/${hook}`, payload: mutate(example) });
     counts[res.statusCode] = (counts[res.statusCode] ?? 0) + 1;
-    if (res.statusCode >= 500) { t.fail(`500 for a mutated request: ${res.body}`); break; }
+    if (res.statusCode >= 500) {
+      t.fail(`500 for a mutated request: ${res.body}`);
+      break;
+    }
   }
-  t.notOk(Object.keys(counts).some((c) => Number(c) >= 500), `status codes over ${N} requests: ${JSON.stringify(counts)}`);
+  t.notOk(
+    Object.keys(counts).some((c) => Number(c) >= 500),
+    `status codes over ${N} requests: ${JSON.stringify(counts)}`,
+  );
 });
 
 t.test('hook calls are counted in /metrics by resource, hook and status code', async (t) => {

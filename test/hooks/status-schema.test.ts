@@ -9,11 +9,16 @@ import { statusSchemaProblems } from '../../lib/api/schema-validator.js';
 import type { Kind } from '../../lib/api/schema.js';
 import { packageRoot } from '../../lib/lake/config.js';
 
-const KIND_BY_PREFIX: Record<string, Kind> = { catalog: 'DuckLakeCatalog', table: 'DuckLakeTable', pool: 'DuckLakePool', backup: 'DuckLakeBackup' };
+const KIND_BY_PREFIX: Record<string, Kind> = {
+  catalog: 'DuckLakeCatalog',
+  table: 'DuckLakeTable',
+  pool: 'DuckLakePool',
+  backup: 'DuckLakeBackup',
+};
 const dir = join(packageRoot(), 'test', 'golden');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
-t.test('every golden hook response\'s status is declared by its CRD', async (t) => {
+t.test("every golden hook response's status is declared by its CRD", async (t) => {
   const kinds = new Set<Kind>();
   for (const f of files) {
     const kind = KIND_BY_PREFIX[f.split('-')[0]!];

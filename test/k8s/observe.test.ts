@@ -32,7 +32,10 @@ if (missing) {
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const apply = (o: object) => kubectl(['apply', '-n', ns, '-o', 'json', '-f', '-'], JSON.stringify(o)).then((s) => JSON.parse(s) as { metadata: { uid: string; name: string } });
+  const apply = (o: object) =>
+    kubectl(['apply', '-n', ns, '-o', 'json', '-f', '-'], JSON.stringify(o)).then(
+      (s) => JSON.parse(s) as { metadata: { uid: string; name: string } },
+    );
   const setStatus = (resource: string, name: string, status: object) =>
     kubectl(['patch', resource, name, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
   const until = async <T>(what: string, check: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> => {
@@ -52,7 +55,11 @@ if (missing) {
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const warnings: object[] = [];
-  const log = { warn: (o: object, msg: string) => { warnings.push({ ...o, msg }); } };
+  const log = {
+    warn: (o: object, msg: string) => {
+      warnings.push({ ...o, msg });
+    },
+  };
   const replicas = ['replica-a', 'replica-b'].map((name) => {
     const cache = new WatchCache();
     const registry = new Registry();
@@ -62,12 +69,16 @@ if (missing) {
     cache.start(kc, log);
     return { cache, registry, events };
   });
-  t.teardown(() => { for (const r of replicas) r.cache.stop(); });
+  t.teardown(() => {
+    for (const r of replicas) r.cache.stop();
+  });
 
   // A secret the runner's error carries: it must never reach an Event.
   const secret = 'pg-secret-4f9d2c71';
   process.env.PGPASSWORD = secret;
-  t.teardown(() => { delete process.env.PGPASSWORD; });
+  t.teardown(() => {
+    delete process.env.PGPASSWORD;
+  });
 
   t.test('both caches sync', async (t) => {
     await until('both caches synced', () => replicas.every((r) => Object.values(r.cache.synced).every(Boolean)));
@@ -87,40 +98,124 @@ if (missing) {
     t.ok(pool.metadata.uid);
     const lastBackupTime = new Date(Date.now() - 5_000).toISOString().replace(/\.\d+Z$/, 'Z');
     await setStatus('dlc', 'example', {
-      phase: 'Ready', metadataType: 'duckdb', ducklakeVersion: '0.3', snapshotId: 12, tableCount: 1, totalRows: 3, totalBytes: 2048,
+      phase: 'Ready',
+      metadataType: 'duckdb',
+      ducklakeVersion: '0.3',
+      snapshotId: 12,
+      tableCount: 1,
+      totalRows: 3,
+      totalBytes: 2048,
     });
-    await setStatus('dlt', tableYaml.metadata.name, { phase: 'Ready', catalog: 'example', table: 'main.users', snapshotId: 12, rows: 3, files: 1, bytes: 2048 });
-    await setStatus('dlp', poolYaml.metadata.name, { phase: 'Ready', desiredSize: 1, currentSize: 1, idlePods: 1, busyPods: 0, queueLength: 0 });
+    await setStatus('dlt', tableYaml.metadata.name, {
+      phase: 'Ready',
+      catalog: 'example',
+      table: 'main.users',
+      snapshotId: 12,
+      rows: 3,
+      files: 1,
+      bytes: 2048,
+    });
+    await setStatus('dlp', poolYaml.metadata.name, {
+      phase: 'Ready',
+      desiredSize: 1,
+      currentSize: 1,
+      idlePods: 1,
+      busyPods: 0,
+      queueLength: 0,
+    });
 
     // The catalog's init Job, failing with exit 75 (storage unreachable), as Metacontroller makes it.
     const labels = labelsFor({ component: 'catalog-init', catalog: 'example', instance: 'example' });
     const job = await apply({
-      apiVersion: 'batch/v1', kind: 'Job',
-      metadata: { name: 'example-init', labels, ownerReferences: [{ apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeCatalog', name: 'example', uid: catalogUid, controller: true }] },
-      spec: { backoffLimit: 0, template: { metadata: { labels }, spec: { restartPolicy: 'Never', containers: [{ name: 'featherman', image: 'featherman:test', args: ['catalog', 'init'] }] } } },
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        name: 'example-init',
+        labels,
+        ownerReferences: [
+          { apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakeCatalog', name: 'example', uid: catalogUid, controller: true },
+        ],
+      },
+      spec: {
+        backoffLimit: 0,
+        template: {
+          metadata: { labels },
+          spec: { restartPolicy: 'Never', containers: [{ name: 'featherman', image: 'featherman:test', args: ['catalog', 'init'] }] },
+        },
+      },
     });
     // The JobStarted Event needs the catalog in the cache; both see the Job as added.
     const pod = await apply({
-      apiVersion: 'v1', kind: 'Pod',
-      metadata: { name: 'example-init-x1', labels: { ...labels, 'job-name': 'example-init', 'batch.kubernetes.io/job-name': 'example-init' }, ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'example-init', uid: job.metadata.uid, controller: true }] },
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'example-init-x1',
+        labels: { ...labels, 'job-name': 'example-init', 'batch.kubernetes.io/job-name': 'example-init' },
+        ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'example-init', uid: job.metadata.uid, controller: true }],
+      },
       spec: { restartPolicy: 'Never', containers: [{ name: 'featherman', image: 'featherman:test', args: ['catalog', 'init'] }] },
     });
     t.ok(pod.metadata.uid);
     const finished = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     await setStatus('pod', 'example-init-x1', {
       phase: 'Failed',
-      containerStatuses: [{ name: 'featherman', image: 'featherman:test', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 75, reason: 'Error', finishedAt: finished, startedAt: finished, message: JSON.stringify({ ok: false, exitCode: 75, error: `storage unreachable: postgres://featherman:${secret}@db:5432/lake refused` }) } } }],
+      containerStatuses: [
+        {
+          name: 'featherman',
+          image: 'featherman:test',
+          imageID: '',
+          ready: false,
+          restartCount: 0,
+          state: {
+            terminated: {
+              exitCode: 75,
+              reason: 'Error',
+              finishedAt: finished,
+              startedAt: finished,
+              message: JSON.stringify({
+                ok: false,
+                exitCode: 75,
+                error: `storage unreachable: postgres://featherman:${secret}@db:5432/lake refused`,
+              }),
+            },
+          },
+        },
+      ],
     });
     const started = new Date(Date.now() - 30_000).toISOString().replace(/\.\d+Z$/, 'Z');
     await setStatus('job', 'example-init', {
-      startTime: started, failed: 1,
+      startTime: started,
+      failed: 1,
       conditions: [
-        { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finished, lastTransitionTime: finished },
-        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: finished, lastTransitionTime: finished },
+        {
+          type: 'FailureTarget',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+          lastProbeTime: finished,
+          lastTransitionTime: finished,
+        },
+        {
+          type: 'Failed',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+          lastProbeTime: finished,
+          lastTransitionTime: finished,
+        },
       ],
     });
     // A backup, and the pool scaling up.
-    await setStatus('dlc', 'example', { lastBackup: { name: '20261130T020000Z-abc', time: lastBackupTime, bytes: 2048, durationSeconds: 3.5, snapshotId: 12, outcome: 'Succeeded' } });
+    await setStatus('dlc', 'example', {
+      lastBackup: {
+        name: '20261130T020000Z-abc',
+        time: lastBackupTime,
+        bytes: 2048,
+        durationSeconds: 3.5,
+        snapshotId: 12,
+        outcome: 'Succeeded',
+      },
+    });
     await setStatus('dlp', poolYaml.metadata.name, { desiredSize: 3 });
 
     const poolName = poolYaml.metadata.name as string;
@@ -144,9 +239,16 @@ if (missing) {
     const scrapes = await until('both scrapes show the objects', async () => {
       const texts = await Promise.all(replicas.map((r) => r.registry.metrics()));
       return texts.every((text) => expected.every((line) => text.split('\n').includes(line))) ? texts : undefined;
-    }).catch(async (e) => { t.comment(await replicas[0]!.registry.metrics()); throw e; });
+    }).catch(async (e) => {
+      t.comment(await replicas[0]!.registry.metrics());
+      throw e;
+    });
     t.pass('every expected line in both scrapes');
-    const lines = (text: string) => text.split('\n').filter((l) => l.startsWith('featherman_')).sort();
+    const lines = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('featherman_'))
+        .sort();
     t.same(lines(scrapes[1]!), lines(scrapes[0]!), 'two caches give identical lines');
 
     // promtool on the scrape.
@@ -157,7 +259,15 @@ if (missing) {
   });
 
   t.test('each transition is one Event on its object, with no secret', async (t) => {
-    type Ev = { metadata: { name: string }; reason: string; message: string; type: string; count: number; involvedObject: { kind: string; name: string; uid: string }; reportingComponent: string };
+    type Ev = {
+      metadata: { name: string };
+      reason: string;
+      message: string;
+      type: string;
+      count: number;
+      involvedObject: { kind: string; name: string; uid: string };
+      reportingComponent: string;
+    };
     const reasons = ['JobStarted', 'JobFailed', 'BackupTaken', 'PoolScaledUp'];
     const events = await until('the Events', async () => {
       await Promise.all(replicas.map((r) => r.events.idle()));
@@ -166,11 +276,28 @@ if (missing) {
     });
     for (const reason of reasons) t.equal(events.filter((e) => e.reason === reason).length, 1, `one ${reason} Event`);
     const failed = events.find((e) => e.reason === 'JobFailed')!;
-    t.match(failed, { type: 'Warning', count: 1, reportingComponent: 'featherman', involvedObject: { kind: 'DuckLakeCatalog', name: 'example', uid: catalogUid } });
-    t.match(failed.message, /^catalog init job example-init failed: storage unreachable: postgres:\/\/featherman:\*\*\*@db:5432\/lake refused$/);
+    t.match(failed, {
+      type: 'Warning',
+      count: 1,
+      reportingComponent: 'featherman',
+      involvedObject: { kind: 'DuckLakeCatalog', name: 'example', uid: catalogUid },
+    });
+    t.match(
+      failed.message,
+      /^catalog init job example-init failed: storage unreachable: postgres:\/\/featherman:\*\*\*@db:5432\/lake refused$/,
+    );
     for (const e of events) t.notMatch(e.message, secret, `${e.reason}: no secret`);
-    t.match(events.find((e) => e.reason === 'BackupTaken'), { involvedObject: { kind: 'DuckLakeCatalog', name: 'example' }, message: 'backup 20261130T020000Z-abc taken: snapshot 12, 2048 bytes, in 3.5s' });
-    t.match(events.find((e) => e.reason === 'PoolScaledUp'), { involvedObject: { kind: 'DuckLakePool' }, message: 'desired workers 1 → 3' });
+    t.match(
+      events.find((e) => e.reason === 'BackupTaken'),
+      {
+        involvedObject: { kind: 'DuckLakeCatalog', name: 'example' },
+        message: 'backup 20261130T020000Z-abc taken: snapshot 12, 2048 bytes, in 3.5s',
+      },
+    );
+    t.match(
+      events.find((e) => e.reason === 'PoolScaledUp'),
+      { involvedObject: { kind: 'DuckLakePool' }, message: 'desired workers 1 → 3' },
+    );
     const sent = replicas.reduce((n, r) => n + r.events.created, 0);
     const existed = replicas.reduce((n, r) => n + r.events.existed, 0);
     t.equal(sent, events.length, 'every Event created once, by one replica or the other');
@@ -179,10 +306,14 @@ if (missing) {
     t.match(describe, /JobFailed/, 'kubectl describe shows the Events');
     // A fresh API server may answer the first lists 429 (the cache retries them, as it should); no
     // Event may have failed.
-    t.same(warnings.filter((w) => (w as { msg: string }).msg !== 'watch cache: list failed; retrying'), [], 'no watch or Event errors');
+    t.same(
+      warnings.filter((w) => (w as { msg: string }).msg !== 'watch cache: list failed; retrying'),
+      [],
+      'no watch or Event errors',
+    );
   });
 
-  t.test('the service\'s ClusterRole (metacontroller/rbac.yaml, featherman-router) is enough', async (t) => {
+  t.test("the service's ClusterRole (metacontroller/rbac.yaml, featherman-router) is enough", async (t) => {
     await kubectl(['create', 'namespace', 'featherman']);
     await kubectl(['create', 'serviceaccount', 'featherman', '-n', 'featherman']);
     await kubectl(['apply', '-f', join(root, 'metacontroller', 'rbac.yaml')]);
@@ -191,13 +322,21 @@ if (missing) {
     sa.loadFromOptions({
       clusters: [{ name: 'c', server: cluster.server, caData: Buffer.from(cluster.caCert).toString('base64') }],
       users: [{ name: 'featherman', token }],
-      contexts: [{ name: 'c', cluster: 'c', user: 'featherman' }], currentContext: 'c',
+      contexts: [{ name: 'c', cluster: 'c', user: 'featherman' }],
+      currentContext: 'c',
     });
     const cache = new WatchCache();
     const saWarnings: object[] = [];
-    cache.start(sa, { warn: (o: object, msg: string) => { saWarnings.push({ ...o, msg }); } });
+    cache.start(sa, {
+      warn: (o: object, msg: string) => {
+        saWarnings.push({ ...o, msg });
+      },
+    });
     t.teardown(() => cache.stop());
-    await until('the ServiceAccount\'s cache synced', () => Object.values(cache.synced).every(Boolean)).catch((e) => { t.comment(JSON.stringify(saWarnings)); throw e; });
+    await until("the ServiceAccount's cache synced", () => Object.values(cache.synced).every(Boolean)).catch((e) => {
+      t.comment(JSON.stringify(saWarnings));
+      throw e;
+    });
     t.equal(cache.size('catalogs'), 1, 'it sees the catalog');
     const as = ['--as=system:serviceaccount:featherman:featherman', '-n', ns];
     t.equal((await cluster.kubectl(['auth', 'can-i', 'create', 'events', ...as])).stdout.trim(), 'yes', 'may create Events');
@@ -210,7 +349,13 @@ if (missing) {
     const registry = new Registry();
     installObjectMetrics(late, registry);
     const proposed: string[] = [];
-    const recorder = new EventRecorder(async (body) => { proposed.push(body.metadata!.name!); }, log, 'replica-late');
+    const recorder = new EventRecorder(
+      async (body) => {
+        proposed.push(body.metadata!.name!);
+      },
+      log,
+      'replica-late',
+    );
     recorder.attach(late);
     late.start(kc, log);
     t.teardown(() => late.stop());
@@ -218,13 +363,22 @@ if (missing) {
     await recorder.idle();
     // Its transitions are recent (within the announce window), so it proposes the same Events:
     // the API server's 409 makes them no-ops. Their names equal the ones already created.
-    const existing = (JSON.parse(await kubectl(['get', 'events', '-n', ns, '-o', 'json'])) as { items: { metadata: { name: string } }[] }).items.map((e) => e.metadata.name);
+    const existing = (
+      JSON.parse(await kubectl(['get', 'events', '-n', ns, '-o', 'json'])) as { items: { metadata: { name: string } }[] }
+    ).items.map((e) => e.metadata.name);
     t.ok(proposed.length > 0, 'it proposes the recent transitions again');
-    t.same(proposed.filter((name) => !existing.includes(name)), [], 'under the names already created: the API server\'s 409 makes them no-ops');
+    t.same(
+      proposed.filter((name) => !existing.includes(name)),
+      [],
+      "under the names already created: the API server's 409 makes them no-ops",
+    );
     await kubectl(['delete', 'job', 'example-init', '-n', ns, '--cascade=background', '--wait=false']);
     await kubectl(['delete', 'pod', 'example-init-x1', '-n', ns, '--wait=false']);
     await until('the Job gone from the cache', () => replicas.every((r) => r.cache.size('jobs') === 0 && r.cache.size('pods') === 0));
     const text = await replicas[0]!.registry.metrics();
-    t.ok(text.split('\n').includes('featherman_job_failures_total{operation="init",reason="temporary"} 1'), 'the failure still counts after the Job is deleted');
+    t.ok(
+      text.split('\n').includes('featherman_job_failures_total{operation="init",reason="temporary"} 1'),
+      'the failure still counts after the Job is deleted',
+    );
   });
 }

@@ -58,14 +58,27 @@ async function contents(session: LakeSession, database: string): Promise<Record<
   const names = await session.rows(`SELECT table_name FROM duckdb_tables() WHERE database_name = ${literal(database)} ORDER BY 1`);
   const out: Record<string, string> = {};
   for (const { table_name: name } of names) {
-    const row = (await session.rows(`SELECT count(*) AS n, md5(coalesce(string_agg(r::VARCHAR, '|' ORDER BY r::VARCHAR), '')) AS h FROM ${database}.main."${String(name)}" r`))[0]!;
+    const row = (
+      await session.rows(
+        `SELECT count(*) AS n, md5(coalesce(string_agg(r::VARCHAR, '|' ORDER BY r::VARCHAR), '')) AS h FROM ${database}.main."${String(name)}" r`,
+      )
+    )[0]!;
     out[String(name)] = `${row.n}:${row.h}`;
   }
   return out;
 }
 
 type Op = 'insert' | 'delete' | 'update' | 'schema' | 'backup' | 'prune' | 'maintain' | 'restore';
-const WEIGHTS: [Op, number][] = [['insert', 5], ['delete', 2], ['update', 2], ['schema', 1], ['backup', 2], ['prune', 1], ['maintain', 2], ['restore', 0.5]];
+const WEIGHTS: [Op, number][] = [
+  ['insert', 5],
+  ['delete', 2],
+  ['update', 2],
+  ['schema', 1],
+  ['backup', 2],
+  ['prune', 1],
+  ['maintain', 2],
+  ['restore', 0.5],
+];
 function nextOp(): Op {
   let r = random() * WEIGHTS.reduce((n, [, w]) => n + w, 0);
   for (const [op, w] of WEIGHTS) if ((r -= w) < 0) return op;
@@ -119,7 +132,10 @@ for (let round = 1; round <= ROUNDS; round++) {
   // One session for the round's statements; closed before a runner command opens the catalog.
   let open: LakeSession | undefined;
   const lake = async () => (open ??= await openLake(config));
-  const close = () => { open?.close(); open = undefined; };
+  const close = () => {
+    open?.close();
+    open = undefined;
+  };
   for (const op of ops) {
     counts[op] = (counts[op] ?? 0) + 1;
     if (op === 'backup') {
@@ -140,7 +156,16 @@ for (let round = 1; round <= ROUNDS; round++) {
       }
     } else if (op === 'maintain') {
       close();
-      const args = ['--expire-older-than', '0s', '--cleanup-older-than', '0s', '--max-compacted-files', String(int(2, 50)), '--rewrite-delete-threshold', pick(['0.1', '0.5', '0.95'])];
+      const args = [
+        '--expire-older-than',
+        '0s',
+        '--cleanup-older-than',
+        '0s',
+        '--max-compacted-files',
+        String(int(2, 50)),
+        '--rewrite-delete-threshold',
+        pick(['0.1', '0.5', '0.95']),
+      ];
       if (random() < 0.5) args.push('--delete-orphans', '--orphans-older-than', '0s');
       await maintainCommand(args, env);
     } else {
@@ -154,19 +179,26 @@ for (let round = 1; round <= ROUNDS; round++) {
   const restored = retained.length ? retained[round % retained.length]! : undefined;
   const scratchDir = join(work, `scratch-${round}`);
   if (restored) {
-    await restoreCommand(['--backup', restored.name], { ...env, FEATHERMAN_METADATA: `duckdb:${join(scratchDir, 'metadata.ducklake')}` })
-      .catch((err: Error) => failures.push(`backup ${restored.name} did not restore: ${err.message}`));
+    await restoreCommand(['--backup', restored.name], {
+      ...env,
+      FEATHERMAN_METADATA: `duckdb:${join(scratchDir, 'metadata.ducklake')}`,
+    }).catch((err: Error) => failures.push(`backup ${restored.name} did not restore: ${err.message}`));
   }
   // ...and every retained backup read as a scratch catalog from its own metadata copy, in one session.
   const session = await openDuckDB(config);
   try {
-    const catalogs = retained.map((b, i) => ({ b, alias: `backup${i}`, file: join(config.backupPath, 'rounds', b.name, 'metadata.duckdb') }));
+    const catalogs = retained.map((b, i) => ({
+      b,
+      alias: `backup${i}`,
+      file: join(config.backupPath, 'rounds', b.name, 'metadata.duckdb'),
+    }));
     if (restored && !failures.length) catalogs.push({ b: restored, alias: 'restored', file: join(scratchDir, 'metadata.ducklake') });
     for (const { b, alias, file } of catalogs) {
       await session.run(`ATTACH ${literal(`ducklake:duckdb:${file}`)} AS ${alias} (READ_ONLY)`);
       const got = await contents(session, alias).catch((err: Error) => ({ error: err.message.split('\n')[0]! }));
       await session.run(`DETACH ${alias}`);
-      if (JSON.stringify(got) !== JSON.stringify(b.contents)) failures.push(`backup ${b.name} (${alias}): ${JSON.stringify(got)} != ${JSON.stringify(b.contents)}`);
+      if (JSON.stringify(got) !== JSON.stringify(b.contents))
+        failures.push(`backup ${b.name} (${alias}): ${JSON.stringify(got)} != ${JSON.stringify(b.contents)}`);
     }
   } finally {
     session.close();
@@ -179,5 +211,9 @@ for (let round = 1; round <= ROUNDS; round++) {
   roundsPassed = round;
 }
 t.comment(`operations: ${JSON.stringify(counts)}`);
-if (ROUNDS >= 100) t.ok((counts.maintain ?? 0) > 10 && (counts.backup ?? 0) > 10 && (counts.prune ?? 0) > 5, 'the rounds mixed enough backups, prunes and maintenance runs');
+if (ROUNDS >= 100)
+  t.ok(
+    (counts.maintain ?? 0) > 10 && (counts.backup ?? 0) > 10 && (counts.prune ?? 0) > 5,
+    'the rounds mixed enough backups, prunes and maintenance runs',
+  );
 t.equal(roundsPassed, ROUNDS, 'every retained backup had exactly its rows after every round');

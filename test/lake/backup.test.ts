@@ -12,7 +12,10 @@ import { featherman } from '../helpers/cli.js';
 
 const minio = await Minio.start();
 const work = mkdtempSync(join(tmpdir(), 'fm-backup-'));
-t.teardown(async () => { await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await minio.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 await minio.createBucket('lake');
 await minio.createBucket('vault');
 
@@ -59,10 +62,11 @@ async function ok(t: Test, args: string[], env: Record<string, string>) {
   return r.json as Record<string, unknown>;
 }
 
-const query = async (t: Test, sql: string, env: Record<string, string>) => (await ok(t, ['query', '--sql', sql], env)).rows as Record<string, string>[];
+const query = async (t: Test, sql: string, env: Record<string, string>) =>
+  (await ok(t, ['query', '--sql', sql], env)).rows as Record<string, string>[];
 const write = (t: Test, sql: string, env: Record<string, string>) => ok(t, ['query', '--write', '--sql', sql], env);
 
-t.test('the issue\'s scenario: maintenance with ages of 0 leaves the old backup restorable, with its data', async (t) => {
+t.test("the issue's scenario: maintenance with ages of 0 leaves the old backup restorable, with its data", async (t) => {
   const env = lakeEnv('scenario');
   await ok(t, ['catalog', 'init'], env);
   await write(t, 'CREATE TABLE t (id INTEGER)', env);
@@ -75,12 +79,16 @@ t.test('the issue\'s scenario: maintenance with ages of 0 leaves the old backup 
   // More small files, so the merge step has work and old files are scheduled for deletion.
   for (let i = 0; i < 4; i++) await write(t, `INSERT INTO t SELECT range FROM range(${10 + i * 10}, ${20 + i * 10})`, env);
   const maintained = await ok(t, ['maintain', '--expire-older-than', '0s', '--cleanup-older-than', '0s'], env);
-  t.ok(Number(maintained.snapshotsKeptBack) >= 1, 'the backup\'s snapshot is kept back');
+  t.ok(Number(maintained.snapshotsKeptBack) >= 1, "the backup's snapshot is kept back");
   t.same(maintained.keptBackFor, [backup.backup], 'and the report names the backup holding it');
 
   const restored = await ok(t, ['restore', '--backup', String(backup.backup), '--force'], env);
   t.equal(restored.verified, true);
-  t.same(await query(t, 'SELECT sum(id)::BIGINT AS s, count(*) AS n FROM t', env), [{ s: '499500', n: '1000' }], 'sum(id) reads the old rows from their Parquet files');
+  t.same(
+    await query(t, 'SELECT sum(id)::BIGINT AS s, count(*) AS n FROM t', env),
+    [{ s: '499500', n: '1000' }],
+    'sum(id) reads the old rows from their Parquet files',
+  );
 
   // A data file only the backup reads, deleted by hand: verify and restore name it, and the live
   // catalog stays as it is.
@@ -93,7 +101,10 @@ t.test('the issue\'s scenario: maintenance with ages of 0 leaves the old backup 
   await remove('lake', `scenario/data/${lost}`);
   const verify = await featherman(['backup', 'verify', String(backup.backup)], env);
   t.equal(verify.code, 1);
-  t.match(verify.json.error, `backup ${backup.backup} cannot be restored: 1 data file missing or changed under s3://lake/scenario/data/: ${lost} (missing)`);
+  t.match(
+    verify.json.error,
+    `backup ${backup.backup} cannot be restored: 1 data file missing or changed under s3://lake/scenario/data/: ${lost} (missing)`,
+  );
   const refused = await featherman(['restore', '--backup', String(backup.backup), '--force'], env);
   t.equal(refused.code, 1);
   t.match(refused.json.error, lost, 'restore names the missing file');
@@ -139,7 +150,12 @@ t.test('pruning a backup releases its hold: the next maintenance deletes what on
 });
 
 t.test('includeData: the lake comes back at a new prefix after its bucket is lost; the second backup copies only new files', async (t) => {
-  const vault = { FEATHERMAN_BACKUP_PATH: 's3://vault/backups/', FEATHERMAN_BACKUP_ENDPOINT: minio.url, FEATHERMAN_BACKUP_ACCESS_KEY_ID: minio.accessKey, FEATHERMAN_BACKUP_SECRET_ACCESS_KEY: minio.secretKey };
+  const vault = {
+    FEATHERMAN_BACKUP_PATH: 's3://vault/backups/',
+    FEATHERMAN_BACKUP_ENDPOINT: minio.url,
+    FEATHERMAN_BACKUP_ACCESS_KEY_ID: minio.accessKey,
+    FEATHERMAN_BACKUP_SECRET_ACCESS_KEY: minio.secretKey,
+  };
   const env = lakeEnv('lost', vault);
   await ok(t, ['catalog', 'init'], env);
   await write(t, 'CREATE TABLE t (id INTEGER, v VARCHAR)', env);
@@ -150,20 +166,31 @@ t.test('includeData: the lake comes back at a new prefix after its bucket is los
   await write(t, "INSERT INTO t SELECT range, 'new' || range FROM range(50000, 50100)", env);
   const second = await ok(t, ['backup', '--include-data'], env);
   t.equal(second.filesCopied, Number(second.files) - Number(first.files), 'the second copies only the files added since');
-  t.ok(Number(second.dataBytesCopied) < Number(first.dataBytesCopied) / 10, `second copy ${second.dataBytesCopied} bytes, first ${first.dataBytesCopied}`);
-  t.comment(`includeData: first backup copied ${first.dataBytesCopied} bytes in ${first.filesCopied} files, the second ${second.dataBytesCopied} bytes in ${second.filesCopied}`);
+  t.ok(
+    Number(second.dataBytesCopied) < Number(first.dataBytesCopied) / 10,
+    `second copy ${second.dataBytesCopied} bytes, first ${first.dataBytesCopied}`,
+  );
+  t.comment(
+    `includeData: first backup copied ${first.dataBytesCopied} bytes in ${first.filesCopied} files, the second ${second.dataBytesCopied} bytes in ${second.filesCopied}`,
+  );
 
   // The whole source is lost: every object of the lake's prefix, and the catalog file.
   for (const o of await keys('lake', 'lost/')) await remove('lake', o.key);
   rmSync(join(work, 'lost'), { recursive: true, force: true });
   t.same(await keys('lake', 'lost/'), []);
 
-  const elsewhere = { ...lakeEnv('lost', vault), FEATHERMAN_DATA_PATH: 's3://lake/reborn/data/', FEATHERMAN_METADATA: `duckdb:${join(work, 'reborn', 'metadata.ducklake')}` };
+  const elsewhere = {
+    ...lakeEnv('lost', vault),
+    FEATHERMAN_DATA_PATH: 's3://lake/reborn/data/',
+    FEATHERMAN_METADATA: `duckdb:${join(work, 'reborn', 'metadata.ducklake')}`,
+  };
   const restored = await ok(t, ['restore', '--backup', 'latest'], elsewhere);
   t.equal(restored.filesCopied, second.files, 'every file comes back from the backup');
   t.equal(restored.dataPath, 's3://lake/reborn/data/');
-  t.same(await query(t, 'SELECT count(*) AS n, sum(id)::BIGINT AS s, count(DISTINCT v) AS d FROM t', elsewhere), [{ n: '50100', s: String((50100 * 50099) / 2), d: '50100' }]);
-  await write(t, 'INSERT INTO t VALUES (-1, \'after\')', elsewhere);
+  t.same(await query(t, 'SELECT count(*) AS n, sum(id)::BIGINT AS s, count(DISTINCT v) AS d FROM t', elsewhere), [
+    { n: '50100', s: String((50100 * 50099) / 2), d: '50100' },
+  ]);
+  await write(t, "INSERT INTO t VALUES (-1, 'after')", elsewhere);
   t.same(await query(t, 'SELECT count(*) AS n FROM t', elsewhere), [{ n: '50101' }], 'the restored lake takes writes at its new path');
   t.ok((await keys('lake', 'reborn/data/')).length >= Number(second.files));
 });
@@ -173,7 +200,12 @@ t.test('one catalog per data path: a second catalog is refused with the owner na
   const init = await ok(t, ['catalog', 'init'], env);
   t.equal(init.owner, 'team-a/owned');
   t.same((await keys('lake', 'owned/data.featherman-owner.json')).length, 1, 'the marker sits beside the data folder, not in it');
-  const intruder = { ...env, FEATHERMAN_CATALOG_ID: 'team-b/other', FEATHERMAN_CATALOG: 'other', FEATHERMAN_METADATA: `duckdb:${join(work, 'intruder', 'metadata.ducklake')}` };
+  const intruder = {
+    ...env,
+    FEATHERMAN_CATALOG_ID: 'team-b/other',
+    FEATHERMAN_CATALOG: 'other',
+    FEATHERMAN_METADATA: `duckdb:${join(work, 'intruder', 'metadata.ducklake')}`,
+  };
   const refused = await featherman(['catalog', 'init'], intruder);
   t.equal(refused.code, 2);
   t.match(refused.json.error, 'FEATHERMAN_DATA_PATH: s3://lake/owned/data/ belongs to catalog team-a/owned');
@@ -183,6 +215,9 @@ t.test('one catalog per data path: a second catalog is refused with the owner na
   const backup = await ok(t, ['backup'], env);
   const restore = await ok(t, ['restore', '--backup', String(backup.backup), '--force'], env);
   t.equal(restore.verified, true, 'the same catalog restores in place');
-  const stolen = await featherman(['restore', '--backup', String(backup.backup), '--from-catalog', 'owned'], { ...intruder, FEATHERMAN_BACKUP_PATH: 's3://lake/owned/backups/' });
+  const stolen = await featherman(['restore', '--backup', String(backup.backup), '--from-catalog', 'owned'], {
+    ...intruder,
+    FEATHERMAN_BACKUP_PATH: 's3://lake/owned/backups/',
+  });
   t.equal(stolen.code, 2, 'another catalog cannot restore onto the owned data path');
 });

@@ -14,13 +14,20 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
 async function count(env: NodeJS.ProcessEnv): Promise<number> {
   const lake = await openLake(loadConfig(env), { readOnly: true });
-  try { return Number(await lake.value('SELECT count(*) FROM lake.main.events')); } finally { lake.close(); }
+  try {
+    return Number(await lake.value('SELECT count(*) FROM lake.main.events'));
+  } finally {
+    lake.close();
+  }
 }
 
 t.test('a moved checkout keeps its embedded lake and rows', async (t) => {
   const before = join(work, 'checkout-a', 'local');
   const first: NodeJS.ProcessEnv = {};
-  t.same(await ensureEmbeddedLake(first, before), { metadata: `duckdb:${join(before, 'metadata.ducklake')}`, dataPath: join(before, 'data') + '/' });
+  t.same(await ensureEmbeddedLake(first, before), {
+    metadata: `duckdb:${join(before, 'metadata.ducklake')}`,
+    dataPath: join(before, 'data') + '/',
+  });
   const lake = await openLake(loadConfig(first));
   await lake.run('CREATE TABLE lake.main.events AS SELECT range AS id FROM range(25)');
   lake.close();

@@ -27,11 +27,20 @@ t.test('hostile names are refused before any SQL runs', async (t) => {
     [{ name: 'users"; DROP TABLE x; --', columns: [{ name: 'id', type: 'INTEGER' }] }, /spec\.name: must match/],
     [{ name: 'users', columns: [{ name: 'id"; DROP TABLE x; --', type: 'INTEGER' }] }, /spec\.columns\[0\]\.name: must match/],
     [{ name: 'users', schema: 'a;b', columns: [{ name: 'id', type: 'INTEGER' }] }, /spec\.schema: must match/],
-    [{ name: 'users', columns: [{ name: 'id', type: "INTEGER); DROP TABLE x; --" }] }, /spec\.columns\[0\]\.type: invalid DuckDB type/],
-    [{ name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { partitioning: ['id); DROP TABLE x; --'] } }, /spec\.format\.partitioning\[0\]: .* is not a partition key/],
+    [{ name: 'users', columns: [{ name: 'id', type: 'INTEGER); DROP TABLE x; --' }] }, /spec\.columns\[0\]\.type: invalid DuckDB type/],
+    [
+      { name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { partitioning: ['id); DROP TABLE x; --'] } },
+      /spec\.format\.partitioning\[0\]: .* is not a partition key/,
+    ],
     [{ name: 'users', columns: [{ name: 'id', type: 'STRNG' }] }, /spec\.columns\[0\]\.type: invalid DuckDB type "STRNG": unknown type/],
-    [{ name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { partitioning: ['created_at'] } }, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/],
-    [{ name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { compression: 'ZIP' } }, /spec\.format\.compression: must be one of/],
+    [
+      { name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { partitioning: ['created_at'] } },
+      /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/,
+    ],
+    [
+      { name: 'users', columns: [{ name: 'id', type: 'INTEGER' }], format: { compression: 'ZIP' } },
+      /spec\.format\.compression: must be one of/,
+    ],
     [{ name: 'users', columns: [] }, /spec\.columns: must list at least one column/],
   ];
   for (const [body, message] of cases) {
@@ -56,23 +65,56 @@ t.test('hostile names are refused before any SQL runs', async (t) => {
 t.test('names that need quoting work end to end: Order, select, MixedCase', async (t) => {
   const lake = newLake();
   t.equal((await featherman(['catalog', 'init'], lake.env)).code, 0);
-  const r = await featherman(['table', 'apply', '-f', spec({
-    name: 'Order', schema: 'Select',
-    columns: [{ name: 'select', type: 'INTEGER' }, { name: 'MixedCase', type: 'VARCHAR' }, { name: 'from', type: 'DATE' }],
-    format: { partitioning: ['year(from)'] },
-  })], lake.env);
+  const r = await featherman(
+    [
+      'table',
+      'apply',
+      '-f',
+      spec({
+        name: 'Order',
+        schema: 'Select',
+        columns: [
+          { name: 'select', type: 'INTEGER' },
+          { name: 'MixedCase', type: 'VARCHAR' },
+          { name: 'from', type: 'DATE' },
+        ],
+        format: { partitioning: ['year(from)'] },
+      }),
+    ],
+    lake.env,
+  );
   t.equal(r.code, 0, r.stderr);
   t.equal(r.json.table, 'Order');
-  const ins = await featherman(['query', '--write', '--sql', `INSERT INTO "Select"."Order" VALUES (1, 'a', DATE '2025-01-02'), (2, 'b', DATE '2026-03-04')`], lake.env);
+  const ins = await featherman(
+    ['query', '--write', '--sql', `INSERT INTO "Select"."Order" VALUES (1, 'a', DATE '2025-01-02'), (2, 'b', DATE '2026-03-04')`],
+    lake.env,
+  );
   t.equal(ins.code, 0, ins.stderr);
   const q = await featherman(['query', '--sql', 'SELECT "select", "MixedCase", "from" FROM "Select"."Order" ORDER BY 1'], lake.env);
-  t.same(q.json.rows, [{ select: 1, MixedCase: 'a', from: '2025-01-02' }, { select: 2, MixedCase: 'b', from: '2026-03-04' }]);
+  t.same(q.json.rows, [
+    { select: 1, MixedCase: 'a', from: '2025-01-02' },
+    { select: 2, MixedCase: 'b', from: '2026-03-04' },
+  ]);
   t.ok(existsSync(join(lake.dir, 'data', 'Select', 'Order')), 'data lives under the quoted schema and table names');
-  const again = await featherman(['table', 'apply', '-f', spec({
-    name: 'Order', schema: 'Select',
-    columns: [{ name: 'select', type: 'BIGINT' }, { name: 'MixedCase', type: 'VARCHAR' }, { name: 'from', type: 'DATE' }, { name: 'Where', type: 'DECIMAL(10,2)' }],
-    format: { partitioning: ['year(from)'] },
-  })], lake.env);
+  const again = await featherman(
+    [
+      'table',
+      'apply',
+      '-f',
+      spec({
+        name: 'Order',
+        schema: 'Select',
+        columns: [
+          { name: 'select', type: 'BIGINT' },
+          { name: 'MixedCase', type: 'VARCHAR' },
+          { name: 'from', type: 'DATE' },
+          { name: 'Where', type: 'DECIMAL(10,2)' },
+        ],
+        format: { partitioning: ['year(from)'] },
+      }),
+    ],
+    lake.env,
+  );
   t.equal(again.code, 0, again.stderr);
   t.equal(again.json.action, 'alter');
   const drop = await featherman(['table', 'drop', 'Order', '--schema', 'Select'], lake.env);
@@ -84,14 +126,25 @@ t.test('writers on one DuckDB catalog file wait for the lock instead of failing'
   const lake = newLake();
   t.equal((await featherman(['catalog', 'init'], lake.env)).code, 0);
   const tables = ['t1', 't2', 't3', 't4', 't5'];
-  const results = await Promise.all(tables.map((name) =>
-    featherman(['table', 'apply', '-f', spec({ name, columns: [{ name: 'id', type: 'INTEGER' }] })], lake.env)));
-  t.same(results.map((r) => r.code), tables.map(() => 0), results.map((r) => r.stderr).join(''));
+  const results = await Promise.all(
+    tables.map((name) => featherman(['table', 'apply', '-f', spec({ name, columns: [{ name: 'id', type: 'INTEGER' }] })], lake.env)),
+  );
+  t.same(
+    results.map((r) => r.code),
+    tables.map(() => 0),
+    results.map((r) => r.stderr).join(''),
+  );
   const info = await featherman(['catalog', 'info'], lake.env);
-  t.same((info.json.tables as { name: string }[]).map((x) => x.name), tables);
+  t.same(
+    (info.json.tables as { name: string }[]).map((x) => x.name),
+    tables,
+  );
 
-  const locked = await featherman(['table', 'apply', '-f', spec({ name: 't6', columns: [{ name: 'id', type: 'INTEGER' }] })],
-    { ...lake.env, FEATHERMAN_LOCK_TIMEOUT_SECONDS: '0' }, {});
+  const locked = await featherman(
+    ['table', 'apply', '-f', spec({ name: 't6', columns: [{ name: 'id', type: 'INTEGER' }] })],
+    { ...lake.env, FEATHERMAN_LOCK_TIMEOUT_SECONDS: '0' },
+    {},
+  );
   t.equal(locked.code, 0, 'with nobody holding the lock a zero timeout still succeeds');
 });
 
@@ -118,7 +171,15 @@ t.test('the summary is written to FEATHERMAN_RESULT_FILE, without query rows', a
 t.test('a statement DuckDB refuses is bad input (exit 2) whatever its error class, and changes nothing', async (t) => {
   const lake = newLake();
   t.equal((await featherman(['catalog', 'init'], lake.env)).code, 0);
-  t.equal((await featherman(['table', 'apply', '-f', spec({ name: 'people', columns: [{ name: 'id', type: 'INTEGER', nullable: false }] })], lake.env)).code, 0);
+  t.equal(
+    (
+      await featherman(
+        ['table', 'apply', '-f', spec({ name: 'people', columns: [{ name: 'id', type: 'INTEGER', nullable: false }] })],
+        lake.env,
+      )
+    ).code,
+    0,
+  );
   const cases: [string, RegExp][] = [
     ['SELEC 1', /--sql: .*Parser Error/],
     ['SELECT nope FROM people', /--sql: .*Binder Error/],

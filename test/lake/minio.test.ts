@@ -13,7 +13,10 @@ import { featherman } from '../helpers/cli.js';
 
 const minio = await Minio.start();
 const work = mkdtempSync(join(tmpdir(), 'fm-lake-'));
-t.teardown(async () => { await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await minio.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 await minio.createBucket('lake');
 
 let lakes = 0;
@@ -80,14 +83,22 @@ t.test('round trip: 100,000 rows into partitioned ZSTD Parquet on MinIO and back
   const ins = await featherman(['query', '--write', '--sql', insertUsers(0, N)], lake.env);
   t.equal(ins.code, 0, ins.stderr);
 
-  const q = await featherman(['query', '--sql', "SELECT count(*) AS n, sum(id) AS s, md5(string_agg(name, ',' ORDER BY id)) AS h FROM users"], lake.env);
+  const q = await featherman(
+    ['query', '--sql', "SELECT count(*) AS n, sum(id) AS s, md5(string_agg(name, ',' ORDER BY id)) AS h FROM users"],
+    lake.env,
+  );
   t.equal(q.code, 0, q.stderr);
-  const expectedHash = createHash('md5').update(Array.from({ length: N }, (_, i) => `user-${i}`).join(',')).digest('hex');
+  const expectedHash = createHash('md5')
+    .update(Array.from({ length: N }, (_, i) => `user-${i}`).join(','))
+    .digest('hex');
   t.same(q.json.rows, [{ n: String(N), s: String((N * (N - 1)) / 2), h: expectedHash }]);
 
   const keys = (await listKeys(`${lake.id}/data/main/users/`)).filter((k) => k.endsWith('.parquet'));
   t.ok(keys.length >= 2, `several Parquet objects under the table prefix (${keys.length})`);
-  t.ok(keys.every((k) => /\/day=\d+\//.test(k)), 'every object sits in a day= partition folder');
+  t.ok(
+    keys.every((k) => /\/day=\d+\//.test(k)),
+    'every object sits in a day= partition folder',
+  );
   const meta = parquetMetadata((await getObject(keys[0]!)).buffer as ArrayBuffer);
   const codecs = new Set(meta.row_groups.flatMap((g) => g.columns.map((c) => c.meta_data?.codec)));
   t.same([...codecs], ['ZSTD'], 'the Parquet footer says every column chunk is ZSTD');
@@ -99,10 +110,19 @@ t.test('round trip: 100,000 rows into partitioned ZSTD Parquet on MinIO and back
   t.equal(users?.files, keys.length);
   t.ok((users?.bytes ?? 0) > 0);
   // The report the hooks fold into the status: the same figures, compact, with totals.
-  t.same(info.json.lake, {
-    snapshotId: info.json.snapshotId, tableCount: 1, totalRows: N, totalFiles: keys.length, totalBytes: users?.bytes,
-    tables: [['main', 'users', N, keys.length, users?.bytes]], tablesComplete: true,
-  }, 'catalog info reports the lake\'s figures for the status');
+  t.same(
+    info.json.lake,
+    {
+      snapshotId: info.json.snapshotId,
+      tableCount: 1,
+      totalRows: N,
+      totalFiles: keys.length,
+      totalBytes: users?.bytes,
+      tables: [['main', 'users', N, keys.length, users?.bytes]],
+      tablesComplete: true,
+    },
+    "catalog info reports the lake's figures for the status",
+  );
 });
 
 t.test('evolution: add a column and widen INTEGER to BIGINT; lossy changes refused with the lake unchanged', async (t) => {
@@ -111,25 +131,50 @@ t.test('evolution: add a column and widen INTEGER to BIGINT; lossy changes refus
   t.equal((await featherman(['table', 'apply', '-f', specFile('users', usersSpec)], lake.env)).code, 0);
   t.equal((await featherman(['query', '--write', '--sql', insertUsers(0, 1000)], lake.env)).code, 0);
 
-  const evolved = { ...usersSpec, columns: [{ name: 'id', type: 'BIGINT' }, usersSpec.columns[1], usersSpec.columns[2], { name: 'email', type: 'VARCHAR', comment: 'added later' }] };
+  const evolved = {
+    ...usersSpec,
+    columns: [
+      { name: 'id', type: 'BIGINT' },
+      usersSpec.columns[1],
+      usersSpec.columns[2],
+      { name: 'email', type: 'VARCHAR', comment: 'added later' },
+    ],
+  };
   const dry = await featherman(['table', 'apply', '--dry-run', '-f', specFile('users', evolved)], lake.env);
   t.equal(dry.code, 0, dry.stderr);
-  t.same(dry.json.ddl, [
-    'ALTER TABLE lake."main"."users" ALTER COLUMN "id" SET DATA TYPE BIGINT',
-    'ALTER TABLE lake."main"."users" ADD COLUMN "email" VARCHAR',
-    `COMMENT ON COLUMN lake."main"."users"."email" IS 'added later'`,
-  ], '--dry-run prints the exact DDL');
+  t.same(
+    dry.json.ddl,
+    [
+      'ALTER TABLE lake."main"."users" ALTER COLUMN "id" SET DATA TYPE BIGINT',
+      'ALTER TABLE lake."main"."users" ADD COLUMN "email" VARCHAR',
+      `COMMENT ON COLUMN lake."main"."users"."email" IS 'added later'`,
+    ],
+    '--dry-run prints the exact DDL',
+  );
   const before = (await featherman(['catalog', 'info'], lake.env)).json.snapshotId;
   t.equal((await featherman(['catalog', 'info'], lake.env)).json.snapshotId, before, 'dry run changed nothing');
 
   const apply = await featherman(['table', 'apply', '-f', specFile('users', evolved)], lake.env);
   t.equal(apply.code, 0, apply.stderr);
   t.same(apply.json.columns, [
-    { name: 'id', type: 'BIGINT', nullable: true }, { name: 'name', type: 'VARCHAR', nullable: true },
-    { name: 'created_at', type: 'TIMESTAMP', nullable: true }, { name: 'email', type: 'VARCHAR', nullable: true },
+    { name: 'id', type: 'BIGINT', nullable: true },
+    { name: 'name', type: 'VARCHAR', nullable: true },
+    { name: 'created_at', type: 'TIMESTAMP', nullable: true },
+    { name: 'email', type: 'VARCHAR', nullable: true },
   ]);
-  t.equal((await featherman(['query', '--write', '--sql', "INSERT INTO users VALUES (5000000000, 'big', TIMESTAMP '2026-02-01', 'b@example.com')"], lake.env)).code, 0);
-  const q = await featherman(['query', '--sql', 'SELECT count(*) AS n, sum(id) FILTER (WHERE id < 1000) AS s, count(email) AS e, max(id) AS m FROM users'], lake.env);
+  t.equal(
+    (
+      await featherman(
+        ['query', '--write', '--sql', "INSERT INTO users VALUES (5000000000, 'big', TIMESTAMP '2026-02-01', 'b@example.com')"],
+        lake.env,
+      )
+    ).code,
+    0,
+  );
+  const q = await featherman(
+    ['query', '--sql', 'SELECT count(*) AS n, sum(id) FILTER (WHERE id < 1000) AS s, count(email) AS e, max(id) AS m FROM users'],
+    lake.env,
+  );
   t.same(q.json.rows, [{ n: '1001', s: '499500', e: '1', m: '5000000000' }], 'old rows read through the wider type');
 
   const snapshot = (await featherman(['catalog', 'info'], lake.env)).json.snapshotId;
@@ -138,7 +183,11 @@ t.test('evolution: add a column and widen INTEGER to BIGINT; lossy changes refus
   t.equal(r1.code, 2);
   t.match(r1.json.error, /spec\.columns\[1\]\.type: cannot change name from VARCHAR to INTEGER/);
 
-  const noPartitionColumn = { ...evolved, columns: evolved.columns.filter((c) => c!.name !== 'created_at'), format: { compression: 'ZSTD' } };
+  const noPartitionColumn = {
+    ...evolved,
+    columns: evolved.columns.filter((c) => c!.name !== 'created_at'),
+    format: { compression: 'ZSTD' },
+  };
   const r2 = await featherman(['table', 'apply', '--allow-drop', '-f', specFile('users', noPartitionColumn)], lake.env);
   t.equal(r2.code, 2);
   t.match(r2.json.error, /"created_at" is a partition column .* cannot be removed/);
@@ -150,15 +199,27 @@ t.test('evolution: add a column and widen INTEGER to BIGINT; lossy changes refus
 
   const after = await featherman(['catalog', 'info'], lake.env);
   t.equal(after.json.snapshotId, snapshot, 'refused changes left the lake at the same snapshot');
-  const cols = await featherman(['query', '--sql', "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' AND table_name = 'users' ORDER BY column_index"], lake.env);
+  const cols = await featherman(
+    [
+      'query',
+      '--sql',
+      "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' AND table_name = 'users' ORDER BY column_index",
+    ],
+    lake.env,
+  );
   t.same(cols.json.rows, [
-    { column_name: 'id', data_type: 'BIGINT' }, { column_name: 'name', data_type: 'VARCHAR' },
-    { column_name: 'created_at', data_type: 'TIMESTAMP' }, { column_name: 'email', data_type: 'VARCHAR' },
+    { column_name: 'id', data_type: 'BIGINT' },
+    { column_name: 'name', data_type: 'VARCHAR' },
+    { column_name: 'created_at', data_type: 'TIMESTAMP' },
+    { column_name: 'email', data_type: 'VARCHAR' },
   ]);
 
   const drop = await featherman(['table', 'apply', '--allow-drop', '-f', specFile('users', dropWithout)], lake.env);
   t.equal(drop.code, 0, drop.stderr);
-  t.notOk((drop.json.columns as { name: string }[]).some((c) => c.name === 'email'), '--allow-drop drops the column');
+  t.notOk(
+    (drop.json.columns as { name: string }[]).some((c) => c.name === 'email'),
+    '--allow-drop drops the column',
+  );
 });
 
 t.test('encryption: objects in MinIO are unreadable, the lake still answers', async (t) => {
@@ -185,9 +246,44 @@ t.test('backup, delete the metadata, restore; retention prunes old backups', asy
   const lake = newLake();
   t.equal((await featherman(['catalog', 'init'], lake.env)).code, 0);
   t.equal((await featherman(['table', 'apply', '-f', specFile('users', usersSpec)], lake.env)).code, 0);
-  t.equal((await featherman(['table', 'apply', '-f', specFile('events', { name: 'events', columns: [{ name: 'at', type: 'TIMESTAMP WITH TIME ZONE' }, { name: 'payload', type: 'JSON' }, { name: 'amount', type: 'DECIMAL(12,2)' }, { name: 'tags', type: 'VARCHAR[]' }, { name: 'uid', type: 'UUID' }] })], lake.env)).code, 0);
+  t.equal(
+    (
+      await featherman(
+        [
+          'table',
+          'apply',
+          '-f',
+          specFile('events', {
+            name: 'events',
+            columns: [
+              { name: 'at', type: 'TIMESTAMP WITH TIME ZONE' },
+              { name: 'payload', type: 'JSON' },
+              { name: 'amount', type: 'DECIMAL(12,2)' },
+              { name: 'tags', type: 'VARCHAR[]' },
+              { name: 'uid', type: 'UUID' },
+            ],
+          }),
+        ],
+        lake.env,
+      )
+    ).code,
+    0,
+  );
   t.equal((await featherman(['query', '--write', '--sql', insertUsers(0, 2500)], lake.env)).code, 0);
-  t.equal((await featherman(['query', '--write', '--sql', `INSERT INTO events SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i), '{"i":' || i || '}', i / 100, ['a', 'b'], uuid() FROM range(300) r(i)`], lake.env)).code, 0);
+  t.equal(
+    (
+      await featherman(
+        [
+          'query',
+          '--write',
+          '--sql',
+          `INSERT INTO events SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i), '{"i":' || i || '}', i / 100, ['a', 'b'], uuid() FROM range(300) r(i)`,
+        ],
+        lake.env,
+      )
+    ).code,
+    0,
+  );
 
   const backup = await featherman(['backup', '--retention-days', '7'], lake.env);
   t.equal(backup.code, 0, backup.stderr);
@@ -197,7 +293,13 @@ t.test('backup, delete the metadata, restore; retention prunes old backups', asy
   t.same(objects.map((k) => k.split('/').pop()).sort(), ['manifest.json', 'metadata.duckdb']);
   const manifest = JSON.parse(Buffer.from(await getObject(`${lake.id}/backups/${lake.id}/${name}/manifest.json`)).toString());
   t.equal(manifest.snapshotId, backup.json.snapshotId);
-  t.same(manifest.tables.map((x: { name: string; rows: number }) => [x.name, x.rows]), [['events', 300], ['users', 2500]]);
+  t.same(
+    manifest.tables.map((x: { name: string; rows: number }) => [x.name, x.rows]),
+    [
+      ['events', 300],
+      ['users', 2500],
+    ],
+  );
 
   const before = await featherman(['catalog', 'info'], lake.env);
   rmSync(join(work, lake.id, 'metadata.ducklake'));
@@ -216,17 +318,29 @@ t.test('backup, delete the metadata, restore; retention prunes old backups', asy
   // An old backup: the same objects under a name from 2020 (backup names are their UTC creation time).
   const c = minio.client();
   for (const f of ['metadata.duckdb', 'manifest.json']) {
-    await c.send(new CopyObjectCommand({ Bucket: 'lake', CopySource: `lake/${lake.id}/backups/${lake.id}/${name}/${f}`, Key: `${lake.id}/backups/${lake.id}/20200101T000000000Z/${f}` }));
+    await c.send(
+      new CopyObjectCommand({
+        Bucket: 'lake',
+        CopySource: `lake/${lake.id}/backups/${lake.id}/${name}/${f}`,
+        Key: `${lake.id}/backups/${lake.id}/20200101T000000000Z/${f}`,
+      }),
+    );
   }
   c.destroy();
   const listed = await featherman(['backup', 'list'], lake.env);
-  t.same((listed.json.backups as { name: string }[]).map((b) => b.name), ['20200101T000000000Z', name]);
+  t.same(
+    (listed.json.backups as { name: string }[]).map((b) => b.name),
+    ['20200101T000000000Z', name],
+  );
   const second = await featherman(['backup', '--retention-days', '7'], lake.env);
   t.equal(second.code, 0, second.stderr);
   t.same(second.json.pruned, ['20200101T000000000Z']);
   t.same(await listKeys(`${lake.id}/backups/${lake.id}/20200101T000000000Z/`), [], 'old backup objects deleted');
   const relisted = await featherman(['backup', 'list'], lake.env);
-  t.same((relisted.json.backups as { name: string }[]).map((b) => b.name), [name, second.json.backup]);
+  t.same(
+    (relisted.json.backups as { name: string }[]).map((b) => b.name),
+    [name, second.json.backup],
+  );
 });
 
 t.test('time travel: a query at an earlier snapshot sees the earlier rows', async (t) => {
@@ -238,7 +352,10 @@ t.test('time travel: a query at an earlier snapshot sees the earlier rows', asyn
   t.equal((await featherman(['query', '--write', '--sql', insertUsers(100, 350)], lake.env)).code, 0);
   const now = await featherman(['query', '--sql', 'SELECT count(*) AS n FROM users'], lake.env);
   t.same(now.json.rows, [{ n: '350' }]);
-  const then = await featherman(['query', '--as-of-version', String(snapshotAfterFirst), '--sql', 'SELECT count(*) AS n FROM users'], lake.env);
+  const then = await featherman(
+    ['query', '--as-of-version', String(snapshotAfterFirst), '--sql', 'SELECT count(*) AS n FROM users'],
+    lake.env,
+  );
   t.equal(then.code, 0, then.stderr);
   t.same(then.json.rows, [{ n: '100' }]);
   const ro = await featherman(['query', '--as-of-version', String(snapshotAfterFirst), '--sql', insertUsers(1, 2)], lake.env);

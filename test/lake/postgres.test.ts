@@ -10,7 +10,10 @@ import { featherman } from '../helpers/cli.js';
 
 const [minio, pg] = await Promise.all([Minio.start(), Postgres.start()]);
 const work = mkdtempSync(join(tmpdir(), 'fm-pg-lake-'));
-t.teardown(async () => { await Promise.all([minio.stop(), pg.stop()]); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await Promise.all([minio.stop(), pg.stop()]);
+  rmSync(work, { recursive: true, force: true });
+});
 await minio.createBucket('lake');
 pg.createDatabase('catalog');
 
@@ -22,7 +25,16 @@ const env = {
   FEATHERMAN_CATALOG: 'pg',
 };
 const spec = join(work, 'events.yaml');
-writeFileSync(spec, JSON.stringify({ name: 'events', columns: [{ name: 'writer', type: 'INTEGER' }, { name: 'seq', type: 'BIGINT' }] }));
+writeFileSync(
+  spec,
+  JSON.stringify({
+    name: 'events',
+    columns: [
+      { name: 'writer', type: 'INTEGER' },
+      { name: 'seq', type: 'BIGINT' },
+    ],
+  }),
+);
 
 t.test('a Postgres catalog accepts two concurrent writers without losing rows', async (t) => {
   const init = await featherman(['catalog', 'init'], env);
@@ -34,7 +46,10 @@ t.test('a Postgres catalog accepts two concurrent writers without losing rows', 
   const writer = async (id: number) => {
     const codes = [];
     for (let i = 0; i < rounds; i++) {
-      const r = await featherman(['query', '--write', '--sql', `INSERT INTO events SELECT ${id}, s FROM range(${i * 1000}, ${(i + 1) * 1000}) r(s)`], env);
+      const r = await featherman(
+        ['query', '--write', '--sql', `INSERT INTO events SELECT ${id}, s FROM range(${i * 1000}, ${(i + 1) * 1000}) r(s)`],
+        env,
+      );
       codes.push(r.code === 0 ? 0 : `${r.code}: ${r.stderr}`);
     }
     return codes;
@@ -42,8 +57,18 @@ t.test('a Postgres catalog accepts two concurrent writers without losing rows', 
   const [a, b] = await Promise.all([writer(1), writer(2)]);
   t.same(a, Array(rounds).fill(0), 'every commit of writer 1 succeeded');
   t.same(b, Array(rounds).fill(0), 'every commit of writer 2 succeeded');
-  const q = await featherman(['query', '--sql', 'SELECT writer, count(*) AS n, count(DISTINCT seq) AS d FROM events GROUP BY writer ORDER BY writer'], env);
-  t.same(q.json.rows, [{ writer: 1, n: '5000', d: '5000' }, { writer: 2, n: '5000', d: '5000' }], 'no rows lost');
+  const q = await featherman(
+    ['query', '--sql', 'SELECT writer, count(*) AS n, count(DISTINCT seq) AS d FROM events GROUP BY writer ORDER BY writer'],
+    env,
+  );
+  t.same(
+    q.json.rows,
+    [
+      { writer: 1, n: '5000', d: '5000' },
+      { writer: 2, n: '5000', d: '5000' },
+    ],
+    'no rows lost',
+  );
   t.notMatch(q.stdout + q.stderr, new RegExp(pg.password), 'the catalog password never appears in output');
 });
 
@@ -67,7 +92,7 @@ t.test('maintenance on a Postgres catalog keeps what a retained backup reads', a
   const maintained = await featherman(['maintain', '--expire-older-than', '0s', '--cleanup-older-than', '0s'], env);
   t.equal(maintained.code, 0, maintained.stderr);
   t.ok(Number(maintained.json.filesMerged) >= 2, `the small files are merged (${maintained.json.filesMerged})`);
-  t.equal(maintained.json.filesDeleted, 0, 'none of the backup\'s files is deleted');
+  t.equal(maintained.json.filesDeleted, 0, "none of the backup's files is deleted");
   t.equal(maintained.json.filesKeptBack, maintained.json.filesMerged);
   const verify = await featherman(['backup', 'verify', String(backup.json.backup)], env);
   t.equal(verify.code, 0, verify.stderr);
@@ -81,7 +106,10 @@ t.test('maintenance on a Postgres catalog keeps what a retained backup reads', a
 });
 
 t.test('a password in FEATHERMAN_METADATA is refused: it belongs in PGPASSWORD', async (t) => {
-  const r = await featherman(['catalog', 'info'], { ...env, FEATHERMAN_METADATA: `postgres:${pg.connection('catalog')} password=hunter22` });
+  const r = await featherman(['catalog', 'info'], {
+    ...env,
+    FEATHERMAN_METADATA: `postgres:${pg.connection('catalog')} password=hunter22`,
+  });
   t.equal(r.code, 2);
   t.match(r.json.error, /FEATHERMAN_METADATA: must not contain a password; put it in PGPASSWORD/);
   t.notMatch(r.stderr, /hunter22/);

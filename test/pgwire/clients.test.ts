@@ -16,16 +16,44 @@ const work = mkdtempSync(join(tmpdir(), 'fm-pgwire-clients-'));
 let service: WireService;
 
 t.before(async () => {
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(work, 'tls.key'), '-out', join(work, 'tls.crt')], { encoding: 'utf8' });
+  const made = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      join(work, 'tls.key'),
+      '-out',
+      join(work, 'tls.crt'),
+    ],
+    { encoding: 'utf8' },
+  );
   if (made.status !== 0) throw new Error(made.stderr);
   service = await startWireService(['--tls-port', '0', '--tls-cert', join(work, 'tls.crt'), '--tls-key', join(work, 'tls.key')]);
 });
-t.teardown(async () => { await service?.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await service?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 
 const conninfo = (ssl: 'require' | 'disable') => `host=127.0.0.1 port=${service.pgPort} dbname=default user=analyst sslmode=${ssl}`;
 const psql = (args: string[], ssl: 'require' | 'disable' = 'require') =>
-  spawnSync('psql', [conninfo(ssl), '-X', '-v', 'ON_ERROR_STOP=1', ...args], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: TOKEN }, timeout: 120_000 });
+  spawnSync('psql', [conninfo(ssl), '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, PGPASSWORD: TOKEN },
+    timeout: 120_000,
+  });
 
 t.test('psql over TLS: \\dt, \\d users, 20 rows, an error with its SQLSTATE', async (t) => {
   const tls = psql(['-At', '-c', 'SELECT 1']);
@@ -34,10 +62,17 @@ t.test('psql over TLS: \\dt, \\d users, 20 rows, an error with its SQLSTATE', as
   t.equal(dt.status, 0, dt.stderr);
   t.match(dt.stdout, /main\s+\|\s+events\s+\|\s+table/);
   t.match(dt.stdout, /main\s+\|\s+users\s+\|\s+table/);
-  t.match(dt.stdout, /\(2 rows\)/, 'the lake\'s tables and nothing else');
+  t.match(dt.stdout, /\(2 rows\)/, "the lake's tables and nothing else");
   const d = psql(['-c', '\\d users']);
   t.equal(d.status, 0, d.stderr);
-  for (const [col, type] of [['id', 'integer'], ['balance', 'numeric\\(10,2\\)'], ['seen_tz', 'timestamp with time zone'], ['uid', 'uuid'], ['tags', 'bigint\\[\\]'], ['raw', 'bytea']]) {
+  for (const [col, type] of [
+    ['id', 'integer'],
+    ['balance', 'numeric\\(10,2\\)'],
+    ['seen_tz', 'timestamp with time zone'],
+    ['uid', 'uuid'],
+    ['tags', 'bigint\\[\\]'],
+    ['raw', 'bytea'],
+  ]) {
     t.match(d.stdout, new RegExp(`\\b${col}\\s+\\|\\s+${type}\\s`), `${col} is ${type}`);
   }
   const rows = psql(['-At', '-F', ',', '-c', 'SELECT id, name, active FROM users ORDER BY id LIMIT 20']);
@@ -51,16 +86,26 @@ t.test('psql over TLS: \\dt, \\d users, 20 rows, an error with its SQLSTATE', as
   t.match(err.stderr, /ERROR:\s+42P01:/, 'a missing table is undefined_table');
   const refused = psql(['-v', 'VERBOSITY=verbose', '-c', "SELECT * FROM read_csv('/etc/passwd')"]);
   t.match(refused.stderr, /ERROR:\s+42501:/, 'the sandbox refuses files as over HTTP, as insufficient_privilege');
-  const plain = spawnSync('psql', [conninfo('disable'), '-X', '-At', '-c', 'SELECT 2'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: TOKEN } });
+  const plain = spawnSync('psql', [conninfo('disable'), '-X', '-At', '-c', 'SELECT 2'], {
+    encoding: 'utf8',
+    env: { ...process.env, PGPASSWORD: TOKEN },
+  });
   t.equal(plain.stdout.trim(), '2', 'plain connections are accepted from loopback');
-  const bad = spawnSync('psql', [conninfo('require'), '-X', '-At', '-c', 'SELECT 1'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'wrong' } });
+  const bad = spawnSync('psql', [conninfo('require'), '-X', '-At', '-c', 'SELECT 1'], {
+    encoding: 'utf8',
+    env: { ...process.env, PGPASSWORD: 'wrong' },
+  });
   t.match(bad.stderr, /password authentication failed/, 'a wrong token is refused');
 });
 
 t.test('psql: Ctrl-C (a CancelRequest) stops a long query within 1 s', async (t) => {
-  const child = spawn('psql', [conninfo('require'), '-X', '-c', 'SELECT count(*) FROM range(1000000000000::BIGINT)'], { env: { ...process.env, PGPASSWORD: TOKEN } });
+  const child = spawn('psql', [conninfo('require'), '-X', '-c', 'SELECT count(*) FROM range(1000000000000::BIGINT)'], {
+    env: { ...process.env, PGPASSWORD: TOKEN },
+  });
   let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   const exited = new Promise<number | null>((r) => child.once('exit', r));
   // Running once the query log... is not written until the end: wait until the service has the query.
   const deadline = Date.now() + 30_000;
@@ -92,9 +137,14 @@ t.test('psql: \\copy (SELECT ...) TO a file, 1,000,000 rows', async (t) => {
 t.test('node-postgres: a pool running 200 concurrent queries', async (t) => {
   const pool = new pg.Pool({ host: '127.0.0.1', port: service.pgPort, user: 'analyst', password: TOKEN, database: 'default', max: 10 });
   t.teardown(() => pool.end());
-  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => pool.query('SELECT id, name, balance FROM users WHERE id = $1', [(i % 100) + 1])));
+  const results = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => pool.query('SELECT id, name, balance FROM users WHERE id = $1', [(i % 100) + 1])),
+  );
   t.equal(results.length, 200);
-  t.ok(results.every((r, i) => r.rows.length === 1 && r.rows[0].id === (i % 100) + 1 && r.rows[0].name === `user ${(i % 100) + 1}`), 'every answer is its own query\'s');
+  t.ok(
+    results.every((r, i) => r.rows.length === 1 && r.rows[0].id === (i % 100) + 1 && r.rows[0].name === `user ${(i % 100) + 1}`),
+    "every answer is its own query's",
+  );
   t.equal(results[1]!.rows[0].balance, '3.00', 'numeric as text, as from Postgres');
   const err = await pool.query('SELECT nope FROM users').catch((e: { code?: string }) => e);
   t.equal((err as { code?: string }).code, '42703', 'a missing column is undefined_column');
@@ -110,16 +160,37 @@ t.test('node-postgres: a pool running 200 concurrent queries', async (t) => {
 t.test('psycopg 3 and SQLAlchemy', async (t) => {
   const python = join(cache, 'pgwire-venv', 'bin', 'python');
   t.ok(existsSync(python), 'the psycopg venv is installed (.ci/setup test)');
-  const r = spawnSync(python, [join(import.meta.dirname, 'clients', 'psycopg_check.py'), String(service.pgPort), TOKEN], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(python, [join(import.meta.dirname, 'clients', 'psycopg_check.py'), String(service.pgPort), TOKEN], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   t.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { param_row: unknown; injection: number; roundtrip: Record<string, string>; error_sqlstate: string; refused_sqlstate: string; table_names: string[]; columns: [string, string][]; sqlalchemy_count: number };
+  const out = JSON.parse(r.stdout) as {
+    param_row: unknown;
+    injection: number;
+    roundtrip: Record<string, string>;
+    error_sqlstate: string;
+    refused_sqlstate: string;
+    table_names: string[];
+    columns: [string, string][];
+    sqlalchemy_count: number;
+  };
   t.same(out.param_row, [[7, 'user 7']], 'server-side bound parameters');
   t.equal(out.injection, 0, 'a quote in a parameter stays in the value');
   for (const [k, v] of Object.entries(out.roundtrip)) t.equal(v, 'ok', `${k} round-trips${v === 'ok' ? '' : `: ${v}`}`);
   t.equal(out.error_sqlstate, '42P01');
   t.equal(out.refused_sqlstate, '42501');
   t.same(out.table_names, ['events', 'users'], 'inspect().get_table_names()');
-  t.same(out.columns.slice(0, 4), [['id', 'INTEGER'], ['name', 'TEXT'], ['active', 'BOOLEAN'], ['balance', 'NUMERIC(10, 2)']], 'inspect().get_columns("users")');
+  t.same(
+    out.columns.slice(0, 4),
+    [
+      ['id', 'INTEGER'],
+      ['name', 'TEXT'],
+      ['active', 'BOOLEAN'],
+      ['balance', 'NUMERIC(10, 2)'],
+    ],
+    'inspect().get_columns("users")',
+  );
   t.equal(out.sqlalchemy_count, 10);
 });
 
@@ -128,12 +199,21 @@ t.test('the PostgreSQL JDBC driver', async (t) => {
   const jar = join(dir, 'postgresql-42.7.14.jar');
   t.ok(existsSync(jar), 'the driver is installed (.ci/setup test)');
   mkdirSync(join(work, 'classes'), { recursive: true });
-  const javac = spawnSync('javac', ['-d', join(work, 'classes'), join(import.meta.dirname, 'clients', 'JdbcCheck.java')], { encoding: 'utf8' });
+  const javac = spawnSync('javac', ['-d', join(work, 'classes'), join(import.meta.dirname, 'clients', 'JdbcCheck.java')], {
+    encoding: 'utf8',
+  });
   t.equal(javac.status, 0, javac.stderr);
-  const r = spawnSync('java', ['-cp', `${join(work, 'classes')}:${jar}`, 'JdbcCheck', String(service.pgPort), TOKEN, '0'], { encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync('java', ['-cp', `${join(work, 'classes')}:${jar}`, 'JdbcCheck', String(service.pgPort), TOKEN, '0'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /^prepared=3:user 3:4\.50;4:user 4:6\.00;5:user 5:7\.50;$/m, 'a PreparedStatement with parameters, also once prepared on the server');
-  t.match(r.stdout, /^tables=events,users,$/m, 'getTables lists the lake\'s tables');
+  t.match(
+    r.stdout,
+    /^prepared=3:user 3:4\.50;4:user 4:6\.00;5:user 5:7\.50;$/m,
+    'a PreparedStatement with parameters, also once prepared on the server',
+  );
+  t.match(r.stdout, /^tables=events,users,$/m, "getTables lists the lake's tables");
   t.match(r.stdout, /^columns=id int4,name text,active bool,balance numeric,/m, 'getColumns');
   t.match(r.stdout, /^rows=1000000 sum=499999500000$/m, '1,000,000 rows with a fetch size');
   t.match(r.stdout, /^refused=42501$/m);

@@ -11,7 +11,10 @@ import { openLake } from '../../lib/lake/session.js';
 
 export const TOKEN = 'wire-test-token';
 
-export interface WireService extends QueryService { pgPort: number; dir: string }
+export interface WireService extends QueryService {
+  pgPort: number;
+  dir: string;
+}
 
 export const USERS_SQL = `CREATE TABLE lake.main.users AS SELECT
   i::INTEGER AS id, 'user ' || i AS name, i % 2 = 0 AS active, (i * 1.5)::DECIMAL(10,2) AS balance, i::DOUBLE / 4 AS score,
@@ -23,19 +26,38 @@ FROM range(1, 101) t(i)`;
 
 export async function startWireService(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<WireService> {
   const dir = mkdtempSync(join(tmpdir(), 'fm-pgwire-'));
-  const lakeEnv: NodeJS.ProcessEnv = { FEATHERMAN_METADATA: `duckdb:${join(dir, 'metadata.ducklake')}`, FEATHERMAN_DATA_PATH: join(dir, 'data') };
+  const lakeEnv: NodeJS.ProcessEnv = {
+    FEATHERMAN_METADATA: `duckdb:${join(dir, 'metadata.ducklake')}`,
+    FEATHERMAN_DATA_PATH: join(dir, 'data'),
+  };
   await ensureEmbeddedLake(lakeEnv, dir);
   const lake = await openLake(loadConfig(lakeEnv));
   try {
     await lake.run(USERS_SQL);
-    await lake.run('CREATE TABLE lake.main.events AS SELECT range AS id, \'click\' AS kind FROM range(1000)');
-  } finally { lake.close(); }
-  const service = await startQueryService({
-    FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE ?? join(process.env.HOME ?? '', '.cache', 'featherman'),
-    FEATHERMAN_METADATA: lakeEnv.FEATHERMAN_METADATA!, FEATHERMAN_DATA_PATH: lakeEnv.FEATHERMAN_DATA_PATH!,
-    FEATHERMAN_API_TOKENS: TOKEN, ...env,
-  }, 120_000, ['--embedded', '--pg-port', '0', ...extraArgs]);
+    await lake.run("CREATE TABLE lake.main.events AS SELECT range AS id, 'click' AS kind FROM range(1000)");
+  } finally {
+    lake.close();
+  }
+  const service = await startQueryService(
+    {
+      FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE ?? join(process.env.HOME ?? '', '.cache', 'featherman'),
+      FEATHERMAN_METADATA: lakeEnv.FEATHERMAN_METADATA!,
+      FEATHERMAN_DATA_PATH: lakeEnv.FEATHERMAN_DATA_PATH!,
+      FEATHERMAN_API_TOKENS: TOKEN,
+      ...env,
+    },
+    120_000,
+    ['--embedded', '--pg-port', '0', ...extraArgs],
+  );
   const line = service.lines().find((l) => l.includes('featherman serve listening'))!;
   const pgPort = (JSON.parse(line) as { pgPort: number }).pgPort;
-  return { ...service, pgPort, dir, stop: async () => { await service.stop(); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    ...service,
+    pgPort,
+    dir,
+    stop: async () => {
+      await service.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

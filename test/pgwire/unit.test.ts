@@ -7,8 +7,12 @@ import { sqlstate } from '../../lib/pgwire/result.js';
 import { rewriteCatalogSql } from '../../lib/pgwire/catalog.js';
 
 t.test('statements and parameters outside strings, names, comments and dollar quotes', async (t) => {
-  t.same(splitStatements("SELECT 'a;b'; SELECT \"x;\" -- c;\n; /* ; */ SELECT $$;$$"), ["SELECT 'a;b'", ' SELECT "x;" -- c;\n', ' /* ; */ SELECT $$;$$']);
-  t.equal(parameterCount("SELECT $1, '$2', \"$3\", $$ $4 $$, $2 -- $9"), 2);
+  t.same(splitStatements('SELECT \'a;b\'; SELECT "x;" -- c;\n; /* ; */ SELECT $$;$$'), [
+    "SELECT 'a;b'",
+    ' SELECT "x;" -- c;\n',
+    ' /* ; */ SELECT $$;$$',
+  ]);
+  t.equal(parameterCount('SELECT $1, \'$2\', "$3", $$ $4 $$, $2 -- $9'), 2);
   t.equal(bindParameters("SELECT $1 || '$1'", ["'x'"]), "SELECT 'x' || '$1'");
   t.throws(() => bindParameters('SELECT $2', ['1']), RangeError);
 });
@@ -39,7 +43,11 @@ t.test('SQLSTATEs from answers', async (t) => {
   t.equal(sqlstate(400, 'sql: Constraint Error: Duplicate key'), '23505');
 });
 
-t.test('catalog SQL is pointed at the mirror\'s own pg_catalog', async (t) => {
-  t.equal(rewriteCatalogSql("SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a WHERE c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default"),
-    "SELECT fm.pgc.format_type(a.atttypid, NULL) FROM fm.pgc.pg_attribute a WHERE c.relname  ~  '^(users)$'");
+t.test("catalog SQL is pointed at the mirror's own pg_catalog", async (t) => {
+  t.equal(
+    rewriteCatalogSql(
+      "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a WHERE c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default",
+    ),
+    "SELECT fm.pgc.format_type(a.atttypid, NULL) FROM fm.pgc.pg_attribute a WHERE c.relname  ~  '^(users)$'",
+  );
 });

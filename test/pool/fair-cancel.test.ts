@@ -19,17 +19,43 @@ const minio = await Minio.start();
 const work = mkdtempSync(join(tmpdir(), 'fm-fair-'));
 await minio.createBucket('lake');
 const env: Record<string, string> = {
-  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
-  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/fair/data/', FEATHERMAN_CATALOG: 'lake1',
+  PATH: process.env.PATH!,
+  HOME: process.env.HOME ?? '/tmp',
+  ...minio.env(),
+  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+  FEATHERMAN_DATA_PATH: 's3://lake/fair/data/',
+  FEATHERMAN_CATALOG: 'lake1',
   FEATHERMAN_STARTUP_TIMEOUT: '20s',
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 const specFile = join(work, 'events.json');
-writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }] }));
+writeFileSync(
+  specFile,
+  JSON.stringify({
+    name: 'events',
+    columns: [
+      { name: 'id', type: 'BIGINT' },
+      { name: 'kind', type: 'VARCHAR' },
+    ],
+  }),
+);
 t.equal((await featherman(['table', 'apply', '-f', specFile], env)).code, 0);
-t.equal((await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, 'k' || (i % 3) FROM range(1000) r(i)"], env)).code, 0);
+t.equal(
+  (await featherman(['query', '--write', '--sql', "INSERT INTO events SELECT i, 'k' || (i % 3) FROM range(1000) r(i)"], env)).code,
+  0,
+);
 
-const settings: PoolSettings = { namespace: 'local', pool: 'p1', catalog: 'lake1', readOnly: true, queueMaxLength: 1000, queueMaxWaitMs: 120_000, maxQueryMs: 60_000, workerConcurrency: 1, maxQueuedPerPrincipal: 100 };
+const settings: PoolSettings = {
+  namespace: 'local',
+  pool: 'p1',
+  catalog: 'lake1',
+  readOnly: true,
+  queueMaxLength: 1000,
+  queueMaxWaitMs: 120_000,
+  maxQueryMs: 60_000,
+  workerConcurrency: 1,
+  maxQueuedPerPrincipal: 100,
+};
 const pool = new LocalPool(settings, env);
 await pool.scaleTo(2);
 const log: QueryLogLine[] = [];
@@ -39,14 +65,25 @@ const serve = async (router: Router) => {
   return { app, base: await app.listen({ port: 0, host: '127.0.0.1' }) };
 };
 const main = await serve(new Router(pool, new LocalFallback(env)));
-t.teardown(async () => { await main.app.close(); await pool.stop(); await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await main.app.close();
+  await pool.stop();
+  await minio.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 
 const slow = (n: number) => `SELECT count(*) AS n FROM range(${n}) r(i) WHERE i % 7 = 3`;
-const send = (base: string, token: string, sql: string, opts: { id?: string; signal?: AbortSignal } = {}) => fetch(`${base}/v1/query`, {
-  method: 'POST', signal: opts.signal,
-  headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...(opts.id ? { 'x-featherman-query-id': opts.id } : {}) },
-  body: JSON.stringify({ catalog: 'lake1', sql }),
-});
+const send = (base: string, token: string, sql: string, opts: { id?: string; signal?: AbortSignal } = {}) =>
+  fetch(`${base}/v1/query`, {
+    method: 'POST',
+    signal: opts.signal,
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${token}`,
+      ...(opts.id ? { 'x-featherman-query-id': opts.id } : {}),
+    },
+    body: JSON.stringify({ catalog: 'lake1', sql }),
+  });
 /**
  * A query whose client goes away: node:http, so closing it closes its socket and nothing else
  * (an aborted fetch leaves undici opening a fresh idle connection, which the server then waits
@@ -54,7 +91,14 @@ const send = (base: string, token: string, sql: string, opts: { id?: string; sig
  */
 function leaving(base: string, token: string, sql: string, id: string): { leave: () => void; closed: Promise<Error> } {
   const u = new URL(`${base}/v1/query`);
-  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-featherman-query-id': id } });
+  const req = request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    agent: false,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-featherman-query-id': id },
+  });
   const closed = new Promise<Error>((resolve) => req.once('error', resolve));
   req.end(JSON.stringify({ catalog: 'lake1', sql }));
   return { leave: () => req.destroy(new Error('the client left')), closed };
@@ -72,8 +116,12 @@ async function until<T>(what: string, ms: number, check: () => Promise<T | undef
 const stats = async (url: string) => (await (await fetch(`${url}/stats`)).json()) as { activeQueries: number };
 const busyWorkers = async () => (await Promise.all(pool.alive().map((w) => stats(w.url)))).filter((s) => s.activeQueries > 0).length;
 const cancelAll = async (base: string, token: string) => {
-  const listed = (await (await fetch(`${base}/v1/queries`, { headers: { authorization: `Bearer ${token}` } })).json()) as { queries: { id: string }[] };
-  await Promise.all(listed.queries.map((q) => fetch(`${base}/v1/queries/${q.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })));
+  const listed = (await (await fetch(`${base}/v1/queries`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+    queries: { id: string }[];
+  };
+  await Promise.all(
+    listed.queries.map((q) => fetch(`${base}/v1/queries/${q.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })),
+  );
   return listed.queries.length;
 };
 
@@ -89,10 +137,14 @@ for (;;) {
 
 t.test('fair shares: alice sends 50 slow queries, bob 1; bob starts within one query-time', async (t) => {
   const ids = Array.from({ length: 50 }, (_, i) => `alice-${i}`);
-  const answers = ids.map((id) => send(main.base, ALICE, slow(size), { id }).then(async (r) => ({ status: r.status, text: await r.text() })));
-  await until('alice\'s queries running and queued', 30_000, async () => ((await busyWorkers()) === 2 ? true : undefined));
+  const answers = ids.map((id) =>
+    send(main.base, ALICE, slow(size), { id }).then(async (r) => ({ status: r.status, text: await r.text() })),
+  );
+  await until("alice's queries running and queued", 30_000, async () => ((await busyWorkers()) === 2 ? true : undefined));
   // Let two of alice's finish so a query-time is known, then bob sends his one.
-  await until('two of alice\'s queries done', 60_000, () => (log.filter((l) => l.principal.user === 'alice' && l.outcome === 'ok').length >= 2 ? true : undefined));
+  await until("two of alice's queries done", 60_000, () =>
+    log.filter((l) => l.principal.user === 'alice' && l.outcome === 'ok').length >= 2 ? true : undefined,
+  );
   const bob = await send(main.base, BOB, slow(size), { id: 'bob-1' });
   t.equal(bob.status, 200, 'bob is answered');
   await bob.text();
@@ -101,12 +153,20 @@ t.test('fair shares: alice sends 50 slow queries, bob 1; bob starts within one q
   const queryTimes = aliceDone.map((l) => l.durationMs - (l.queueWaitMs ?? 0)).sort((a, b) => a - b);
   const queryTime = queryTimes[Math.floor(queryTimes.length / 2)]!;
   const aliceWaiting = 50 - aliceDone.length;
-  t.comment(`one query ${queryTime.toFixed(0)} ms; bob waited ${bobLine.queueWaitMs} ms with ${aliceWaiting} of alice's queries still to go (first come first served would be about ${((aliceWaiting - 2) / 2 * queryTime).toFixed(0)} ms)`);
-  t.ok(bobLine.queueWaitMs! <= queryTime * 1.5 + 100, `bob waited ${bobLine.queueWaitMs} ms, within one query-time (${queryTime.toFixed(0)} ms)`);
+  t.comment(
+    `one query ${queryTime.toFixed(0)} ms; bob waited ${bobLine.queueWaitMs} ms with ${aliceWaiting} of alice's queries still to go (first come first served would be about ${(((aliceWaiting - 2) / 2) * queryTime).toFixed(0)} ms)`,
+  );
+  t.ok(
+    bobLine.queueWaitMs! <= queryTime * 1.5 + 100,
+    `bob waited ${bobLine.queueWaitMs} ms, within one query-time (${queryTime.toFixed(0)} ms)`,
+  );
   t.ok(aliceWaiting >= 10, `alice still had ${aliceWaiting} queries to go when bob's ran`);
-  t.ok(await cancelAll(main.base, ALICE) > 0, 'alice\'s remaining queries cancelled');
+  t.ok((await cancelAll(main.base, ALICE)) > 0, "alice's remaining queries cancelled");
   const results = await Promise.all(answers);
-  t.ok(results.every((r) => r.status === 200 || r.status === 499), 'alice\'s queries: answered or cancelled');
+  t.ok(
+    results.every((r) => r.status === 200 || r.status === 499),
+    "alice's queries: answered or cancelled",
+  );
   await until('the workers idle', 10_000, async () => ((await busyWorkers()) === 0 ? true : undefined));
 });
 
@@ -116,7 +176,7 @@ t.test('per-principal limits: running waits its turn, queued past the limit is 4
   const s = await serve(new Router(directory, new LocalFallback(env)));
   t.teardown(() => s.app.close());
   const first = send(s.base, ALICE, slow(size * 4), { id: 'lim-1' });
-  await until('alice\'s first running', 10_000, async () => ((await busyWorkers()) === 1 ? true : undefined));
+  await until("alice's first running", 10_000, async () => ((await busyWorkers()) === 1 ? true : undefined));
   const queued = [send(s.base, ALICE, slow(size), { id: 'lim-2' }), send(s.base, ALICE, slow(size), { id: 'lim-3' })];
   await sleep(200);
   t.equal(await busyWorkers(), 1, 'alice runs one query although a worker is free (maxRunningPerPrincipal: 1)');
@@ -142,9 +202,16 @@ t.test('cancel on a warm worker: DELETE, and the client going away, leave the wo
   const forever = 'SELECT count(*) FROM range(1000000000000) r(i) WHERE i % 7 = 3';
   const answer = send(main.base, ALICE, forever, { id: 'warm-del' });
   await until('running', 10_000, async () => ((await busyWorkers()) === 1 ? true : undefined));
-  t.equal((await fetch(`${main.base}/v1/queries/warm-del`, { method: 'DELETE', headers: { authorization: `Bearer ${BOB}` } })).status, 404, 'bob cannot cancel alice\'s query');
+  t.equal(
+    (await fetch(`${main.base}/v1/queries/warm-del`, { method: 'DELETE', headers: { authorization: `Bearer ${BOB}` } })).status,
+    404,
+    "bob cannot cancel alice's query",
+  );
   const from = performance.now();
-  t.equal((await fetch(`${main.base}/v1/queries/warm-del`, { method: 'DELETE', headers: { authorization: `Bearer ${ALICE}` } })).status, 202);
+  t.equal(
+    (await fetch(`${main.base}/v1/queries/warm-del`, { method: 'DELETE', headers: { authorization: `Bearer ${ALICE}` } })).status,
+    202,
+  );
   await until('the worker idle', 5_000, async () => ((await busyWorkers()) === 0 ? true : undefined));
   const ms = performance.now() - from;
   t.ok(ms < 1000, `idle ${ms.toFixed(0)} ms after DELETE`);
@@ -162,7 +229,11 @@ t.test('cancel on a warm worker: DELETE, and the client going away, leave the wo
   t.ok(ms2 < 1000, `idle ${ms2.toFixed(0)} ms after the client went away`);
   t.type(await client.closed, Error);
   await until('logged', 5_000, () => (log.some((l) => l.id === 'warm-close') ? true : undefined));
-  t.same(['warm-del', 'warm-close'].map((id) => log.find((l) => l.id === id)?.outcome), ['cancelled', 'cancelled'], 'the query log shows both cancelled');
+  t.same(
+    ['warm-del', 'warm-close'].map((id) => log.find((l) => l.id === id)?.outcome),
+    ['cancelled', 'cancelled'],
+    'the query log shows both cancelled',
+  );
 });
 
 t.test('cancel on the cold path: DELETE, and the client going away, kill the query process within 1 s', async (t) => {
@@ -172,7 +243,12 @@ t.test('cancel on the cold path: DELETE, and the client going away, kill the que
   const forever = 'SELECT count(*) FROM range(1000000000000) r(i) WHERE i % 7 = 3';
   const answer = send(s.base, ALICE, forever, { id: 'cold-del' });
   // The process is running once it has had time to start and the query is listed.
-  await until('listed', 10_000, async () => ((await (await fetch(`${s.base}/v1/queries`, { headers: { authorization: `Bearer ${ALICE}` } })).json()) as { queries: unknown[] }).queries.length === 1 ? true : undefined);
+  await until('listed', 10_000, async () =>
+    ((await (await fetch(`${s.base}/v1/queries`, { headers: { authorization: `Bearer ${ALICE}` } })).json()) as { queries: unknown[] })
+      .queries.length === 1
+      ? true
+      : undefined,
+  );
   await sleep(2000);
   const from = performance.now();
   t.equal((await fetch(`${s.base}/v1/queries/cold-del`, { method: 'DELETE', headers: { authorization: `Bearer ${ALICE}` } })).status, 202);
@@ -196,31 +272,51 @@ t.test('the query log: one line per query, principals and tables, no literals, n
   const res = await send(main.base, BOB, "SELECT count(*) AS n FROM events WHERE kind = 'k1-secret-literal'", { id: 'log-1' });
   t.equal(res.status, 200);
   await res.text();
-  const refused = await send(main.base, BOB, 'SELECT * FROM read_text(\'/etc/passwd\')', { id: 'log-2' });
+  const refused = await send(main.base, BOB, "SELECT * FROM read_text('/etc/passwd')", { id: 'log-2' });
   t.equal(refused.status, 403);
-  const bad = await fetch(`${main.base}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer wrong-token-000' }, body: '{}' });
+  const bad = await fetch(`${main.base}/v1/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer wrong-token-000' },
+    body: '{}',
+  });
   t.equal(bad.status, 401, 'a bad token is refused');
   t.ok(bad.headers.get('x-featherman-query-id'), 'even a refusal carries a query id');
   const line = await until('logged', 5_000, () => log.find((l) => l.id === 'log-1'));
   t.match(line, {
-    msg: 'query', principal: { user: 'bob', groups: ['featherman:static-tokens'] }, catalog: 'lake1', namespace: 'local', pool: 'p1',
-    tables: { read: ['events'], write: [], catalog: false }, kind: 'select', rows: 1, outcome: 'ok', status: 200,
+    msg: 'query',
+    principal: { user: 'bob', groups: ['featherman:static-tokens'] },
+    catalog: 'lake1',
+    namespace: 'local',
+    pool: 'p1',
+    tables: { read: ['events'], write: [], catalog: false },
+    kind: 'select',
+    rows: 1,
+    outcome: 'ok',
+    status: 200,
   });
-  t.ok(line.bytes > 0 && line.durationMs > 0 && line.queueWaitMs! >= 0 && /^p1-local-\d$/.test(String(line.worker)), 'bytes, duration, queue wait, worker');
+  t.ok(
+    line.bytes > 0 && line.durationMs > 0 && line.queueWaitMs! >= 0 && /^p1-local-\d$/.test(String(line.worker)),
+    'bytes, duration, queue wait, worker',
+  );
   t.ok(!Number.isNaN(Date.parse(line.time)), 'a time');
-  t.equal(log.find((l) => l.id === 'log-2')?.status, 403, 'the sandbox\'s refusal is logged too');
+  t.equal(log.find((l) => l.id === 'log-2')?.status, 403, "the sandbox's refusal is logged too");
   t.equal(log.filter((l) => l.id === 'log-1').length, 1, 'one line per query');
   const text = JSON.stringify(log);
   t.notOk(text.includes('secret-literal'), 'no SQL literal');
   t.notOk(text.includes('/etc/passwd'), 'no SQL at all');
   for (const token of [ALICE, BOB, 'wrong-token-000']) t.notOk(text.includes(token), 'no token');
-  t.ok(log.every((l) => l.sql === undefined), 'no sql field unless FEATHERMAN_LOG_SQL=true');
+  t.ok(
+    log.every((l) => l.sql === undefined),
+    'no sql field unless FEATHERMAN_LOG_SQL=true',
+  );
   t.equal(new Set(log.map((l) => l.id)).size, log.length, 'ids are unique');
 });
 
 t.test('FEATHERMAN_LOG_SQL=true puts the SQL in the log', async (t) => {
   process.env.FEATHERMAN_LOG_SQL = 'true';
-  t.teardown(() => { delete process.env.FEATHERMAN_LOG_SQL; });
+  t.teardown(() => {
+    delete process.env.FEATHERMAN_LOG_SQL;
+  });
   const s = await serve(new Router(pool, new LocalFallback(env)));
   t.teardown(() => s.app.close());
   await (await send(s.base, BOB, "SELECT 'shown' AS x", { id: 'log-sql' })).text();

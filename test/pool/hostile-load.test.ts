@@ -22,8 +22,12 @@ const work = mkdtempSync(join(tmpdir(), 'fm-hostile-'));
 await minio.createBucket('lake');
 const MAX_RESULT_BYTES = 16 * 1024 * 1024;
 const env: Record<string, string> = {
-  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
-  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/hostile/data/', FEATHERMAN_CATALOG: 'lake1',
+  PATH: process.env.PATH!,
+  HOME: process.env.HOME ?? '/tmp',
+  ...minio.env(),
+  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+  FEATHERMAN_DATA_PATH: 's3://lake/hostile/data/',
+  FEATHERMAN_CATALOG: 'lake1',
   FEATHERMAN_STARTUP_TIMEOUT: '20s',
   // Fixed limits, so each bad query meets the same one on any machine.
   FEATHERMAN_MEMORY_LIMIT: '512MiB',
@@ -32,7 +36,16 @@ const env: Record<string, string> = {
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 
-const settings: PoolSettings = { namespace: 'local', pool: 'h1', catalog: 'lake1', readOnly: true, queueMaxLength: 100, queueMaxWaitMs: 30_000, maxQueryMs: 30_000, workerConcurrency: 1 };
+const settings: PoolSettings = {
+  namespace: 'local',
+  pool: 'h1',
+  catalog: 'lake1',
+  readOnly: true,
+  queueMaxLength: 100,
+  queueMaxWaitMs: 30_000,
+  maxQueryMs: 30_000,
+  workerConcurrency: 1,
+};
 const pool = new LocalPool(settings, env);
 await pool.scaleTo(2);
 const router = new Router(pool, new LocalFallback(env));
@@ -43,10 +56,20 @@ const app: FastifyInstance = await buildServer({ plugins: ['health', 'query'], r
 const coldApp: FastifyInstance = await buildServer({ plugins: ['query'], router: coldRouter, apiTokens: [TOKEN] });
 const base = await app.listen({ port: 0, host: '127.0.0.1' });
 const coldBase = await coldApp.listen({ port: 0, host: '127.0.0.1' });
-t.teardown(async () => { await app.close(); await coldApp.close(); await pool.stop(); await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await app.close();
+  await coldApp.close();
+  await pool.stop();
+  await minio.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 
 async function query(url: string, body: Record<string, unknown>) {
-  const res = await fetch(`${url}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}/v1/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, text: await res.text() };
 }
 
@@ -79,7 +102,10 @@ const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(val
 /** `featherman query` processes this test started that still run (the cold path's children). */
 function queryProcesses(): number {
   try {
-    return execFileSync('pgrep', ['-P', String(process.pid), '-f', 'cli.js query --sandbox'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).length;
+    return execFileSync('pgrep', ['-P', String(process.pid), '-f', 'cli.js query --sandbox'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean).length;
   } catch {
     return 0; // pgrep exits 1 when nothing matches
   }
@@ -87,7 +113,13 @@ function queryProcesses(): number {
 
 /** Wait until the pool has two workers that answer /readyz (a dying one may still be listed). */
 async function bothWorkersLive(): Promise<void> {
-  const ready = async (url: string) => { try { return (await fetch(`${url}/readyz`)).status === 200; } catch { return false; } };
+  const ready = async (url: string) => {
+    try {
+      return (await fetch(`${url}/readyz`)).status === 200;
+    } catch {
+      return false;
+    }
+  };
   for (;;) {
     const alive = pool.alive();
     if (alive.length === 2 && (await Promise.all(alive.map((w) => ready(w.url)))).every(Boolean)) return;
@@ -109,23 +141,35 @@ const BAD: Bad[] = [
   {
     name: '20,000 UNION ALLs (380 KB of SQL)',
     sql: `SELECT 1${' UNION ALL SELECT 1'.repeat(20_000)}`,
-    timeoutMs: 10_000, status: 400, message: /^sql: \d+ bytes, larger than the limit of 102400 bytes/, kills: 0,
+    timeoutMs: 10_000,
+    status: 400,
+    message: /^sql: \d+ bytes, larger than the limit of 102400 bytes/,
+    kills: 0,
   },
   {
     name: '20 values of 100 MB (more than the memory limit)',
     sql: "SELECT repeat('x', 100000000) || i FROM range(20) t(i)",
     // Long enough for DuckDB to reach its limit on a busy machine: the limit, not the deadline, stops it.
-    timeoutMs: 30_000, status: 400, message: /^sql: the query needs more memory than the limit of [\d.]+ MiB per query/, kills: 0,
+    timeoutMs: 30_000,
+    status: 400,
+    message: /^sql: the query needs more memory than the limit of [\d.]+ MiB per query/,
+    kills: 0,
   },
   {
     name: 'a first row of 20 MB (above the 16 MiB byte cap)',
     sql: "SELECT repeat('x', 20000000) || i FROM range(3) t(i)",
-    timeoutMs: 30_000, status: 400, message: /first row is (at least )?.*above the limit of 16777216 bytes/, kills: 0,
+    timeoutMs: 30_000,
+    status: 400,
+    message: /first row is (at least )?.*above the limit of 16777216 bytes/,
+    kills: 0,
   },
   {
     name: 'a CPU-bound scalar function that ignores the interrupt',
     sql: "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000) || i) FROM range(5) t(i)",
-    timeoutMs: 1000, status: 504, message: /exceeded its deadline of 1000 ms and did not stop within 2000 ms/, kills: 1,
+    timeoutMs: 1000,
+    status: 504,
+    message: /exceeded its deadline of 1000 ms and did not stop within 2000 ms/,
+    kills: 1,
   },
 ];
 
@@ -156,7 +200,9 @@ for (const bad of BAD) {
     t.equal(pool.alive().length, 2, 'both workers are live again');
     t.ok(pool.ready(), 'the pool reports ready');
     t.equal(router.snapshot().find((p) => p.pool === settings.pool)?.workers, 2, 'ducklake_pool_size_current counts the live workers');
-    t.comment(`${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`);
+    t.comment(
+      `${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`,
+    );
   });
 }
 
@@ -177,21 +223,34 @@ for (const bad of BAD) {
       took.push(ms);
       t.equal(r.status, bad.status, `answer ${i + 1}: ${r.text.slice(0, 300)}`);
       const body = JSON.parse(r.text) as { error?: string; message?: string };
-      t.match(body.error ?? body.message, bad.kills ? new RegExp(`exceeded its deadline of ${COLD_KILL_DEADLINE_MS} ms and did not stop within 2000 ms; its process was killed`) : bad.message, `answer ${i + 1} says why`);
+      t.match(
+        body.error ?? body.message,
+        bad.kills
+          ? new RegExp(`exceeded its deadline of ${COLD_KILL_DEADLINE_MS} ms and did not stop within 2000 ms; its process was killed`)
+          : bad.message,
+        `answer ${i + 1} says why`,
+      );
       t.ok(ms < timeoutMs + 5000, `answer ${i + 1} within the deadline + 5 s (${ms.toFixed(0)} ms)`);
       t.equal(queryProcesses(), 0, 'no query process is left running');
     }
     const { latencies, failures } = await loop.stop();
     t.same(failures, [], 'every SELECT 1 answered 200');
     t.ok(p99(latencies) < 1000, `warm SELECT 1 p99 under 1 s (${p99(latencies).toFixed(0)} ms)`);
-    t.comment(`cold ${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; warm SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`);
+    t.comment(
+      `cold ${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; warm SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`,
+    );
   });
 }
 
 t.test('cold path: a client that goes away kills the query process', async (t) => {
   const controller = new AbortController();
   const started = performance.now();
-  const pending = coldRouter.query(cold, { sql: "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000) || i) FROM range(5) t(i)", format: 'json', timeoutMs: 30_000, signal: controller.signal });
+  const pending = coldRouter.query(cold, {
+    sql: "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000) || i) FROM range(5) t(i)",
+    format: 'json',
+    timeoutMs: 30_000,
+    signal: controller.signal,
+  });
   while (queryProcesses() === 0) await new Promise((r) => setTimeout(r, 50));
   controller.abort();
   const r = await pending;
@@ -202,12 +261,17 @@ t.test('cold path: a client that goes away kills the query process', async (t) =
 
 t.test('cold path: query processes are bounded and queued like workers', async (t) => {
   const tiny: PoolSettings = { ...cold, pool: 'tiny-cold', queueMaxLength: 1, queueMaxWaitMs: 60_000 };
-  const r = new Router({ pools: async () => [tiny], workers: async () => [] }, new LocalFallback(env), undefined, { fallbackConcurrency: 1 });
+  const r = new Router({ pools: async () => [tiny], workers: async () => [] }, new LocalFallback(env), undefined, {
+    fallbackConcurrency: 1,
+  });
   const slow = "SELECT levenshtein(repeat('a', 30000), repeat('b', 30000) || i) FROM range(1) t(i)";
   const running = r.query(tiny, { sql: slow, format: 'json', timeoutMs: 20_000 });
   const queued = r.query(tiny, { sql: 'SELECT 2 AS two', format: 'json' });
   await new Promise((resolve) => setImmediate(resolve));
-  const rejected = await r.query(tiny, { sql: 'SELECT 3 AS three', format: 'json' }).then(() => undefined, (err: { status: number; message: string }) => err);
+  const rejected = await r.query(tiny, { sql: 'SELECT 3 AS three', format: 'json' }).then(
+    () => undefined,
+    (err: { status: number; message: string }) => err,
+  );
   t.equal(rejected?.status, 429, 'a third query finds the queue full');
   t.match(rejected?.message, /pool tiny-cold is busy: 1 queries already wait/);
   const [first, second] = await Promise.all([running, queued]);
@@ -223,7 +287,12 @@ t.test('SQL over the size limit never reaches a process; SQL starting with a das
   t.equal(dash.status, 200, dash.text);
   t.same(JSON.parse(dash.text).rows, [{ five: 5 }]);
   // Over the command line's 128 KiB argument limit, under the SQL limit (raised for this check).
-  const wide = new Router({ pools: async () => [cold], workers: async () => [] }, new LocalFallback({ ...env, FEATHERMAN_MAX_SQL_BYTES: String(512 * 1024) }), undefined, { maxSqlBytes: 512 * 1024 });
+  const wide = new Router(
+    { pools: async () => [cold], workers: async () => [] },
+    new LocalFallback({ ...env, FEATHERMAN_MAX_SQL_BYTES: String(512 * 1024) }),
+    undefined,
+    { maxSqlBytes: 512 * 1024 },
+  );
   const long = await wide.query(cold, { sql: `SELECT length('${'y'.repeat(200 * 1024)}') AS n`, format: 'json' });
   t.equal(long.status, 200);
   let text = '';
@@ -231,7 +300,7 @@ t.test('SQL over the size limit never reaches a process; SQL starting with a das
   t.same(JSON.parse(text).rows, [{ n: String(200 * 1024) }]);
 });
 
-t.test('a worker busy with another replica\'s query: the query waits its turn instead of getting 503', async (t) => {
+t.test("a worker busy with another replica's query: the query waits its turn instead of getting 503", async (t) => {
   await bothWorkersLive();
   // Two routers (two service replicas) sharing one worker: neither knows what the other sent.
   const one = pool.alive()[0]!;
@@ -259,7 +328,12 @@ t.test('a worker busy with another replica\'s query: the query waits its turn in
 t.test('warm path: a client that goes away stops its query on the worker, which then counts as idle again', async (t) => {
   await bothWorkersLive();
   const controller = new AbortController();
-  const pending = router.query(settings, { sql: 'SELECT count(*) FROM range(1e13::BIGINT)', format: 'json', timeoutMs: 30_000, signal: controller.signal });
+  const pending = router.query(settings, {
+    sql: 'SELECT count(*) FROM range(1e13::BIGINT)',
+    format: 'json',
+    timeoutMs: 30_000,
+    signal: controller.signal,
+  });
   let busy: (typeof pool.processes)[number] | undefined;
   while (!busy) {
     for (const w of pool.alive()) {
@@ -269,7 +343,10 @@ t.test('warm path: a client that goes away stops its query on the worker, which 
   }
   const started = performance.now();
   controller.abort();
-  const outcome = await pending.then((r) => r.status, (err: { status: number }) => err.status);
+  const outcome = await pending.then(
+    (r) => r.status,
+    (err: { status: number }) => err.status,
+  );
   t.equal(outcome, 499, 'the router gave up on the query');
   for (;;) {
     const stats = (await (await fetch(`${busy.url}/stats`)).json()) as { activeQueries: number };
@@ -280,6 +357,13 @@ t.test('warm path: a client that goes away stops its query on the worker, which 
   t.ok(stoppedMs < 5000, `the worker stopped the query (${stoppedMs.toFixed(0)} ms), long before its 30 s deadline`);
   // The router hands the worker's slot back once the worker says it is idle.
   while (router.snapshot().find((p) => p.pool === settings.pool)!.busy > 0) await new Promise((r) => setTimeout(r, 50));
-  const after = await Promise.all([query(base, { catalog: 'lake1', sql: 'SELECT 1 AS one' }), query(base, { catalog: 'lake1', sql: 'SELECT 2 AS two' })]);
-  t.same(after.map((a) => a.status), [200, 200], 'both workers take queries again');
+  const after = await Promise.all([
+    query(base, { catalog: 'lake1', sql: 'SELECT 1 AS one' }),
+    query(base, { catalog: 'lake1', sql: 'SELECT 2 AS two' }),
+  ]);
+  t.same(
+    after.map((a) => a.status),
+    [200, 200],
+    'both workers take queries again',
+  );
 });

@@ -18,28 +18,52 @@ const minio = await Minio.start();
 const work = mkdtempSync(join(tmpdir(), 'fm-pool-'));
 await minio.createBucket('lake');
 const env: Record<string, string> = {
-  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...minio.env(),
-  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: 's3://lake/pool/data/', FEATHERMAN_CATALOG: 'lake1',
+  PATH: process.env.PATH!,
+  HOME: process.env.HOME ?? '/tmp',
+  ...minio.env(),
+  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+  FEATHERMAN_DATA_PATH: 's3://lake/pool/data/',
+  FEATHERMAN_CATALOG: 'lake1',
   // Workers start in about a second; one that hangs gives up and is replaced (worker-start.test.ts).
   FEATHERMAN_STARTUP_TIMEOUT: '20s',
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 const specFile = join(work, 'events.json');
-writeFileSync(specFile, JSON.stringify({ name: 'events', columns: [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }] }));
+writeFileSync(
+  specFile,
+  JSON.stringify({
+    name: 'events',
+    columns: [
+      { name: 'id', type: 'BIGINT' },
+      { name: 'kind', type: 'VARCHAR' },
+    ],
+  }),
+);
 t.equal((await featherman(['table', 'apply', '-f', specFile], env)).code, 0);
 const seed = "INSERT INTO events SELECT i, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM range(10000) r(i)";
 t.equal((await featherman(['query', '--write', '--sql', seed], env)).code, 0);
 
 const settings: PoolSettings = {
-  namespace: 'local', pool: 'p1', catalog: 'lake1', readOnly: true,
-  queueMaxLength: 1000, queueMaxWaitMs: 60_000, maxQueryMs: 30_000, workerConcurrency: 1,
+  namespace: 'local',
+  pool: 'p1',
+  catalog: 'lake1',
+  readOnly: true,
+  queueMaxLength: 1000,
+  queueMaxWaitMs: 60_000,
+  maxQueryMs: 30_000,
+  workerConcurrency: 1,
 };
 const pool = new LocalPool(settings, env);
 await pool.scaleTo(2);
 const router = new Router(pool, new LocalFallback(env));
 const app: FastifyInstance = await buildServer({ plugins: ['health', 'query', 'metrics'], router, apiTokens: [TOKEN] });
 const base = await app.listen({ port: 0, host: '127.0.0.1' });
-t.teardown(async () => { await app.close(); await pool.stop(); await minio.stop(); rmSync(work, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await app.close();
+  await pool.stop();
+  await minio.stop();
+  rmSync(work, { recursive: true, force: true });
+});
 
 async function query(body: Record<string, unknown>, token = TOKEN) {
   const res = await fetch(`${base}/v1/query`, {
@@ -52,10 +76,15 @@ async function query(body: Record<string, unknown>, token = TOKEN) {
 
 t.test('200 concurrent queries through two workers all return the right rows', async (t) => {
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: 200 }, (_, i) =>
-    query({ sql: `SELECT count(*) AS n, sum(id) AS s FROM events WHERE id % 200 = ${i}` })));
+  const results = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => query({ sql: `SELECT count(*) AS n, sum(id) AS s FROM events WHERE id % 200 = ${i}` })),
+  );
   const seconds = (performance.now() - started) / 1000;
-  t.same(results.map((r) => r.status), Array(200).fill(200), 'every query answered 200');
+  t.same(
+    results.map((r) => r.status),
+    Array(200).fill(200),
+    'every query answered 200',
+  );
   results.forEach((r, i) => {
     const rows = JSON.parse(r.text).rows;
     const expected = Array.from({ length: 50 }, (_, k) => k * 200 + i).reduce((a, b) => a + b, 0);
@@ -63,7 +92,10 @@ t.test('200 concurrent queries through two workers all return the right rows', a
   });
   const pods = new Set(results.map((r) => r.headers.get('x-featherman-pod')));
   t.same([...pods].sort(), ['p1-local-1', 'p1-local-2'], 'both workers served');
-  t.ok(results.every((r) => Number(r.headers.get('x-featherman-duration')) >= 0), 'X-Featherman-Duration is set');
+  t.ok(
+    results.every((r) => Number(r.headers.get('x-featherman-duration')) >= 0),
+    'X-Featherman-Duration is set',
+  );
   t.comment(`200 queries in ${seconds.toFixed(2)} s`);
 });
 
@@ -81,10 +113,15 @@ t.test('a full queue gets 429 with Retry-After; a long wait gets 503', async (t)
   const r2 = new Router(directory, new LocalFallback(env), { waiting: (p, queued) => heard.push(queued), fellBack: () => heard.push(-1) });
   const app2 = await buildServer({ plugins: ['query'], router: r2, apiTokens: [TOKEN] });
   t.teardown(() => app2.close());
-  const until = async (what: () => boolean) => { while (!what()) await new Promise((r) => setImmediate(r)); };
+  const until = async (what: () => boolean) => {
+    while (!what()) await new Promise((r) => setImmediate(r));
+  };
   const send = (sql: string, timeoutMs = 60_000) =>
     app2.inject({
-      method: 'POST', url: '/v1/query', headers: { authorization: `Bearer ${TOKEN}` }, payload: { catalog: 'lake1', sql, timeoutMs },
+      method: 'POST',
+      url: '/v1/query',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      payload: { catalog: 'lake1', sql, timeoutMs },
     });
   // Both workers held by queries that end at their deadline, well after the queued query's wait:
   // the outcome does not depend on how fast this machine counts.
@@ -107,7 +144,8 @@ t.test('a query the pool cannot serve is demand too: the router reports it while
   const empty: PoolSettings = { ...settings, pool: 'empty' };
   const heard: (number | string)[] = [];
   const r3 = new Router({ pools: async () => [empty], workers: async () => [] }, new LocalFallback(env), {
-    waiting: (p, queued) => heard.push(queued), fellBack: (p) => heard.push(`fell back: ${p.pool}`),
+    waiting: (p, queued) => heard.push(queued),
+    fellBack: (p) => heard.push(`fell back: ${p.pool}`),
   });
   const res = await r3.query(empty, { sql: 'SELECT 7 AS seven', format: 'json' });
   t.equal(res.status, 200);
@@ -126,10 +164,18 @@ t.test('a deadline interrupts DuckDB itself; the worker stays healthy', async (t
   t.match(JSON.parse(r.text).error, /exceeded its deadline of 1000 ms and was interrupted/);
   t.comment(`answered after ${((performance.now() - started) / 1000).toFixed(2)} s`);
   const after = await Promise.all([query({ sql: 'SELECT 42 AS x' }), query({ sql: 'SELECT 43 AS x' })]);
-  t.same(after.map((a) => a.status), [200, 200], 'both workers answer afterwards');
+  t.same(
+    after.map((a) => a.status),
+    [200, 200],
+    'both workers answer afterwards',
+  );
   for (const w of pool.alive()) t.equal((await fetch(`${w.url}/healthz`)).status, 200);
   t.equal(pool.replaced, replacedBefore, 'no worker restarted');
-  t.same(pool.alive().map((w) => w.process.pid), workersBefore, 'the same worker processes');
+  t.same(
+    pool.alive().map((w) => w.process.pid),
+    workersBefore,
+    'the same worker processes',
+  );
 });
 
 t.test('user SQL is sandboxed', async (t) => {
@@ -167,7 +213,9 @@ t.test('user SQL is sandboxed', async (t) => {
 t.test('a request without a valid token gets 401', async (t) => {
   t.equal((await query({ sql: 'SELECT 1' }, 'wrong-token')).status, 401);
   const none = await fetch(`${base}/v1/query`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ catalog: 'lake1', sql: 'SELECT 1' }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ catalog: 'lake1', sql: 'SELECT 1' }),
   });
   t.equal(none.status, 401);
   t.equal(none.headers.get('www-authenticate'), 'Bearer');
@@ -187,7 +235,11 @@ t.test('a table Job writes while the workers answer, and the workers see it with
       answered++;
     }
   })();
-  const columns = [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'VARCHAR' }, { name: 'note', type: 'VARCHAR' }];
+  const columns = [
+    { name: 'id', type: 'BIGINT' },
+    { name: 'kind', type: 'VARCHAR' },
+    { name: 'note', type: 'VARCHAR' },
+  ];
   writeFileSync(specFile, JSON.stringify({ name: 'events', columns }));
   const apply = await featherman(['table', 'apply', '-f', specFile], env);
   t.equal(apply.code, 0, `table apply succeeded while workers read: ${apply.stderr}`);
@@ -198,18 +250,25 @@ t.test('a table Job writes while the workers answer, and the workers see it with
   stop = true;
   await readers;
   // Ask each worker directly, so the bound holds for every worker, not just the one the router picked.
-  const seen = await Promise.all(pool.alive().map(async (w) => {
-    while (performance.now() - committed < 10_000) {
-      const res = await fetch(`${w.url}/query`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }),
-      });
-      if (res.ok && (await res.json() as { rows: { n: string }[] }).rows[0]!.n === '10500') return performance.now() - committed;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return Infinity;
-  }));
+  const seen = await Promise.all(
+    pool.alive().map(async (w) => {
+      while (performance.now() - committed < 10_000) {
+        const res = await fetch(`${w.url}/query`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }),
+        });
+        if (res.ok && ((await res.json()) as { rows: { n: string }[] }).rows[0]!.n === '10500') return performance.now() - committed;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return Infinity;
+    }),
+  );
   const measured = seen.map((ms) => ms.toFixed(0)).join(' ms, ');
-  t.ok(seen.every((ms) => ms < 5000), `every worker saw the new rows within 5 s of the commit (${measured} ms)`);
+  t.ok(
+    seen.every((ms) => ms < 5000),
+    `every worker saw the new rows within 5 s of the commit (${measured} ms)`,
+  );
   t.ok(answered > 0, `${answered} reads answered during the write`);
   const note = await query({ sql: "SELECT count(note) AS n FROM events WHERE note = 'hello'" });
   t.same(JSON.parse(note.text).rows, [{ n: '500' }], 'the new column is visible too');
@@ -227,8 +286,8 @@ t.test('a worker killed mid-query: a clear 502, no retry on the other worker, an
     }
   }
   const others = pool.alive().filter((w) => w !== busy);
-  const served = () => Promise.all(others.map(async (w) =>
-    ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
+  const served = () =>
+    Promise.all(others.map(async (w) => ((await (await fetch(`${w.url}/stats`)).json()) as { queriesServed: number }).queriesServed));
   const servedBefore = await served();
   busy.process.kill('SIGKILL');
   const r = await pending;
@@ -262,8 +321,13 @@ t.test('/metrics passes promtool check metrics and has the README names', async 
   const res = await fetch(`${base}/metrics`);
   const text = await res.text();
   const names = [
-    'ducklake_pool_size_current', 'ducklake_pool_pods_idle', 'ducklake_pool_pods_busy', 'ducklake_pool_queue_length',
-    'ducklake_pool_query_duration_seconds', 'ducklake_pool_wait_duration_seconds', 'ducklake_pool_queries_total',
+    'ducklake_pool_size_current',
+    'ducklake_pool_pods_idle',
+    'ducklake_pool_pods_busy',
+    'ducklake_pool_queue_length',
+    'ducklake_pool_query_duration_seconds',
+    'ducklake_pool_wait_duration_seconds',
+    'ducklake_pool_queries_total',
   ];
   for (const name of names) {
     t.match(text, new RegExp(`^${name}`, 'm'), name);

@@ -1,7 +1,14 @@
 // Table-driven tests of the pool's scaling and lifecycle decisions (lib/pool/scaling.ts): each row
 // is a policy, the observed workers, what the last sync remembered, and what must happen.
 import t from 'tap';
-import { decide, poolPolicy, type PoolPolicy, type RouterDemand, type ScalingMemory, type WorkerObservation } from '../../lib/pool/scaling.js';
+import {
+  decide,
+  poolPolicy,
+  type PoolPolicy,
+  type RouterDemand,
+  type ScalingMemory,
+  type WorkerObservation,
+} from '../../lib/pool/scaling.js';
 import type { WorkerStats } from '../../lib/pool/stats.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
@@ -27,8 +34,14 @@ function ready(name: string, o: WorkerOpts = {}): WorkerObservation {
   const age = o.age ?? 600;
   const active = o.active ?? 0;
   const stats: WorkerStats = {
-    pod: name, ready: true, state: o.state ?? (active > 0 ? 'busy' : 'idle'), activeQueries: active, queriesServed: o.served ?? 0,
-    startedAt: ago(age - 5), ...(o.idle !== undefined ? { lastQueryAt: ago(o.idle) } : {}), utilization: o.util ?? (active > 0 ? 1 : 0),
+    pod: name,
+    ready: true,
+    state: o.state ?? (active > 0 ? 'busy' : 'idle'),
+    activeQueries: active,
+    queriesServed: o.served ?? 0,
+    startedAt: ago(age - 5),
+    ...(o.idle !== undefined ? { lastQueryAt: ago(o.idle) } : {}),
+    utilization: o.util ?? (active > 0 ? 1 : 0),
   };
   return { name, phase: 'ready', createdAt: ago(age), ...(o.outdated ? { outdated: true } : {}), ...(o.noStats ? {} : { stats }) };
 }
@@ -206,7 +219,13 @@ const rows: Row[] = [
     policy: { minSize: 1, scaleDownRate: 1 },
     workers: [ready('a', { idle: 30 }), ready('b', { idle: 200 }), ready('c', { idle: 90 })],
     memory: { desiredSize: 3, lastScaleTime: LONG_AGO, scaleDownSince: ago(61), scaleDownTarget: 1 },
-    expect: { desired: 2, create: 0, removed: ['b'], states: { b: 'Terminating' }, memory: { scaleDownSince: ago(61), scaleDownTarget: 1, lastScaleTime: ago(0) } },
+    expect: {
+      desired: 2,
+      create: 0,
+      removed: ['b'],
+      states: { b: 'Terminating' },
+      memory: { scaleDownSince: ago(61), scaleDownTarget: 1, lastScaleTime: ago(0) },
+    },
   },
   {
     name: 'scale down only to the highest size wanted during the window',
@@ -343,10 +362,26 @@ for (const row of rows) {
     t.equal(d.desiredSize, row.expect.desired, 'desired size');
     t.equal(d.queued, row.routers?.queued ?? 0, 'the queue is part of the decision');
     t.equal(d.create, row.expect.create, 'pods to create');
-    if (row.expect.removed) t.same(d.pods.filter((p) => !p.keep).map((p) => p.name).sort(), [...row.expect.removed].sort(), 'pods removed');
-    for (const [name, state] of Object.entries(row.expect.states ?? {})) t.equal(d.pods.find((p) => p.name === name)?.state, state, `${name} is ${state}`);
+    if (row.expect.removed)
+      t.same(
+        d.pods
+          .filter((p) => !p.keep)
+          .map((p) => p.name)
+          .sort(),
+        [...row.expect.removed].sort(),
+        'pods removed',
+      );
+    for (const [name, state] of Object.entries(row.expect.states ?? {}))
+      t.equal(d.pods.find((p) => p.name === name)?.state, state, `${name} is ${state}`);
     if (row.expect.memory) t.match(d.memory, row.expect.memory, 'what the next sync remembers');
-    t.same([...d.keep].sort(), row.workers.filter((w) => d.pods.find((p) => p.name === w.name)?.keep).map((w) => w.name).sort(), 'keep lists the kept pods');
+    t.same(
+      [...d.keep].sort(),
+      row.workers
+        .filter((w) => d.pods.find((p) => p.name === w.name)?.keep)
+        .map((w) => w.name)
+        .sort(),
+      'keep lists the kept pods',
+    );
     for (const w of row.workers) {
       const busyNow = w.stats ? w.stats.activeQueries > 0 || w.stats.state === 'busy' : w.phase === 'ready';
       if (busyNow && w.phase !== 'failed') t.ok(d.keep.includes(w.name), `busy ${w.name} is kept`);
@@ -366,7 +401,16 @@ function simulate(policy: PoolPolicy, load: (i: number) => number, steps: number
     const busyCount = load(i);
     const observed = workers.map((w, j) => {
       const active = j < busyCount ? 1 : 0;
-      return { ...w, stats: { ...w.stats!, activeQueries: active, state: active ? 'busy' as const : 'idle' as const, utilization: active, lastQueryAt: ago(active ? 0 : 30, now) } };
+      return {
+        ...w,
+        stats: {
+          ...w.stats!,
+          activeQueries: active,
+          state: active ? ('busy' as const) : ('idle' as const),
+          utilization: active,
+          lastQueryAt: ago(active ? 0 : 30, now),
+        },
+      };
     });
     const d = decide(policy, observed, memory, now);
     memory = d.memory;
@@ -380,23 +424,49 @@ function simulate(policy: PoolPolicy, load: (i: number) => number, steps: number
 
 t.test('stabilisation: alternating load never flaps the size', async (t) => {
   const policy = { ...DEFAULTS, minSize: 1, maxSize: 10 };
-  const sizes = simulate(policy, (i) => (i % 2 === 0 ? 4 : 0), 12, names('w', 4).map((n) => ready(n)));
-  t.ok(sizes.every((s, i) => i === 0 || s >= sizes[i - 1]!), `the size only grows under alternating load: ${sizes.join(' ')}`);
+  const sizes = simulate(
+    policy,
+    (i) => (i % 2 === 0 ? 4 : 0),
+    12,
+    names('w', 4).map((n) => ready(n)),
+  );
+  t.ok(
+    sizes.every((s, i) => i === 0 || s >= sizes[i - 1]!),
+    `the size only grows under alternating load: ${sizes.join(' ')}`,
+  );
   t.equal(Math.max(...sizes), 5, 'up to ceil(4 / 0.8) = 5, no further');
 });
 
 t.test('stabilisation: steady low load scales down step by step after the window', async (t) => {
   const policy = { ...DEFAULTS, minSize: 1, maxSize: 10, scaleDownRate: 1 };
-  const sizes = simulate(policy, () => 0, 10, names('w', 4).map((n) => ready(n)));
+  const sizes = simulate(
+    policy,
+    () => 0,
+    10,
+    names('w', 4).map((n) => ready(n)),
+  );
   t.same(sizes, [4, 4, 3, 2, 1, 1, 1, 1, 1, 1], 'waits 60 s, then one fewer per 30 s interval down to minSize');
 });
 
 t.test('spec defaults come from the schema', async (t) => {
   t.same(DEFAULTS, {
-    minSize: 1, maxSize: 10, targetUtilization: 0.8, scaleUpRate: 2, scaleDownRate: 1, scaleIntervalSeconds: 30,
-    maxIdleSeconds: 300, maxLifetimeSeconds: 3600, maxQueries: 100, maxQuerySeconds: 60,
+    minSize: 1,
+    maxSize: 10,
+    targetUtilization: 0.8,
+    scaleUpRate: 2,
+    scaleDownRate: 1,
+    scaleIntervalSeconds: 30,
+    maxIdleSeconds: 300,
+    maxLifetimeSeconds: 3600,
+    maxQueries: 100,
+    maxQuerySeconds: 60,
   });
-  t.match(poolPolicy({ catalogRef: { name: 'x' }, minSize: 3, maxSize: 5, scaleInterval: '1m', maxLifetime: '2h' }), { minSize: 3, maxSize: 5, scaleIntervalSeconds: 60, maxLifetimeSeconds: 7200 });
+  t.match(poolPolicy({ catalogRef: { name: 'x' }, minSize: 3, maxSize: 5, scaleInterval: '1m', maxLifetime: '2h' }), {
+    minSize: 3,
+    maxSize: 5,
+    scaleIntervalSeconds: 60,
+    maxLifetimeSeconds: 7200,
+  });
 });
 
 t.test('the same inputs give the same decision (two service replicas agree)', async (t) => {

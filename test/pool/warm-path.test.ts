@@ -15,13 +15,20 @@ import { featherman } from '../helpers/cli.js';
 const work = mkdtempSync(join(tmpdir(), 'fm-warm-path-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const env: Record<string, string> = {
-  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...(process.env.FEATHERMAN_CACHE ? { FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE } : {}),
-  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`, FEATHERMAN_DATA_PATH: join(work, 'data/'), FEATHERMAN_CATALOG: 'lake1',
+  PATH: process.env.PATH!,
+  HOME: process.env.HOME ?? '/tmp',
+  ...(process.env.FEATHERMAN_CACHE ? { FEATHERMAN_CACHE: process.env.FEATHERMAN_CACHE } : {}),
+  FEATHERMAN_METADATA: `duckdb:${join(work, 'meta.ducklake')}`,
+  FEATHERMAN_DATA_PATH: join(work, 'data/'),
+  FEATHERMAN_CATALOG: 'lake1',
   FEATHERMAN_KILL_GRACE: '30s',
 };
 let base = '';
 t.before(async () => {
-  for (const args of [['catalog', 'init'], ['query', '--write', '--sql', 'CREATE TABLE events AS SELECT i AS id FROM range(1000) r(i)']]) {
+  for (const args of [
+    ['catalog', 'init'],
+    ['query', '--write', '--sql', 'CREATE TABLE events AS SELECT i AS id FROM range(1000) r(i)'],
+  ]) {
     const r = await featherman(args, env);
     if (r.code !== 0) throw new Error(`featherman ${args.join(' ')}: ${r.stderr}`);
   }
@@ -31,17 +38,33 @@ t.before(async () => {
   t.teardown(() => app.close());
 });
 
-interface Answer { status: number; body: string; headers: Record<string, string | string[] | undefined>; trailers: NodeJS.Dict<string> }
+interface Answer {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+  trailers: NodeJS.Dict<string>;
+}
 function query(sql: string, extra: Record<string, unknown> = {}): Promise<Answer> {
   const payload = JSON.stringify({ sql, ...extra });
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, path: '/query', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers, trailers: res.trailers }));
-    });
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: '/query',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers, trailers: res.trailers }));
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -74,13 +97,20 @@ t.test('a query stopped at its deadline takes its connection with it', async (t)
 
 t.test('refused or failing SQL never leaves state behind, and its connection is not reused', async (t) => {
   const before = await connectionId();
-  for (const sql of ["SET threads = 1", "SET VARIABLE v = 'x'", 'CREATE TEMP TABLE tmp AS SELECT 1', "PREPARE p AS SELECT 1", 'SELECT setseed(0.5)', "SELECT getvariable('v')"]) {
+  for (const sql of [
+    'SET threads = 1',
+    "SET VARIABLE v = 'x'",
+    'CREATE TEMP TABLE tmp AS SELECT 1',
+    'PREPARE p AS SELECT 1',
+    'SELECT setseed(0.5)',
+    "SELECT getvariable('v')",
+  ]) {
     const r = await query(sql);
     t.equal(r.status, 403, `${sql}: ${r.body}`);
   }
   const broken = await query('SELECT 1/0::INTEGER + no_such_column');
   t.equal(broken.status, 400, broken.body);
-  t.not(await connectionId(), before, 'the refused queries\' connections were closed');
+  t.not(await connectionId(), before, "the refused queries' connections were closed");
   const a = await query('SELECT count(*) AS n FROM events');
   t.same(JSON.parse(a.body).rows, [{ n: '1000' }]);
 });
@@ -94,7 +124,11 @@ t.test('a cut answer does not hand its half-read result on', async (t) => {
 });
 
 t.test('a repeated text sees new data once the catalog changes (no plan outlives its engine)', async (t) => {
-  const count = async () => { const a = await query('SELECT count(*) AS n FROM events'); t.equal(a.status, 200, a.body); return (JSON.parse(a.body) as { rows: { n: string }[] }).rows[0]!.n; };
+  const count = async () => {
+    const a = await query('SELECT count(*) AS n FROM events');
+    t.equal(a.status, 200, a.body);
+    return (JSON.parse(a.body) as { rows: { n: string }[] }).rows[0]!.n;
+  };
   t.equal(await count(), '1000');
   t.equal(await count(), '1000', 'the same text again, from its prepared statement');
   const w = await featherman(['query', '--write', '--sql', 'INSERT INTO events SELECT i + 1000 FROM range(500) r(i)'], env);
@@ -103,7 +137,10 @@ t.test('a repeated text sees new data once the catalog changes (no plan outlives
   const deadline = Date.now() + 60_000;
   let n = await count();
   // Polled (the worker announces no swap), a query every 50 ms at most.
-  while (n === '1000' && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 50)); n = await count(); }
+  while (n === '1000' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    n = await count();
+  }
   t.equal(n, '1500');
 });
 
@@ -116,9 +153,25 @@ t.test('every answer says where its time went', async (t) => {
 });
 
 t.test('the router says how long a query queued and how long its worker took, and no more', async (t) => {
-  const settings: PoolSettings = { namespace: 'n', pool: 'p', catalog: 'lake1', readOnly: true, queueMaxLength: 10, queueMaxWaitMs: 10_000, maxQueryMs: 10_000, workerConcurrency: 1 };
+  const settings: PoolSettings = {
+    namespace: 'n',
+    pool: 'p',
+    catalog: 'lake1',
+    readOnly: true,
+    queueMaxLength: 10,
+    queueMaxWaitMs: 10_000,
+    maxQueryMs: 10_000,
+    workerConcurrency: 1,
+  };
   // No fallback: the worker is there (a cold query would be a bug here).
-  const router = new Router({ pools: async () => [settings], workers: async () => [{ name: 'w', url: base }] }, { run: async () => { throw new Error('no fallback in this test'); } });
+  const router = new Router(
+    { pools: async () => [settings], workers: async () => [{ name: 'w', url: base }] },
+    {
+      run: async () => {
+        throw new Error('no fallback in this test');
+      },
+    },
+  );
   for (let i = 0; i < 3; i++) {
     const r = await router.query(settings, { sql: 'SELECT 1 AS one', format: 'json' });
     t.equal(r.status, 200);

@@ -15,9 +15,13 @@ const work = mkdtempSync(join(tmpdir(), 'fm-worker-start-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const metadata = join(work, 'meta.ducklake');
 const env: Record<string, string> = {
-  PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp',
-  FEATHERMAN_METADATA: `duckdb:${metadata}`, FEATHERMAN_DATA_PATH: join(work, 'data/'), FEATHERMAN_CATALOG: 'lake1',
-  FEATHERMAN_LOCK_TIMEOUT_SECONDS: '60', FEATHERMAN_STARTUP_TIMEOUT: '2s',
+  PATH: process.env.PATH!,
+  HOME: process.env.HOME ?? '/tmp',
+  FEATHERMAN_METADATA: `duckdb:${metadata}`,
+  FEATHERMAN_DATA_PATH: join(work, 'data/'),
+  FEATHERMAN_CATALOG: 'lake1',
+  FEATHERMAN_LOCK_TIMEOUT_SECONDS: '60',
+  FEATHERMAN_STARTUP_TIMEOUT: '2s',
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 
@@ -26,7 +30,13 @@ async function holdWriteLock(): Promise<() => void> {
   const instance = await DuckDBInstance.create(metadata);
   const connection = await instance.connect();
   let held = true;
-  return () => { if (held) { held = false; connection.closeSync(); instance.closeSync(); } };
+  return () => {
+    if (held) {
+      held = false;
+      connection.closeSync();
+      instance.closeSync();
+    }
+  };
 }
 
 t.test('a worker that cannot attach in time exits 75 and names the step it was stuck in', async (t) => {
@@ -41,7 +51,16 @@ t.test('a worker that cannot attach in time exits 75 and names the step it was s
 });
 
 t.test('the local pool replaces a worker that did not start, and the replacement serves', async (t) => {
-  const settings: PoolSettings = { namespace: 'local', pool: 'p', catalog: 'lake1', readOnly: true, queueMaxLength: 10, queueMaxWaitMs: 10_000, maxQueryMs: 10_000, workerConcurrency: 1 };
+  const settings: PoolSettings = {
+    namespace: 'local',
+    pool: 'p',
+    catalog: 'lake1',
+    readOnly: true,
+    queueMaxLength: 10,
+    queueMaxWaitMs: 10_000,
+    maxQueryMs: 10_000,
+    workerConcurrency: 1,
+  };
   const pool = new LocalPool(settings, env);
   t.teardown(() => pool.stop());
   const release = await holdWriteLock();
@@ -53,6 +72,10 @@ t.test('the local pool replaces a worker that did not start, and the replacement
   const worker = await adding;
   t.not(worker.name, 'p-local-1', `the first worker gave up; ${worker.name} took its place`);
   t.equal(pool.alive().length, 1);
-  const res = await fetch(`${worker.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT 42 AS answer' }) });
-  t.same((await res.json() as { rows: unknown[] }).rows, [{ answer: 42 }]);
+  const res = await fetch(`${worker.url}/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ sql: 'SELECT 42 AS answer' }),
+  });
+  t.same(((await res.json()) as { rows: unknown[] }).rows, [{ answer: 42 }]);
 });

@@ -16,7 +16,11 @@ async function post(path: string, body: unknown, headers: Record<string, string>
     payload: typeof body === 'string' ? body : JSON.stringify(body),
   });
   let json: Obj | undefined;
-  try { json = res.json(); } catch { json = undefined; }
+  try {
+    json = res.json();
+  } catch {
+    json = undefined;
+  }
   return { status: res.statusCode, json, headers: res.headers };
 }
 
@@ -59,17 +63,26 @@ t.test('mutate CREATE: nested blocks get their defaults, computed defaults inclu
   ]);
   const pool = readmeFixture('pool');
   const p = (await post('/admission/mutate', review('CREATE', pool))).json!.response;
-  t.same(decodePatch(p.patch), [
-    { op: 'add', path: '/spec/maxQueryDuration', value: '60s' },
-    { op: 'add', path: '/spec/queue', value: { maxLength: 100, maxWaitTime: '30s' } },
-  ], 'queue defaults apply even though the block was omitted');
-  const bare = { apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'p' }, spec: { catalogRef: { name: 'c' }, minSize: 0, targetUtilization: '0.5' } };
+  t.same(
+    decodePatch(p.patch),
+    [
+      { op: 'add', path: '/spec/maxQueryDuration', value: '60s' },
+      { op: 'add', path: '/spec/queue', value: { maxLength: 100, maxWaitTime: '30s' } },
+    ],
+    'queue defaults apply even though the block was omitted',
+  );
+  const bare = {
+    apiVersion: 'ducklake.featherman.dev/v1alpha1',
+    kind: 'DuckLakePool',
+    metadata: { name: 'p' },
+    spec: { catalogRef: { name: 'c' }, minSize: 0, targetUtilization: '0.5' },
+  };
   const b = (await post('/admission/mutate', review('CREATE', bare))).json!.response;
   const patched = applyPatch(bare, decodePatch(b.patch));
   t.equal(patched.spec.minSize, 0, 'an explicit 0 is kept (the Go operator re-defaulted it to 1)');
   t.equal(patched.spec.catalogRef.readOnly, true);
   t.equal(patched.spec.scaleInterval, '30s');
-  t.equal(patched.spec.targetUtilization, 0.5, 'the original API\'s string targetUtilization becomes a number');
+  t.equal(patched.spec.targetUtilization, 0.5, "the original API's string targetUtilization becomes a number");
   t.match(b.warnings, [/targetUtilization: the string "0.5" was converted to the number 0.5/]);
 });
 
@@ -85,8 +98,14 @@ t.test('mutate UPDATE: defaults again, but nothing derived from the name', async
   next.spec.backupPolicy = { schedule: '@daily' };
   const r = (await post('/admission/mutate', review('UPDATE', next, old))).json!.response;
   const ops = decodePatch(r.patch);
-  t.ok(ops.some((o) => o.path === '/spec/backupPolicy/retentionDays' && (o as { value: unknown }).value === 7), 'retentionDays defaulted');
-  t.notOk(ops.some((o) => o.path === '/spec/objectStore/prefix'), 'no prefix invented on UPDATE (it would move the lake)');
+  t.ok(
+    ops.some((o) => o.path === '/spec/backupPolicy/retentionDays' && (o as { value: unknown }).value === 7),
+    'retentionDays defaulted',
+  );
+  t.notOk(
+    ops.some((o) => o.path === '/spec/objectStore/prefix'),
+    'no prefix invented on UPDATE (it would move the lake)',
+  );
 });
 
 t.test('validate CREATE allowed: exactly uid and allowed', async (t) => {
@@ -108,12 +127,19 @@ t.test('validate CREATE denied: status field by field', async (t) => {
         status: 'Failure',
         code: 422,
         reason: 'Invalid',
-        message: 'DuckLakeTable "users" is invalid: spec.format.partitioning[0]: partition column "created_at" is not one of the table\'s columns',
+        message:
+          'DuckLakeTable "users" is invalid: spec.format.partitioning[0]: partition column "created_at" is not one of the table\'s columns',
         details: {
           name: 'users',
           group: 'ducklake.featherman.dev',
           kind: 'ducklaketables',
-          causes: [{ field: 'spec.format.partitioning[0]', message: 'partition column "created_at" is not one of the table\'s columns', reason: 'FieldValueInvalid' }],
+          causes: [
+            {
+              field: 'spec.format.partitioning[0]',
+              message: 'partition column "created_at" is not one of the table\'s columns',
+              reason: 'FieldValueInvalid',
+            },
+          ],
         },
       },
     },
@@ -158,17 +184,33 @@ t.test('malformed requests get 400 with a message, never 500', async (t) => {
     ['empty body', '', /the body is empty/],
     ['a JSON array', '[]', /body must be object|AdmissionReview object/],
     ['JSON null', 'null', /body must be object|AdmissionReview object/],
-    ['wrong apiVersion', { ...good, apiVersion: 'admission.k8s.io/v1beta1' }, /apiVersion must be admission.k8s.io\/v1, got "admission.k8s.io\/v1beta1"/],
+    [
+      'wrong apiVersion',
+      { ...good, apiVersion: 'admission.k8s.io/v1beta1' },
+      /apiVersion must be admission.k8s.io\/v1, got "admission.k8s.io\/v1beta1"/,
+    ],
     ['wrong kind', { ...good, kind: 'Review' }, /kind must be AdmissionReview/],
     ['missing request', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, /request is missing/],
     ['request without uid', { ...good, request: { ...good.request, uid: undefined } }, /request.uid must be a non-empty string/],
-    ['unknown operation', { ...good, request: { ...good.request, operation: 'PATCH' } }, /request.operation must be one of CREATE, UPDATE, DELETE, CONNECT/],
+    [
+      'unknown operation',
+      { ...good, request: { ...good.request, operation: 'PATCH' } },
+      /request.operation must be one of CREATE, UPDATE, DELETE, CONNECT/,
+    ],
     ['CREATE without object', { ...good, request: { ...good.request, object: undefined } }, /request.object must be an object for CREATE/],
-    ['UPDATE without oldObject', { ...good, request: { ...good.request, operation: 'UPDATE' } }, /request.oldObject must be an object for UPDATE/],
+    [
+      'UPDATE without oldObject',
+      { ...good, request: { ...good.request, operation: 'UPDATE' } },
+      /request.oldObject must be an object for UPDATE/,
+    ],
     ['request.kind missing', { ...good, request: { ...good.request, kind: undefined } }, /request.kind.kind must be a string/],
     ['prototype poisoning', '{"__proto__": {"polluted": true}, "apiVersion": "admission.k8s.io/v1"}', /must not contain __proto__/],
     ['text/plain, not JSON', 'hello', /the body is not valid JSON/, { 'content-type': 'text/plain' }],
-    ['constructor.prototype', '{"apiVersion": "admission.k8s.io/v1", "a": {"constructor": {"prototype": {}}}}', /must not contain __proto__ or constructor.prototype/],
+    [
+      'constructor.prototype',
+      '{"apiVersion": "admission.k8s.io/v1", "a": {"constructor": {"prototype": {}}}}',
+      /must not contain __proto__ or constructor.prototype/,
+    ],
   ];
   for (const [name, body, message, headers] of cases) {
     for (const path of ['/admission/validate', '/admission/mutate']) {

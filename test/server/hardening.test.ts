@@ -42,10 +42,16 @@ t.test('a value nested 9,000 deep is a 400 naming the field and the limit, in ev
   const request = JSON.parse(tableSync);
   request.parent.spec.columns[0].comment = '<<DEEP>>';
   for (const hook of ['sync', 'finalize', 'customize']) {
-    for (const [shape, deep] of [['lists', deepArray], ['objects', deepObject]] as const) {
+    for (const [shape, deep] of [
+      ['lists', deepArray],
+      ['objects', deepObject],
+    ] as const) {
       const res = await post('hooks', `/hooks/ducklaketables/${hook}`, withDeep(request, deep));
       t.equal(res.statusCode, 400, `${hook}, nested ${shape}: ${res.body.slice(0, 200)}`);
-      t.match(res.json().message, /the body is too deeply nested: parent\.spec\.columns\[0\]\.comment(\[0\]|\.a)+… is nested more than 100 levels deep \(the limit is 100\)/);
+      t.match(
+        res.json().message,
+        /the body is too deeply nested: parent\.spec\.columns\[0\]\.comment(\[0\]|\.a)+… is nested more than 100 levels deep \(the limit is 100\)/,
+      );
     }
   }
 });
@@ -63,7 +69,11 @@ t.test('a value nested 9,000 deep is a 400 naming the field in admission: valida
     for (const path of ['/admission/validate', '/admission/mutate']) {
       const res = await post('admission', path, body);
       t.equal(res.statusCode, 400, `${path} ${name}`);
-      t.match(res.json().message, /the body is too deeply nested: request\.(object|oldObject)\.spec\.columns\[0\]\.comment.*… is nested more than 100 levels deep/, `${path} ${name} names the field`);
+      t.match(
+        res.json().message,
+        /the body is too deeply nested: request\.(object|oldObject)\.spec\.columns\[0\]\.comment.*… is nested more than 100 levels deep/,
+        `${path} ${name} names the field`,
+      );
     }
   }
 });
@@ -74,7 +84,11 @@ t.test('called directly, the admission functions refuse a deep spec by name inst
   const table = readmeFixture('table');
   const object = clone(table);
   object.spec.columns[0].comment = deep;
-  for (const [name, body] of [['CREATE', review('CREATE', object)], ['UPDATE', review('UPDATE', object, table)], ['UPDATE of the old object', review('UPDATE', table, object)]] as const) {
+  for (const [name, body] of [
+    ['CREATE', review('CREATE', object)],
+    ['UPDATE', review('UPDATE', object, table)],
+    ['UPDATE of the old object', review('UPDATE', table, object)],
+  ] as const) {
     const verdict = validateReview(body).response;
     t.equal(verdict.allowed, false, `validate ${name}`);
     t.match(verdict.status?.message, /(spec|oldObject\.spec)\.columns\[0\]\.comment(\[0\])+…: is nested more than 32 levels deep/);
@@ -90,19 +104,31 @@ t.test('prototype keys are refused however they are spelled, on every route', as
     const hookBody = JSON.stringify(table).replace('"<<KEY>>"', `{${key}: {"polluted": true}}`);
     const hook = await post('hooks', '/hooks/ducklaketables/sync', hookBody);
     t.equal(hook.statusCode, 400, `hooks, ${key}`);
-    t.match(hook.json().message, /must not contain __proto__ or constructor\.prototype keys; found one at parent\.spec\.columns\[0\]\.comment\.__proto__$/);
+    t.match(
+      hook.json().message,
+      /must not contain __proto__ or constructor\.prototype keys; found one at parent\.spec\.columns\[0\]\.comment\.__proto__$/,
+    );
 
-    const admissionBody = JSON.stringify(review('CREATE', readmeFixture('table'))).replace('"apiVersion"', `${key}: {"polluted": true}, "apiVersion"`);
+    const admissionBody = JSON.stringify(review('CREATE', readmeFixture('table'))).replace(
+      '"apiVersion"',
+      `${key}: {"polluted": true}, "apiVersion"`,
+    );
     for (const path of ['/admission/validate', '/admission/mutate']) {
       const res = await post('admission', path, admissionBody);
       t.equal(res.statusCode, 400, `${path}, ${key}`);
       t.match(res.json().message, /must not contain __proto__ or constructor\.prototype keys/);
     }
-    const query = await post('query', '/v1/query', `{"catalog":"x","sql":"SELECT 1",${key}:{"x":1}}`, { authorization: 'Bearer secret-token' });
+    const query = await post('query', '/v1/query', `{"catalog":"x","sql":"SELECT 1",${key}:{"x":1}}`, {
+      authorization: 'Bearer secret-token',
+    });
     t.equal(query.statusCode, 400, `query, ${key}`);
     t.match(query.json().message, /__proto__/);
   }
-  const ctor = await post('admission', '/admission/validate', '{"apiVersion":"admission.k8s.io/v1","a":{"\\u0063onstructor":{"prototype":{}}}}');
+  const ctor = await post(
+    'admission',
+    '/admission/validate',
+    '{"apiVersion":"admission.k8s.io/v1","a":{"\\u0063onstructor":{"prototype":{}}}}',
+  );
   t.equal(ctor.statusCode, 400);
   t.match(ctor.json().message, /constructor\.prototype keys; found one at a\.constructor$/);
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'nothing was polluted');
@@ -123,7 +149,11 @@ t.test('a made-up hook path is a 404 and adds no time series to /metrics', async
 
 t.test('bodies that are not UTF-8 JSON are a 400 that says so', async (t) => {
   const invalid = Buffer.concat([Buffer.from('{"catalog":"x","sql":"SELECT \''), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('\'"}')]);
-  for (const [app, url, headers] of [['hooks', '/hooks/ducklaketables/sync', {}], ['admission', '/admission/validate', {}], ['query', '/v1/query', { authorization: 'Bearer secret-token' }]] as const) {
+  for (const [app, url, headers] of [
+    ['hooks', '/hooks/ducklaketables/sync', {}],
+    ['admission', '/admission/validate', {}],
+    ['query', '/v1/query', { authorization: 'Bearer secret-token' }],
+  ] as const) {
     const res = await post(app, url, invalid, headers);
     t.equal(res.statusCode, 400, `${url}: invalid UTF-8`);
     t.match(res.json().message, /not valid UTF-8/);
@@ -136,7 +166,10 @@ t.test('bodies that are not UTF-8 JSON are a 400 that says so', async (t) => {
 t.test('admission rules still apply to an UPDATE of an object being deleted', async (t) => {
   const table = readmeFixture('table');
   table.spec.format = { partitioning: [] };
-  const deleting = (o: Obj) => { o.metadata.deletionTimestamp = '2026-11-24T12:00:00Z'; return o; };
+  const deleting = (o: Obj) => {
+    o.metadata.deletionTimestamp = '2026-11-24T12:00:00Z';
+    return o;
+  };
   const renamed = deleting(clone(table));
   renamed.spec.name = 'changed';
   const denied = await post('admission', '/admission/validate', JSON.stringify(review('UPDATE', renamed, table)));
@@ -153,7 +186,11 @@ t.test('admission rules still apply to an UPDATE of an object being deleted', as
   brokenWhileDeleting.spec.columns[0].type = 'STRNG';
   const invalid = await post('admission', '/admission/validate', JSON.stringify(review('UPDATE', brokenWhileDeleting, table)));
   t.equal(invalid.json().response.allowed, false, 'an invalid spec change while deleting is refused');
-  const mutated = await post('admission', '/admission/mutate', JSON.stringify(review('UPDATE', deleting(readmeFixture('table')), readmeFixture('table'))));
+  const mutated = await post(
+    'admission',
+    '/admission/mutate',
+    JSON.stringify(review('UPDATE', deleting(readmeFixture('table')), readmeFixture('table'))),
+  );
   t.ok(mutated.json().response.patch, 'defaults are still applied while deleting');
 });
 
@@ -165,7 +202,9 @@ t.test('the query API checks the token before it reads the body, and says its si
   t.equal(anonymousHuge.statusCode, 401, 'nor its size checked: 401 before 413');
   const wrong = await post('query', '/v1/query', '{"catalog":"x","sql":"SELECT 1"}', { authorization: 'Bearer wrong' });
   t.equal(wrong.statusCode, 401);
-  const huge = await post('query', '/v1/query', JSON.stringify({ catalog: 'x', sql: `SELECT '${'x'.repeat(2 * 1024 * 1024)}'` }), { authorization: 'Bearer secret-token' });
+  const huge = await post('query', '/v1/query', JSON.stringify({ catalog: 'x', sql: `SELECT '${'x'.repeat(2 * 1024 * 1024)}'` }), {
+    authorization: 'Bearer secret-token',
+  });
   t.equal(huge.statusCode, 413);
   t.match(huge.json().message, /the body is larger than the limit of 1048576 bytes/);
   const noRouter = await post('query', '/v1/query', '{"catalog":"x","sql":"SELECT 1"}', { authorization: 'Bearer secret-token' });
@@ -174,7 +213,12 @@ t.test('the query API checks the token before it reads the body, and says its si
 
 t.test('request logs carry the path without its query string', async (t) => {
   let log = '';
-  const stream = new Writable({ write(chunk, _enc, cb) { log += chunk; cb(); } });
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      log += chunk;
+      cb();
+    },
+  });
   const app = await buildServer({ plugins: ['health', 'query'], apiTokens: ['secret-token'], logger: { level: 'info', stream } });
   t.teardown(() => app.close());
   await app.inject({ method: 'GET', url: '/healthz?token=canary-1' });
@@ -212,7 +256,17 @@ t.test('the pool hook asks only its own pods for /stats, at most maxSize of them
     spec: { catalogRef: { name: 'example' }, minSize: 1, maxSize: 2 },
   };
   const readyCatalog = { ...observed(catalogObject()), status: { phase: 'Ready' } };
-  const owner = (o: Partial<{ uid: string; controller: boolean; kind: string }> = {}) => [{ apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', name: 'default-pool', uid, controller: true, blockOwnerDeletion: true, ...o }];
+  const owner = (o: Partial<{ uid: string; controller: boolean; kind: string }> = {}) => [
+    {
+      apiVersion: 'ducklake.featherman.dev/v1alpha1',
+      kind: 'DuckLakePool',
+      name: 'default-pool',
+      uid,
+      controller: true,
+      blockOwnerDeletion: true,
+      ...o,
+    },
+  ];
   const labels = pool.workerLabels(parent);
   // Each pod on its own recording server, so a hit says which pod was asked.
   const cases: [string, Record<string, string>, unknown[] | undefined][] = [
@@ -227,24 +281,37 @@ t.test('the pool hook asks only its own pods for /stats, at most maxSize of them
     ['owner-of-other-kind', labels, owner({ kind: 'DuckLakeCatalog' })],
   ];
   const servers = await Promise.all(cases.map(() => recorder()));
-  t.teardown(() => { for (const s of servers) s.server.close(); });
+  t.teardown(() => {
+    for (const s of servers) s.server.close();
+  });
   const pods: KubeObject[] = cases.map(([name, podLabels, ownerReferences], i) => ({
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name, namespace: 'analytics', labels: podLabels, creationTimestamp: '2026-11-24T11:00:00Z',
+      name,
+      namespace: 'analytics',
+      labels: podLabels,
+      creationTimestamp: '2026-11-24T11:00:00Z',
       annotations: { [pool.STATS_PORT_ANNOTATION]: String(servers[i]!.port) },
       ...(ownerReferences ? { ownerReferences } : {}),
     },
     spec: { containers: [{ name: 'worker', image: settingsFromEnv(process.env).image }] },
     status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] },
   }));
-  const body = syncRequest(parent, pods, [readyCatalog], ['Pod.v1', 'Service.v1', 'PodDisruptionBudget.policy/v1', 'NetworkPolicy.networking.k8s.io/v1']);
+  const body = syncRequest(
+    parent,
+    pods,
+    [readyCatalog],
+    ['Pod.v1', 'Service.v1', 'PodDisruptionBudget.policy/v1', 'NetworkPolicy.networking.k8s.io/v1'],
+  );
   for (const hook of ['sync', 'finalize']) {
     for (const s of servers) s.hits.length = 0;
     const res = await app.inject({ method: 'POST', url: `/hooks/ducklakepools/${hook}`, payload: body as object });
     t.equal(res.statusCode, 200, `${hook}: ${res.body.slice(0, 300)}`);
-    const asked = cases.map(([name], i) => [name, servers[i]!.hits.length] as const).filter(([, n]) => n > 0).map(([name]) => name);
+    const asked = cases
+      .map(([name], i) => [name, servers[i]!.hits.length] as const)
+      .filter(([, n]) => n > 0)
+      .map(([name]) => name);
     t.same(asked, ['default-pool-a', 'default-pool-b'], `${hook}: only the pool's own pods, at most maxSize (2) of them`);
     t.same(servers[0]!.hits, ['/stats'], 'and only GET /stats');
   }
@@ -255,13 +322,29 @@ t.test('a pool parent without a uid asks nobody', async (t) => {
   t.teardown(() => app.close());
   const s = await recorder();
   t.teardown(() => s.server.close());
-  const parent: pool.PoolObject = { apiVersion: 'ducklake.featherman.dev/v1alpha1', kind: 'DuckLakePool', metadata: { name: 'p', namespace: 'analytics', generation: 1 }, spec: { catalogRef: { name: 'example' } } };
+  const parent: pool.PoolObject = {
+    apiVersion: 'ducklake.featherman.dev/v1alpha1',
+    kind: 'DuckLakePool',
+    metadata: { name: 'p', namespace: 'analytics', generation: 1 },
+    spec: { catalogRef: { name: 'example' } },
+  };
   const pod: KubeObject = {
-    apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: 'p-x', namespace: 'analytics', labels: pool.workerLabels(parent), annotations: { [pool.STATS_PORT_ANNOTATION]: String(s.port) }, ownerReferences: [{ kind: 'DuckLakePool', uid: '', controller: true }] },
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'p-x',
+      namespace: 'analytics',
+      labels: pool.workerLabels(parent),
+      annotations: { [pool.STATS_PORT_ANNOTATION]: String(s.port) },
+      ownerReferences: [{ kind: 'DuckLakePool', uid: '', controller: true }],
+    },
     status: { phase: 'Running', podIP: '127.0.0.1' },
   };
-  const res = await app.inject({ method: 'POST', url: '/hooks/ducklakepools/sync', payload: syncRequest(parent, [pod], [{ ...observed(catalogObject()), status: { phase: 'Ready' } }], ['Pod.v1']) as object });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/hooks/ducklakepools/sync',
+    payload: syncRequest(parent, [pod], [{ ...observed(catalogObject()), status: { phase: 'Ready' } }], ['Pod.v1']) as object,
+  });
   t.equal(res.statusCode, 200, res.body.slice(0, 300));
   t.same(s.hits, []);
 });
@@ -269,11 +352,29 @@ t.test('a pool parent without a uid asks nobody', async (t) => {
 t.test('a stats fetch follows no redirect and reads no more than a stats answer', async (t) => {
   const target = await recorder();
   t.teardown(() => target.server.close());
-  const stats = { pod: 'w', ready: true, state: 'idle', activeQueries: 0, queriesServed: 1, startedAt: '2026-11-30T12:00:00Z', utilization: 0 };
+  const stats = {
+    pod: 'w',
+    ready: true,
+    state: 'idle',
+    activeQueries: 0,
+    queriesServed: 1,
+    startedAt: '2026-11-30T12:00:00Z',
+    utilization: 0,
+  };
   const answers: Record<string, (res: import('node:http').ServerResponse) => void> = {
-    '/redirect': (res) => { res.statusCode = 302; res.setHeader('location', `http://127.0.0.1:${target.port}/elsewhere`); res.end(); },
-    '/huge': (res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ ...stats, padding: 'x'.repeat(1024 * 1024) })); },
-    '/stats': (res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(stats)); },
+    '/redirect': (res) => {
+      res.statusCode = 302;
+      res.setHeader('location', `http://127.0.0.1:${target.port}/elsewhere`);
+      res.end();
+    },
+    '/huge': (res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ ...stats, padding: 'x'.repeat(1024 * 1024) }));
+    },
+    '/stats': (res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(stats));
+    },
   };
   const server = createServer((req, res) => answers[req.url ?? '']!(res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -14,7 +14,13 @@ const dir = t.testdir({});
 t.test('featherman certs', async (t) => {
   const res = await featherman(['certs', '--out', join(dir, 'a'), '--dns', 'localhost', '--ip', '127.0.0.1'], {});
   t.equal(res.code, 0, res.stderr);
-  t.match(res.json, { ok: true, command: 'certs', caReused: false, dnsNames: ['featherman', 'featherman.featherman', 'featherman.featherman.svc', 'featherman.featherman.svc.cluster.local', 'localhost'], ipAddresses: ['127.0.0.1'] });
+  t.match(res.json, {
+    ok: true,
+    command: 'certs',
+    caReused: false,
+    dnsNames: ['featherman', 'featherman.featherman', 'featherman.featherman.svc', 'featherman.featherman.svc.cluster.local', 'localhost'],
+    ipAddresses: ['127.0.0.1'],
+  });
   const ca = new X509Certificate(readFileSync(join(dir, 'a', 'ca.crt')));
   const leaf = new X509Certificate(readFileSync(join(dir, 'a', 'tls.crt')));
   t.equal(ca.ca, true, 'ca.crt is a CA');
@@ -25,11 +31,19 @@ t.test('featherman certs', async (t) => {
   t.equal(leaf.checkIP('127.0.0.1'), '127.0.0.1');
   t.equal(leaf.checkHost('evil.example.com'), undefined);
   t.ok(leaf.keyUsage?.includes('1.3.6.1.5.5.7.3.1'), 'extended key usage serverAuth');
-  t.equal(readFileSync(join(dir, 'a', 'caBundle'), 'utf8'), readFileSync(join(dir, 'a', 'ca.crt')).toString('base64'), 'caBundle is base64 of ca.crt');
+  t.equal(
+    readFileSync(join(dir, 'a', 'caBundle'), 'utf8'),
+    readFileSync(join(dir, 'a', 'ca.crt')).toString('base64'),
+    'caBundle is base64 of ca.crt',
+  );
   t.equal(statSync(join(dir, 'a', 'tls.key')).mode & 0o777, 0o600, 'tls.key is private');
   t.equal(statSync(join(dir, 'a', 'ca.key')).mode & 0o777, 0o600, 'ca.key is private');
   const hooks = readFileSync(join(dir, 'a', 'webhooks.yaml'), 'utf8');
-  t.equal(hooks.split(`caBundle: ${readFileSync(join(dir, 'a', 'caBundle'), 'utf8')}`).length, 3, 'webhooks.yaml carries the caBundle in both configurations');
+  t.equal(
+    hooks.split(`caBundle: ${readFileSync(join(dir, 'a', 'caBundle'), 'utf8')}`).length,
+    3,
+    'webhooks.yaml carries the caBundle in both configurations',
+  );
   t.notMatch(hooks, /inject-ca-from/, 'and no cert-manager annotation');
   const openssl = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'a', 'ca.crt'), join(dir, 'a', 'tls.crt')]).toString();
   t.match(openssl, /tls.crt: OK/, 'openssl agrees');
@@ -72,17 +86,44 @@ t.test('featherman serve on three listeners, admission only over HTTPS, with cer
   symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
   symlinkSync('..data/tls.key', join(volume, 'tls.key'));
 
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', '--tls-port', '0',
-    '--tls-cert', join(volume, 'tls.crt'), '--tls-key', join(volume, 'tls.key')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--hooks-port',
+      '0',
+      '--tls-port',
+      '0',
+      '--tls-cert',
+      join(volume, 'tls.crt'),
+      '--tls-key',
+      join(volume, 'tls.key'),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let log = '';
-  child.stdout!.on('data', (d) => { log += d; });
-  child.stderr!.on('data', (d) => { log += d; });
-  t.teardown(() => { child.kill('SIGKILL'); });
+  child.stdout!.on('data', (d) => {
+    log += d;
+  });
+  child.stderr!.on('data', (d) => {
+    log += d;
+  });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
   const listening = await new Promise<{ httpPort: number; hooksPort: number; httpsPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 15_000);
     child.stdout!.on('data', () => {
       const line = log.split('\n').find((l) => l.includes('featherman serve listening'));
-      if (line) { clearTimeout(timer); resolve(JSON.parse(line)); }
+      if (line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line));
+      }
     });
     child.on('exit', (code) => reject(new Error(`serve exited ${code}:\n${log}`)));
   });
@@ -97,23 +138,61 @@ t.test('featherman serve on three listeners, admission only over HTTPS, with cer
   const answer = JSON.parse(res.out);
   t.equal(answer.response.uid, 'tls-uid');
   t.equal(answer.response.allowed, false);
-  t.match(answer.response.status.message, /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/);
+  t.match(
+    answer.response.status.message,
+    /spec\.format\.partitioning\[0\]: partition column "created_at" is not one of the table's columns/,
+  );
 
   t.equal(new Set([listening.httpPort, listening.hooksPort, listening.httpsPort]).size, 3, `three ports: ${JSON.stringify(listening)}`);
-  const status = (url: string, data = 'not json') => curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', data, '-w', '%{http_code}', '-o', '/dev/null', url]).out;
-  t.equal(curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', 'not json', '-w', '%{http_code}', '-o', '/dev/null', '--cacert', join(dir, 'a', 'ca.crt'), https]).out, '400', 'over HTTPS a broken review is a 400');
+  const status = (url: string, data = 'not json') =>
+    curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', data, '-w', '%{http_code}', '-o', '/dev/null', url]).out;
+  t.equal(
+    curl([
+      '-X',
+      'POST',
+      '-H',
+      'Content-Type: application/json',
+      '--data-binary',
+      'not json',
+      '-w',
+      '%{http_code}',
+      '-o',
+      '/dev/null',
+      '--cacert',
+      join(dir, 'a', 'ca.crt'),
+      https,
+    ]).out,
+    '400',
+    'over HTTPS a broken review is a 400',
+  );
   for (const port of [listening.httpPort, listening.hooksPort]) {
-    t.equal(status(`http://127.0.0.1:${port}/admission/validate`), '404', `no admission on plain HTTP port ${port === listening.httpPort ? 'http' : 'hooks'}`);
+    t.equal(
+      status(`http://127.0.0.1:${port}/admission/validate`),
+      '404',
+      `no admission on plain HTTP port ${port === listening.httpPort ? 'http' : 'hooks'}`,
+    );
   }
   t.equal(status(`http://127.0.0.1:${listening.httpPort}/hooks/ducklaketables/sync`, '{}'), '404', 'no hooks on the query port');
   t.equal(status(`http://127.0.0.1:${listening.hooksPort}/hooks/ducklaketables/sync`, '{}'), '400', 'the hooks on the hooks port');
   t.equal(status(`http://127.0.0.1:${listening.hooksPort}/v1/query`, '{}'), '404', 'no query API on the hooks port');
-  t.equal(status(`http://127.0.0.1:${listening.httpPort}/v1/query?token=canary-token-in-url`, '{}'), '401', 'the query API on the query port');
+  t.equal(
+    status(`http://127.0.0.1:${listening.httpPort}/v1/query?token=canary-token-in-url`, '{}'),
+    '401',
+    'the query API on the query port',
+  );
   t.equal(status(`http://127.0.0.1:${listening.httpPort}/nothing?token=canary-token-in-url`, '{}'), '404');
   for (const port of [listening.httpPort, listening.hooksPort]) {
-    t.equal(curl([`http://127.0.0.1:${port}/readyz`]).out, '{"status":"ok","checks":{"hooks":"ok","tls":"ok"}}', 'every listener reports them all ready');
+    t.equal(
+      curl([`http://127.0.0.1:${port}/readyz`]).out,
+      '{"status":"ok","checks":{"hooks":"ok","tls":"ok"}}',
+      'every listener reports them all ready',
+    );
   }
-  t.equal(curl(['--cacert', join(dir, 'a', 'ca.crt'), `https://localhost:${listening.httpsPort}/healthz`]).out, '{"status":"ok"}', 'and /healthz answers over HTTPS');
+  t.equal(
+    curl(['--cacert', join(dir, 'a', 'ca.crt'), `https://localhost:${listening.httpsPort}/healthz`]).out,
+    '{"status":"ok"}',
+    'and /healthz answers over HTTPS',
+  );
   t.not(curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code, 0, 'the other CA is not trusted yet');
 
   projectSecret(volume, join(dir, 'b'), 'v2');

@@ -7,11 +7,19 @@ import { planTable } from '../../lib/lake/plan.js';
 
 const users = {
   name: 'users',
-  columns: [{ name: 'id', type: 'INTEGER', nullable: false }, { name: 'name', type: 'VARCHAR' }, { name: 'created_at', type: 'TIMESTAMP' }],
+  columns: [
+    { name: 'id', type: 'INTEGER', nullable: false },
+    { name: 'name', type: 'VARCHAR' },
+    { name: 'created_at', type: 'TIMESTAMP' },
+  ],
   format: { compression: 'zstd', partitioning: ['day(created_at)'] },
 };
 const current: TableState = {
-  schema: 'main', name: 'users', tableId: 1, comment: null, compression: 'ZSTD',
+  schema: 'main',
+  name: 'users',
+  tableId: 1,
+  comment: null,
+  compression: 'ZSTD',
   columns: [
     { name: 'id', type: parseColumnType('INTEGER'), nullable: false, comment: null },
     { name: 'name', type: parseColumnType('VARCHAR'), nullable: true, comment: null },
@@ -24,8 +32,10 @@ t.test('create: table, partitioning, then compression in a second transaction', 
   t.same(planTable(users, undefined, { allowDrop: false }), {
     action: 'create',
     transactions: [
-      ['CREATE TABLE lake."main"."users" ("id" INTEGER NOT NULL, "name" VARCHAR, "created_at" TIMESTAMP)',
-        'ALTER TABLE lake."main"."users" SET PARTITIONED BY (day("created_at"))'],
+      [
+        'CREATE TABLE lake."main"."users" ("id" INTEGER NOT NULL, "name" VARCHAR, "created_at" TIMESTAMP)',
+        'ALTER TABLE lake."main"."users" SET PARTITIONED BY (day("created_at"))',
+      ],
       [`CALL lake.set_option('parquet_compression', 'zstd', schema => 'main', table_name => 'users')`],
     ],
   });
@@ -36,26 +46,36 @@ t.test('create: table, partitioning, then compression in a second transaction', 
 
 t.test('an unchanged spec plans nothing; case differences in names are not changes', async (t) => {
   t.same(planTable(users, current, { allowDrop: false }), { action: 'unchanged', transactions: [] });
-  const upper = { ...users, columns: users.columns.map((c) => ({ ...c, name: c.name.toUpperCase() })), format: { compression: 'ZSTD', partitioning: ['DAY(CREATED_AT)'] } };
+  const upper = {
+    ...users,
+    columns: users.columns.map((c) => ({ ...c, name: c.name.toUpperCase() })),
+    format: { compression: 'ZSTD', partitioning: ['DAY(CREATED_AT)'] },
+  };
   t.same(planTable(upper, current, { allowDrop: false }).transactions, []);
 });
 
 t.test('evolution: widen, add, relax NOT NULL, repartition, recompress, drop with --allow-drop', async (t) => {
   const next = {
     ...users,
-    columns: [{ name: 'id', type: 'BIGINT' }, { name: 'created_at', type: 'TIMESTAMP' }, { name: 'email', type: 'VARCHAR', comment: 'work address' }],
+    columns: [
+      { name: 'id', type: 'BIGINT' },
+      { name: 'created_at', type: 'TIMESTAMP' },
+      { name: 'email', type: 'VARCHAR', comment: 'work address' },
+    ],
     format: { compression: 'snappy', partitioning: ['month(created_at)', 'id'] },
   };
   t.throws(() => planTable(next, current, { allowDrop: false }), /column "name" would be dropped; dropping columns needs --allow-drop/);
-  t.same(planTable(next, current, { allowDrop: true }).transactions, [[
-    'ALTER TABLE lake."main"."users" ALTER COLUMN "id" SET DATA TYPE BIGINT',
-    'ALTER TABLE lake."main"."users" ALTER COLUMN "id" DROP NOT NULL',
-    'ALTER TABLE lake."main"."users" ADD COLUMN "email" VARCHAR',
-    `COMMENT ON COLUMN lake."main"."users"."email" IS 'work address'`,
-    'ALTER TABLE lake."main"."users" DROP COLUMN "name"',
-    'ALTER TABLE lake."main"."users" SET PARTITIONED BY (month("created_at"), "id")',
-    `CALL lake.set_option('parquet_compression', 'snappy', schema => 'main', table_name => 'users')`,
-  ]]);
+  t.same(planTable(next, current, { allowDrop: true }).transactions, [
+    [
+      'ALTER TABLE lake."main"."users" ALTER COLUMN "id" SET DATA TYPE BIGINT',
+      'ALTER TABLE lake."main"."users" ALTER COLUMN "id" DROP NOT NULL',
+      'ALTER TABLE lake."main"."users" ADD COLUMN "email" VARCHAR',
+      `COMMENT ON COLUMN lake."main"."users"."email" IS 'work address'`,
+      'ALTER TABLE lake."main"."users" DROP COLUMN "name"',
+      'ALTER TABLE lake."main"."users" SET PARTITIONED BY (month("created_at"), "id")',
+      `CALL lake.set_option('parquet_compression', 'snappy', schema => 'main', table_name => 'users')`,
+    ],
+  ]);
   const unpartitioned = planTable({ ...users, format: { compression: 'ZSTD', partitioning: [] } }, current, { allowDrop: false });
   t.same(unpartitioned.transactions, [['ALTER TABLE lake."main"."users" RESET PARTITIONED BY']]);
 });
@@ -63,7 +83,11 @@ t.test('evolution: widen, add, relax NOT NULL, repartition, recompress, drop wit
 t.test('refusals list every problem and name the field', async (t) => {
   const bad = {
     ...users,
-    columns: [{ name: 'id', type: 'SMALLINT', nullable: false }, { name: 'name', type: 'VARCHAR', nullable: false }, { name: 'extra', type: 'INTEGER', nullable: false }],
+    columns: [
+      { name: 'id', type: 'SMALLINT', nullable: false },
+      { name: 'name', type: 'VARCHAR', nullable: false },
+      { name: 'extra', type: 'INTEGER', nullable: false },
+    ],
     format: { partitioning: [] },
   };
   try {
@@ -84,7 +108,9 @@ t.test('a pod memory limit in bytes becomes 50% for DuckDB, which DuckDB accepts
   t.equal(memoryLimit('2147483648'), '1024MiB');
   t.equal(memoryLimit('4GB'), '4GB');
   t.throws(() => memoryLimit('lots'), /FEATHERMAN_MEMORY_LIMIT/);
-  const session = await openDuckDB(loadConfig({ FEATHERMAN_METADATA: 'duckdb:/tmp/x.ducklake', FEATHERMAN_DATA_PATH: '/tmp/x', FEATHERMAN_MEMORY_LIMIT: '2147483648' }));
+  const session = await openDuckDB(
+    loadConfig({ FEATHERMAN_METADATA: 'duckdb:/tmp/x.ducklake', FEATHERMAN_DATA_PATH: '/tmp/x', FEATHERMAN_MEMORY_LIMIT: '2147483648' }),
+  );
   t.teardown(() => session.close());
   t.match(await session.value("SELECT current_setting('memory_limit')"), /^1\.0 GiB$/);
 });

@@ -12,8 +12,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadInputError } from '../../errors.js';
 import {
-  BACKUP_NAME, BackupSet, MANIFEST_FORMAT, backupName, contentMismatches, describeFileProblems, fileProblems, isExternal, nameTime, snapshotFiles, tableContents,
-  type BackedUpFile, type BackupManifest,
+  BACKUP_NAME,
+  BackupSet,
+  MANIFEST_FORMAT,
+  backupName,
+  contentMismatches,
+  describeFileProblems,
+  fileProblems,
+  isExternal,
+  nameTime,
+  snapshotFiles,
+  tableContents,
+  type BackedUpFile,
+  type BackupManifest,
 } from '../backups.js';
 import { CATALOG_NAME, loadConfig, type LakeConfig } from '../config.js';
 import { lakeReport, summarizeLake, type LakeSummary } from '../inspect.js';
@@ -28,13 +39,19 @@ const COPY_CONCURRENCY = 8;
 /** Run `fn` over `items`, at most `limit` at a time. */
 async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  const worker = async () => { while (next < items.length) await fn(items[next++]!); };
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 async function withScratch<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  try { return await fn(dir); } finally { await rm(dir, { recursive: true, force: true }); }
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** The lake config pointing at another data path (a restore elsewhere, or a backup's own data copy). */
@@ -45,7 +62,10 @@ const atDataPath = (config: LakeConfig, dataPath: string): LakeConfig => ({ ...c
  * proof that the metadata and the data files it names (at session.config.dataPath) are all there.
  * One DuckDB session serves every step of a command: starting one costs a third of a second.
  */
-async function readBackupCopy(session: LakeSession, file: string): Promise<{ summary: LakeSummary; files: BackedUpFile[]; tables: Awaited<ReturnType<typeof tableContents>> }> {
+async function readBackupCopy(
+  session: LakeSession,
+  file: string,
+): Promise<{ summary: LakeSummary; files: BackedUpFile[]; tables: Awaited<ReturnType<typeof tableContents>> }> {
   await attachLake(session, { readOnly: true }, `ducklake:duckdb:${file}`);
   try {
     const summary = await summarizeLake(session);
@@ -70,7 +90,9 @@ async function copyMetadata(session: LakeSession, file: string): Promise<void> {
   const schema = metadataSchema(config);
   await session.run('BEGIN TRANSACTION');
   for (const table of await catalogTables(session.rows.bind(session), 'featherman_catalog', schema)) {
-    await session.run(`CREATE TABLE featherman_backup.main.${ident(table)} AS SELECT * FROM featherman_catalog.${ident(schema)}.${ident(table)}`);
+    await session.run(
+      `CREATE TABLE featherman_backup.main.${ident(table)} AS SELECT * FROM featherman_catalog.${ident(schema)}.${ident(table)}`,
+    );
   }
   await session.run('COMMIT');
   await session.run('DETACH featherman_catalog');
@@ -80,7 +102,11 @@ async function copyMetadata(session: LakeSession, file: string): Promise<void> {
 /** A DuckDB session (extensions and secrets, nothing attached) for the length of `fn`. */
 async function withSession<T>(config: LakeConfig, fn: (session: LakeSession) => Promise<T>): Promise<T> {
   const session = await openDuckDB(config);
-  try { return await fn(session); } finally { session.close(); }
+  try {
+    return await fn(session);
+  } finally {
+    session.close();
+  }
 }
 
 interface BackupOptions {
@@ -180,7 +206,13 @@ async function takeBackup(config: LakeConfig, set: BackupSet, o: BackupOptions, 
   // The manifest holds the files from now on; the start mark kept maintenance from deleting any until now.
   await set.store.deleteKeys([set.startedKey(name)]);
   const pruned = o.retentionDays === undefined ? [] : await prune(set, o.retentionDays, new Date(), name);
-  return newBackupSummary(set, manifest, { dataBytesCopied, filesCopied, pruned, startedAt: started.toISOString(), finishedAt: new Date().toISOString() });
+  return newBackupSummary(set, manifest, {
+    dataBytesCopied,
+    filesCopied,
+    pruned,
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+  });
 }
 
 /** Delete backups older than the retention, except the newest and those owned by an object (a DuckLakeBackup deletes its own). */
@@ -210,7 +242,12 @@ async function verifyBackup(config: LakeConfig, set: BackupSet, name: string) {
     let readFrom = manifest.dataPath;
     if (manifest.includeData) {
       const copies = await set.copiesOfData();
-      const problems = fileProblems((manifest.files ?? []).filter((f) => !isExternal(f)), copies, (f) => set.dataKey(f), false);
+      const problems = fileProblems(
+        (manifest.files ?? []).filter((f) => !isExternal(f)),
+        copies,
+        (f) => set.dataKey(f),
+        false,
+      );
       if (problems.length) throw new Error(`backup ${name} cannot be restored: ${describeFileProblems(problems, set.dataUrl)}`);
       readFrom = set.dataUrl;
     } else {
@@ -246,22 +283,30 @@ async function pointMetadataAt(session: LakeSession, file: string, from: string,
   {
     await session.run(`ATTACH ${literal(file)} AS featherman_backup`);
     const tables = new Set(await catalogTables(session.rows.bind(session), 'featherman_backup', 'main'));
-    await session.run(`UPDATE featherman_backup.main.ducklake_metadata SET value = ${literal(to)} WHERE key = 'data_path' AND scope IS NULL`);
+    await session.run(
+      `UPDATE featherman_backup.main.ducklake_metadata SET value = ${literal(to)} WHERE key = 'data_path' AND scope IS NULL`,
+    );
     for (const t of ['ducklake_schema', 'ducklake_table', 'ducklake_data_file', 'ducklake_delete_file']) {
       if (!tables.has(t)) continue;
-      await session.run(`UPDATE featherman_backup.main.${t} SET path = ${literal(to)} || path[${from.length + 1}:] WHERE NOT path_is_relative AND starts_with(path, ${literal(from)})`);
+      await session.run(
+        `UPDATE featherman_backup.main.${t} SET path = ${literal(to)} || path[${from.length + 1}:] WHERE NOT path_is_relative AND starts_with(path, ${literal(from)})`,
+      );
     }
     await session.run('DETACH featherman_backup');
   }
 }
 
 export async function backupCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
-  const { values, positionals } = parse(argv, {
-    'retention-days': { type: 'string' },
-    'include-data': { type: 'boolean', default: false },
-    name: { type: 'string' },
-    owner: { type: 'string' },
-  }, true);
+  const { values, positionals } = parse(
+    argv,
+    {
+      'retention-days': { type: 'string' },
+      'include-data': { type: 'boolean', default: false },
+      name: { type: 'string' },
+      owner: { type: 'string' },
+    },
+    true,
+  );
   const config = loadConfig(env);
   const [action, target, ...extra] = positionals;
   if (extra.length) throw new BadInputError(`backup: unexpected argument ${JSON.stringify(extra[0])}`);
@@ -270,8 +315,14 @@ export async function backupCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
     const backups = [];
     for (const m of await set.manifests()) {
       backups.push({
-        name: m.name, createdAt: m.createdAt, snapshotId: m.snapshotId, tables: m.tables.length, rows: m.tables.reduce((a, t) => a + t.rows, 0),
-        bytes: m.dataBytes ?? m.tables.reduce((a, t) => a + t.bytes, 0), includeData: Boolean(m.includeData), ...(m.owner ? { owner: m.owner } : {}),
+        name: m.name,
+        createdAt: m.createdAt,
+        snapshotId: m.snapshotId,
+        tables: m.tables.length,
+        rows: m.tables.reduce((a, t) => a + t.rows, 0),
+        bytes: m.dataBytes ?? m.tables.reduce((a, t) => a + t.bytes, 0),
+        includeData: Boolean(m.includeData),
+        ...(m.owner ? { owner: m.owner } : {}),
       });
     }
     return { command: 'backup list', catalog: config.catalogName, location: set.location, backups };
@@ -280,23 +331,44 @@ export async function backupCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
     if (!target) throw new BadInputError('backup verify: give a backup name (from `featherman backup list`) or latest');
     const name = await set.resolve(target, 'backup verify');
     const { manifest, tables } = await verifyBackup(config, set, name);
-    return { command: 'backup verify', backup: name, verified: true, snapshotId: manifest.snapshotId, files: manifest.files?.length ?? 0, bytes: manifest.dataBytes ?? 0, includeData: Boolean(manifest.includeData), tables: tables.map(({ schema, name: table, rows }) => ({ schema, name: table, rows })) };
+    return {
+      command: 'backup verify',
+      backup: name,
+      verified: true,
+      snapshotId: manifest.snapshotId,
+      files: manifest.files?.length ?? 0,
+      bytes: manifest.dataBytes ?? 0,
+      includeData: Boolean(manifest.includeData),
+      tables: tables.map(({ schema, name: table, rows }) => ({ schema, name: table, rows })),
+    };
   }
   if (action === 'delete') {
     if (!target || !BACKUP_NAME.test(target)) throw new BadInputError('backup delete: give a backup name (like 20261124T120000123Z)');
-    if (!(await set.names()).includes(target)) return { command: 'backup delete', backup: target, existed: false, filesDeleted: 0, bytesReleased: 0 };
+    if (!(await set.names()).includes(target))
+      return { command: 'backup delete', backup: target, existed: false, filesDeleted: 0, bytesReleased: 0 };
     return { command: 'backup delete', backup: target, existed: true, ...(await set.remove([target])) };
   }
-  if (action !== undefined) throw new BadInputError(`backup: unexpected argument ${JSON.stringify(action)}; use \`backup\`, \`backup list\`, \`backup verify NAME\` or \`backup delete NAME\``);
+  if (action !== undefined)
+    throw new BadInputError(
+      `backup: unexpected argument ${JSON.stringify(action)}; use \`backup\`, \`backup list\`, \`backup verify NAME\` or \`backup delete NAME\``,
+    );
   const retention = positiveInt('--retention-days', values['retention-days']);
   if (retention === 0) throw new BadInputError('--retention-days: must be at least 1');
-  if (values.name !== undefined && !BACKUP_NAME.test(values.name)) throw new BadInputError(`--name: ${JSON.stringify(values.name)} must be a UTC time like 20261124T120000Z, optionally with -suffix (lowercase letters and digits)`);
-  if (values.owner !== undefined && !/^[A-Za-z][A-Za-z0-9./-]{0,300}$/.test(values.owner)) throw new BadInputError('--owner: must be like DuckLakeBackup/<namespace>/<name>');
+  if (values.name !== undefined && !BACKUP_NAME.test(values.name))
+    throw new BadInputError(
+      `--name: ${JSON.stringify(values.name)} must be a UTC time like 20261124T120000Z, optionally with -suffix (lowercase letters and digits)`,
+    );
+  if (values.owner !== undefined && !/^[A-Za-z][A-Za-z0-9./-]{0,300}$/.test(values.owner))
+    throw new BadInputError('--owner: must be like DuckLakeBackup/<namespace>/<name>');
   return createBackup(config, { retentionDays: retention, includeData: values['include-data'], name: values.name, owner: values.owner });
 }
 
 export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
-  const { values } = parse(argv, { backup: { type: 'string' }, force: { type: 'boolean', default: false }, 'from-catalog': { type: 'string' } });
+  const { values } = parse(argv, {
+    backup: { type: 'string' },
+    force: { type: 'boolean', default: false },
+    'from-catalog': { type: 'string' },
+  });
   if (!values.backup) throw new BadInputError('--backup: required (a backup name from `featherman backup list`, or latest)');
   const config = loadConfig(env);
   const from = values['from-catalog'];
@@ -322,11 +394,18 @@ export async function restoreCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
       await installMetadata(session, file, values.force);
       await attachLake(session, { readOnly: true });
       const snapshotId = await session.currentSnapshot();
-      if (snapshotId !== manifest.snapshotId) throw new Error(`restore of ${name}: the catalog is at snapshot ${snapshotId}, the backup at ${manifest.snapshotId}`);
+      if (snapshotId !== manifest.snapshotId)
+        throw new Error(`restore of ${name}: the catalog is at snapshot ${snapshotId}, the backup at ${manifest.snapshotId}`);
       return {
-        command: 'restore', backup: name, snapshotId, dataPath: config.dataPath,
+        command: 'restore',
+        backup: name,
+        snapshotId,
+        dataPath: config.dataPath,
         tables: read.tables.map(({ schema, name: table, rows, files, bytes }) => ({ schema, name: table, rows, files, bytes })),
-        filesCopied: copied.files, dataBytesCopied: copied.bytes, verified: true, lake: lakeReport({ snapshotId, tables: read.tables }),
+        filesCopied: copied.files,
+        dataBytesCopied: copied.bytes,
+        verified: true,
+        lake: lakeReport({ snapshotId, tables: read.tables }),
       };
     });
   });
@@ -344,15 +423,25 @@ async function bringBackData(config: LakeConfig, set: BackupSet, manifest: Backu
   const samePlace = manifest.dataPath === config.dataPath;
   const problems = fileProblems(manifest.files, listing, (f) => f.path, samePlace);
   if (!problems.length) return { files: 0, bytes: 0 };
-  if (!manifest.includeData) throw new Error(`backup ${manifest.name} cannot be restored: ${describeFileProblems(problems, config.dataPath)}`);
+  if (!manifest.includeData)
+    throw new Error(`backup ${manifest.name} cannot be restored: ${describeFileProblems(problems, config.dataPath)}`);
   const copies: Map<string, ObjectInfo> = await set.copiesOfData();
-  const lost = fileProblems(problems.map((p) => p.file).filter((f) => !isExternal(f)), copies, (f) => set.dataKey(f), false);
+  const lost = fileProblems(
+    problems.map((p) => p.file).filter((f) => !isExternal(f)),
+    copies,
+    (f) => set.dataKey(f),
+    false,
+  );
   if (lost.length) throw new Error(`backup ${manifest.name} cannot be restored: ${describeFileProblems(lost, set.dataUrl)}`);
   let bytes = 0;
-  await eachLimited(problems.map((p) => p.file), COPY_CONCURRENCY, async (f) => {
-    await set.store.copyTo(set.dataKey(f), dataStore as BlobStore, f.path, f.size);
-    bytes += f.size;
-  });
+  await eachLimited(
+    problems.map((p) => p.file),
+    COPY_CONCURRENCY,
+    async (f) => {
+      await set.store.copyTo(set.dataKey(f), dataStore as BlobStore, f.path, f.size);
+      bytes += f.size;
+    },
+  );
   return { files: problems.length, bytes };
 }
 
@@ -362,7 +451,11 @@ function metadataSchema(config: LakeConfig): string {
 }
 
 /** The DuckLake tables (ducklake_*) of a catalog database; other tables in a shared database are left alone. */
-async function catalogTables(rows: (sql: string, params?: string[]) => Promise<Record<string, unknown>[]>, database: string, schema: string): Promise<string[]> {
+async function catalogTables(
+  rows: (sql: string, params?: string[]) => Promise<Record<string, unknown>[]>,
+  database: string,
+  schema: string,
+): Promise<string[]> {
   const found = await rows(
     `SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 AND starts_with(table_name, 'ducklake_') ORDER BY 1`,
     [database, schema],
@@ -379,7 +472,10 @@ async function installMetadata(session: LakeSession, file: string, force: boolea
   const m = session.config.metadata;
   let movedAside: string | undefined;
   if (m.type === 'duckdb' && existsSync(m.path)) {
-    if (!force) throw new BadInputError(`FEATHERMAN_METADATA: ${m.path} already exists; restore refuses to overwrite a catalog (use --force to move it aside)`);
+    if (!force)
+      throw new BadInputError(
+        `FEATHERMAN_METADATA: ${m.path} already exists; restore refuses to overwrite a catalog (use --force to move it aside)`,
+      );
     movedAside = `${m.path}.replaced-${backupName(new Date())}`;
     await rename(m.path, movedAside);
   }
@@ -405,7 +501,10 @@ async function replaceCatalogRows(session: LakeSession, file: string): Promise<v
     await session.run(attachTarget);
     const existing = await catalogTables(rows, 'featherman_target', metadataSchema(config));
     await session.run('DETACH featherman_target');
-    if (existing.length) throw new BadInputError(`FEATHERMAN_METADATA: the target ${m.type} database already holds a DuckLake catalog; restore into an empty one`);
+    if (existing.length)
+      throw new BadInputError(
+        `FEATHERMAN_METADATA: the target ${m.type} database already holds a DuckLake catalog; restore into an empty one`,
+      );
   }
   await attachLake(session, { create: true });
   await detachLake(session);
@@ -414,13 +513,15 @@ async function replaceCatalogRows(session: LakeSession, file: string): Promise<v
   await session.run(attachTarget);
   const schema = metadataSchema(config);
   const fresh = new Set(await catalogTables(rows, 'featherman_target', schema));
-  await session.transaction((await catalogTables(rows, 'featherman_backup', 'main')).flatMap((table) => {
-    const into = `featherman_target.${ident(schema)}.${ident(table)}`;
-    const from = `featherman_backup.main.${ident(table)}`;
-    return fresh.has(table)
-      ? [`DELETE FROM ${into}`, `INSERT INTO ${into} BY NAME SELECT * FROM ${from}`]
-      : [`CREATE TABLE ${into} AS SELECT * FROM ${from}`]; // inlined-data tables
-  }));
+  await session.transaction(
+    (await catalogTables(rows, 'featherman_backup', 'main')).flatMap((table) => {
+      const into = `featherman_target.${ident(schema)}.${ident(table)}`;
+      const from = `featherman_backup.main.${ident(table)}`;
+      return fresh.has(table)
+        ? [`DELETE FROM ${into}`, `INSERT INTO ${into} BY NAME SELECT * FROM ${from}`]
+        : [`CREATE TABLE ${into} AS SELECT * FROM ${from}`]; // inlined-data tables
+    }),
+  );
   await session.run('DETACH featherman_backup');
   await session.run('DETACH featherman_target');
 }

@@ -19,9 +19,19 @@ export async function catalogCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
     try {
       const summary = await summarizeLake(session);
       if (summary.encrypted !== config.encrypted) {
-        throw new BadInputError(`FEATHERMAN_ENCRYPTED: the lake already exists with encryption ${summary.encrypted ? 'on' : 'off'}; it cannot be changed`);
+        throw new BadInputError(
+          `FEATHERMAN_ENCRYPTED: the lake already exists with encryption ${summary.encrypted ? 'on' : 'off'}; it cannot be changed`,
+        );
       }
-      return { command: 'catalog init', catalog: config.catalogName, owner: config.catalogId, dataPathClaimed: claimed, metadataType: config.metadata.type, ...summary, lake: lakeReport(summary) };
+      return {
+        command: 'catalog init',
+        catalog: config.catalogName,
+        owner: config.catalogId,
+        dataPathClaimed: claimed,
+        metadataType: config.metadata.type,
+        ...summary,
+        lake: lakeReport(summary),
+      };
     } finally {
       session.close();
     }
@@ -30,7 +40,13 @@ export async function catalogCommand(argv: string[], env: NodeJS.ProcessEnv): Pr
     const session = await openLake(config, { readOnly: true });
     try {
       const summary = await summarizeLake(session);
-      return { command: 'catalog info', catalog: config.catalogName, metadataType: config.metadata.type, ...summary, lake: lakeReport(summary) };
+      return {
+        command: 'catalog info',
+        catalog: config.catalogName,
+        metadataType: config.metadata.type,
+        ...summary,
+        lake: lakeReport(summary),
+      };
     } finally {
       session.close();
     }

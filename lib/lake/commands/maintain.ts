@@ -42,7 +42,10 @@ interface Deletion {
 /** The data path's objects, listed at most once a run and before anything is deleted: the sizes of what goes. */
 class DataFiles {
   private listing?: Promise<Map<string, ObjectInfo>>;
-  constructor(readonly store: BlobStore, readonly dataPath: string) {}
+  constructor(
+    readonly store: BlobStore,
+    readonly dataPath: string,
+  ) {}
 
   key(url: string): string {
     return url.slice(this.dataPath.length);
@@ -68,7 +71,9 @@ async function deleteUnheld(files: DataFiles, urls: string[], holds: Holds): Pro
 /** Files scheduled for deletion and past `olderThan`: DuckLake's own cleanup when nothing is held, ours otherwise. */
 async function cleanUp(session: LakeSession, files: DataFiles, olderThan: string, holds: Holds): Promise<Deletion> {
   const dataPath = session.config.dataPath;
-  const due = (await session.rows(`SELECT path FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan}, dry_run => true)`)).map((r) => String(r.path));
+  const due = (
+    await session.rows(`SELECT path FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan}, dry_run => true)`)
+  ).map((r) => String(r.path));
   if (!due.some((u) => holds.files.has(u))) {
     const bytes = await files.bytes(due);
     await session.rows(`SELECT * FROM ducklake_cleanup_old_files(${literal(LAKE)}, older_than => ${olderThan})`);
@@ -106,7 +111,9 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
   if (maxCompacted < 2) throw new BadInputError('--max-compacted-files: must be at least 2');
   const targetSize = values['target-file-size'] === undefined ? undefined : parseQuantity(values['target-file-size'].replace(/B$/i, ''));
   if (values['target-file-size'] !== undefined && !(targetSize && targetSize >= 1024 * 1024)) {
-    throw new BadInputError(`--target-file-size: ${JSON.stringify(values['target-file-size'])} must be a size of at least 1Mi, like 128Mi or 512M`);
+    throw new BadInputError(
+      `--target-file-size: ${JSON.stringify(values['target-file-size'])} must be a size of at least 1Mi, like 128Mi or 512M`,
+    );
   }
   const threshold = Number(values['rewrite-delete-threshold']);
   if (!/^\d*\.?\d+$/.test(values['rewrite-delete-threshold']) || !(threshold > 0 && threshold <= 1)) {
@@ -128,7 +135,9 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
     let snapshotsExpired = 0;
     let keptSnapshots: number[] = [];
     if (expire) {
-      const candidates = (await call('ducklake_expire_snapshots', [`older_than => ${expire}`, 'dry_run => true'])).map((r) => Number(r.snapshot_id));
+      const candidates = (await call('ducklake_expire_snapshots', [`older_than => ${expire}`, 'dry_run => true'])).map((r) =>
+        Number(r.snapshot_id),
+      );
       keptSnapshots = candidates.filter((id) => holds.snapshots.has(id));
       const expiring = candidates.filter((id) => !holds.snapshots.has(id));
       if (expiring.length) snapshotsExpired = (await call('ducklake_expire_snapshots', [`versions => [${expiring.join(', ')}]`])).length;
@@ -137,7 +146,10 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
     let filesMerged = 0;
     let filesCreated = 0;
     if (!values['no-merge']) {
-      const merged = await call('ducklake_merge_adjacent_files', [`max_compacted_files => ${maxCompacted}`, ...(targetSize ? [`max_file_size => ${targetSize}`] : [])]);
+      const merged = await call('ducklake_merge_adjacent_files', [
+        `max_compacted_files => ${maxCompacted}`,
+        ...(targetSize ? [`max_file_size => ${targetSize}`] : []),
+      ]);
       filesMerged = sum(merged, 'files_processed');
       filesCreated += sum(merged, 'files_created');
     }
@@ -163,7 +175,9 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
     if (values['delete-orphans'] && !busy.length) {
       const { root, key } = markerLocation(config.dataPath);
       const marker = root + key;
-      const found = (await call('ducklake_delete_orphaned_files', [`older_than => ${orphans}`, 'dry_run => true'])).map((r) => String(r.path)).filter((u) => u !== marker);
+      const found = (await call('ducklake_delete_orphaned_files', [`older_than => ${orphans}`, 'dry_run => true']))
+        .map((r) => String(r.path))
+        .filter((u) => u !== marker);
       const out = await deleteUnheld(files, found, current);
       orphansDeleted = out.deleted;
       orphanBytes = out.bytes;
@@ -172,7 +186,9 @@ export async function maintainCommand(argv: string[], env: NodeJS.ProcessEnv): P
     }
     const lake = await summarizeLake(session);
     const after = lake.tables;
-    const keptBackFor = [...new Set([...cleaned.keptBackFor, ...orphanKeptFor, ...keptSnapshots.flatMap((id) => holds.snapshots.get(id) ?? [])])].sort();
+    const keptBackFor = [
+      ...new Set([...cleaned.keptBackFor, ...orphanKeptFor, ...keptSnapshots.flatMap((id) => holds.snapshots.get(id) ?? [])]),
+    ].sort();
     return {
       command: 'maintain',
       durationSeconds: (Date.now() - started.getTime()) / 1000,

@@ -65,9 +65,12 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new BadInputError('--format: must be json, ndjson or csv');
   const snapshotVersion = positiveInt('--as-of-version', values['as-of-version']);
   const snapshotTime = values['as-of-time'];
-  if (snapshotVersion !== undefined && snapshotTime !== undefined) throw new BadInputError('--as-of-version and --as-of-time: give one, not both');
-  if (snapshotTime !== undefined && Number.isNaN(Date.parse(snapshotTime))) throw new BadInputError(`--as-of-time: ${JSON.stringify(snapshotTime)} is not a timestamp`);
-  if (values.write && (snapshotVersion !== undefined || snapshotTime !== undefined)) throw new BadInputError('--write: cannot be combined with --as-of-*: past snapshots are read-only');
+  if (snapshotVersion !== undefined && snapshotTime !== undefined)
+    throw new BadInputError('--as-of-version and --as-of-time: give one, not both');
+  if (snapshotTime !== undefined && Number.isNaN(Date.parse(snapshotTime)))
+    throw new BadInputError(`--as-of-time: ${JSON.stringify(snapshotTime)} is not a timestamp`);
+  if (values.write && (snapshotVersion !== undefined || snapshotTime !== undefined))
+    throw new BadInputError('--write: cannot be combined with --as-of-*: past snapshots are read-only');
   const maxRows = positiveInt('--max-rows', values['max-rows']) ?? (format === 'json' ? 100_000 : Number.MAX_SAFE_INTEGER);
   const maxBytes = positiveInt('--max-bytes', values['max-bytes']) ?? Number.MAX_SAFE_INTEGER;
   const timeoutMs = positiveInt('--timeout-ms', values['timeout-ms']);
@@ -107,10 +110,16 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   // The deadline counts from the process's start (performance.now()), as the caller's does: a
   // slow start-up is not added on top of it.
   let stopInterrupting: (() => void) | undefined;
-  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    stopInterrupting = keepInterrupting(session.connection);
-  }, Math.max(0, timeoutMs - performance.now()));
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            timedOut = true;
+            stopInterrupting = keepInterrupting(session.connection);
+          },
+          Math.max(0, timeoutMs - performance.now()),
+        );
   const failure = (err: unknown): Error => {
     if (timedOut) return new DeadlineError(`query exceeded its deadline of ${timeoutMs} ms and was interrupted`);
     const message = (err as Error).message ?? String(err);
@@ -139,7 +148,10 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     let truncated = false;
     // Rows leave in pieces of about 64 KiB; writes to a pipe block, so few and large is cheaper.
     let piece = '';
-    const flush = () => { if (piece) process.stdout.write(piece); piece = ''; };
+    const flush = () => {
+      if (piece) process.stdout.write(piece);
+      piece = '';
+    };
     try {
       const result = await session.connection.stream(sql);
       columns.push(...result.columnNames());
@@ -149,17 +161,26 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       outer: for await (const chunk of resultChunks(result)) {
         for (let i = 0; i < chunk.rowCount; i++) {
           const room = remaining();
-          if (count >= maxRows || chunk.bytes(i, room) > room) { truncated = true; break outer; }
+          if (count >= maxRows || chunk.bytes(i, room) > room) {
+            truncated = true;
+            break outer;
+          }
           if (format === 'json') {
             const values = chunk.values(i);
             const size = Buffer.byteLength(JSON.stringify(values)) + 1;
-            if (size > room) { truncated = true; break outer; }
+            if (size > room) {
+              truncated = true;
+              break outer;
+            }
             bytes += size;
             rows.push(values);
           } else {
             const text = format === 'ndjson' ? `${JSON.stringify(chunk.values(i))}\n` : csvLine(chunk.cells(i));
             const size = Buffer.byteLength(text);
-            if (size > room) { truncated = true; break outer; }
+            if (size > room) {
+              truncated = true;
+              break outer;
+            }
             bytes += size;
             piece += text;
             if (piece.length >= 65536) flush();
@@ -174,7 +195,9 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     }
     // A first row above the byte cap is refused, as a warm worker refuses it, never sent cut.
     if (truncated && count === 0 && maxBytes !== Number.MAX_SAFE_INTEGER && maxRows > 0) {
-      throw new BadInputError(`result: the first row is above the limit of ${maxBytes} bytes per answer (--max-bytes); select fewer or smaller columns`);
+      throw new BadInputError(
+        `result: the first row is above the limit of ${maxBytes} bytes per answer (--max-bytes); select fewer or smaller columns`,
+      );
     }
     const summary = {
       command: 'query',

@@ -56,25 +56,33 @@ async function readStdin(): Promise<string> {
  * tables must not count them all on every apply (the catalog's figures come from its inspection).
  */
 async function tableStats(session: LakeSession, schema: string, name: string) {
-  const info = (await listTables(session)).find((t) => t.schema.toLowerCase() === schema.toLowerCase() && t.name.toLowerCase() === name.toLowerCase());
+  const info = (await listTables(session)).find(
+    (t) => t.schema.toLowerCase() === schema.toLowerCase() && t.name.toLowerCase() === name.toLowerCase(),
+  );
   const rows = info ? Number(await session.value(`SELECT count(*) FROM ${tableRef(info.schema, info.name)}`)) : 0;
   return { rows, files: info?.files ?? 0, bytes: info?.bytes ?? 0 };
 }
 
 export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
-  const { values, positionals } = parse(argv, {
-    file: { type: 'string', short: 'f' },
-    'dry-run': { type: 'boolean', default: false },
-    'allow-drop': { type: 'boolean', default: false },
-    schema: { type: 'string', default: 'main' },
-  }, true);
+  const { values, positionals } = parse(
+    argv,
+    {
+      file: { type: 'string', short: 'f' },
+      'dry-run': { type: 'boolean', default: false },
+      'allow-drop': { type: 'boolean', default: false },
+      schema: { type: 'string', default: 'main' },
+    },
+    true,
+  );
   const [action, ...rest] = positionals;
 
   if (action === 'apply') {
     if (rest.length) throw new BadInputError(`table apply: unexpected argument ${JSON.stringify(rest[0])}`);
     // Jobs pass the spec in FEATHERMAN_TABLE_SPEC, so they need no ConfigMap or volume.
     if (!values.file && !env.FEATHERMAN_TABLE_SPEC) {
-      throw new BadInputError('table apply: -f FILE (a DuckLakeTable manifest or its spec; - for stdin) or FEATHERMAN_TABLE_SPEC is required');
+      throw new BadInputError(
+        'table apply: -f FILE (a DuckLakeTable manifest or its spec; - for stdin) or FEATHERMAN_TABLE_SPEC is required',
+      );
     }
     const spec = values.file ? await readSpec(values.file) : parseSpecText(env.FEATHERMAN_TABLE_SPEC!, 'FEATHERMAN_TABLE_SPEC');
     planTable(spec, undefined, { allowDrop: false }); // validates the spec before anything opens the lake
@@ -91,7 +99,8 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
               await session.transaction(statements);
             } catch (err) {
               // A table created by the first transaction is removed again, so a failed apply leaves nothing behind.
-              if (i > 0 && plan.action === 'create') await session.run(`DROP TABLE IF EXISTS ${tableRef(schema, spec.name)}`).catch(() => undefined);
+              if (i > 0 && plan.action === 'create')
+                await session.run(`DROP TABLE IF EXISTS ${tableRef(schema, spec.name)}`).catch(() => undefined);
               throw err;
             }
           }
@@ -123,7 +132,10 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     const [name, ...extra] = rest;
     if (!name) throw new BadInputError('table drop: NAME is required');
     if (extra.length) throw new BadInputError(`table drop: unexpected argument ${JSON.stringify(extra[0])}`);
-    for (const [field, v] of [['name', name], ['--schema', values.schema]] as const) {
+    for (const [field, v] of [
+      ['name', name],
+      ['--schema', values.schema],
+    ] as const) {
       const p = identifierProblem(v);
       if (p) throw new BadInputError(`${field}: ${JSON.stringify(v)} ${p}`);
     }
