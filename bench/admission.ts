@@ -62,10 +62,12 @@ export async function run(): Promise<void> {
   const { child, port } = await forkServer(import.meta.url);
   try {
     console.log(
-      `admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, server in its own process, Node ${process.version}`,
+      `admission webhook vs bare Fastify: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per route in ${ROUNDS} alternating rounds, ` +
+        `server in its own process, Node ${process.version}`,
     );
     console.log(
-      `${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`,
+      `${'workload'.padEnd(38)}${'route'.padEnd(22)}${'req/s'.padStart(10)}` +
+        `${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`,
     );
     for (const [name, body] of Object.entries(WORKLOADS)) {
       const [bare, hook] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/admission/validate'], SECONDS, ROUNDS);
@@ -74,7 +76,8 @@ export async function run(): Promise<void> {
         ['/admission/validate', hook],
       ] as const) {
         console.log(
-          `${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`,
+          `${name.padEnd(38)}${route.padEnd(22)}${fmt(r.rps).padStart(10)}` +
+            `${fmt(r.p50, 2).padStart(9)}${fmt(r.p99, 2).padStart(9)}${fmt(r.bytes).padStart(9)}`,
         );
       }
       console.log(`${name.padEnd(38)}${'ratio validate/bare'.padEnd(22)}${fmt(hook.rps / bare.rps, 2).padStart(10)}`);

@@ -143,7 +143,8 @@ export async function run(): Promise<void> {
     for (const p of paths) {
       const xs = times[p.label]!;
       console.log(
-        `${p.label.padEnd(32)}${fmt(pct(xs, 0.5), 2).padStart(9)}${fmt(pct(xs, 0.99), 2).padStart(9)}${fmt(pct(xs, 0.5) - base, 2).padStart(10)}`,
+        `${p.label.padEnd(32)}${fmt(pct(xs, 0.5), 2).padStart(9)}${fmt(pct(xs, 0.99), 2).padStart(9)}` +
+          `${fmt(pct(xs, 0.5) - base, 2).padStart(10)}`,
       );
     }
     agent.destroy();

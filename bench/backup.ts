@@ -22,7 +22,8 @@ const BACKUP_MB = Number(process.env.BENCH_BACKUP_MB ?? 1024);
 /** Run a process to its end; its wall time and peak RSS (from the kernel's rusage of the child, through python3). */
 function measure(args: string[], env: NodeJS.ProcessEnv): Promise<{ seconds: number; peakMb: number; stdout: string }> {
   const wrapper =
-    'import resource,subprocess,sys\nr=subprocess.run(sys.argv[1:])\nprint("maxrss", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\nsys.exit(r.returncode)';
+    'import resource,subprocess,sys\nr=subprocess.run(sys.argv[1:])\n' +
+    'print("maxrss", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\nsys.exit(r.returncode)';
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn('python3', ['-c', wrapper, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -46,14 +47,18 @@ function measure(args: string[], env: NodeJS.ProcessEnv): Promise<{ seconds: num
 /** A plain DuckDB process (the same @duckdb/node-api, httpfs and S3 secret) running one statement. */
 function plainDuckDB(work: string, minio: Minio, sql: string): string[] {
   const file = join(work, `plain-${Math.random().toString(36).slice(2)}.mjs`);
+  const nodeApi = new URL('../../node_modules/@duckdb/node-api/lib/index.js', import.meta.url).pathname;
+  const { extensionDirectory } = loadConfig({ ...process.env, FEATHERMAN_METADATA: 'duckdb:/x/m', FEATHERMAN_DATA_PATH: '/x/data' });
   writeFileSync(
     file,
     `
-import { DuckDBInstance } from ${JSON.stringify(new URL('../../node_modules/@duckdb/node-api/lib/index.js', import.meta.url).pathname)};
-const db = await DuckDBInstance.create(':memory:', { extension_directory: ${JSON.stringify(loadConfig({ ...process.env, FEATHERMAN_METADATA: 'duckdb:/x/m', FEATHERMAN_DATA_PATH: '/x/data' }).extensionDirectory)}, autoinstall_known_extensions: 'false', autoload_known_extensions: 'false' });
+import { DuckDBInstance } from ${JSON.stringify(nodeApi)};
+const db = await DuckDBInstance.create(':memory:', { extension_directory: ${JSON.stringify(extensionDirectory)}, ` +
+      `autoinstall_known_extensions: 'false', autoload_known_extensions: 'false' });
 const c = await db.connect();
 await c.run('LOAD httpfs');
-await c.run(\`CREATE SECRET (TYPE s3, KEY_ID '${minio.accessKey}', SECRET '${minio.secretKey}', ENDPOINT '${minio.endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\`);
+await c.run(\`CREATE SECRET (TYPE s3, KEY_ID '${minio.accessKey}', SECRET '${minio.secretKey}', ` +
+      `ENDPOINT '${minio.endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\`);
 await c.run(${JSON.stringify(sql)});
 `,
   );
@@ -94,7 +99,8 @@ export async function run(): Promise<void> {
       plainDuckDB(
         work,
         minio,
-        "COPY (SELECT * FROM read_parquet('s3://bench/lake/data/main/small/*.parquet')) TO 's3://bench/plain/small.parquet' (FORMAT parquet)",
+        "COPY (SELECT * FROM read_parquet('s3://bench/lake/data/main/small/*.parquet')) " +
+          "TO 's3://bench/plain/small.parquet' (FORMAT parquet)",
       ),
       env,
     );

@@ -91,7 +91,8 @@ export async function run(): Promise<void> {
   const body = syncRequest();
   try {
     console.log(
-      `\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`,
+      `\nsync hook (DuckLakeTable, 20 observed Jobs + 20 pods, ${fmt(body.length)} B request) vs bare Fastify: ` +
+        `${CONNECTIONS} connections, ${SECONDS} s per route in ${ROUNDS} rounds`,
     );
     console.log(`${'route'.padEnd(34)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'reply B'.padStart(9)}`);
     const [b, h] = await compareRoutes(port, CONNECTIONS, body, ['/bare', '/hooks/ducklaketables/sync'], SECONDS, ROUNDS);

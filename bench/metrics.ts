@@ -269,10 +269,12 @@ export async function run(): Promise<void> {
   console.log(`cache: ${objects}; scrape: ${lines} samples, ${(text.length / 1024).toFixed(0)} KiB`);
   console.log(`machine: ${availableParallelism()} CPUs, load average ${loadavg()[0]!.toFixed(1)} (figures scale with contention)`);
   console.log(
-    `scrape over ${SCRAPES} runs: p50 ${quantile(times, 0.5).toFixed(1)} ms, p99 ${quantile(times, 0.99).toFixed(1)} ms (goal: p99 < 50 ms); CPU time p50 ${quantile(cpu, 0.5).toFixed(1)} ms, p99 ${quantile(cpu, 0.99).toFixed(1)} ms`,
+    `scrape over ${SCRAPES} runs: p50 ${quantile(times, 0.5).toFixed(1)} ms, p99 ${quantile(times, 0.99).toFixed(1)} ms ` +
+      `(goal: p99 < 50 ms); CPU time p50 ${quantile(cpu, 0.5).toFixed(1)} ms, p99 ${quantile(cpu, 0.99).toFixed(1)} ms`,
   );
   console.log(
-    `watch cache heap: ${((after - before) / 1048576).toFixed(1)} MB (heapUsed after a forced GC, filled minus empty; objects slimmed as stored)`,
+    `watch cache heap: ${((after - before) / 1048576).toFixed(1)} MB ` +
+      `(heapUsed after a forced GC, filled minus empty; objects slimmed as stored)`,
   );
 }
 

@@ -5,7 +5,7 @@
 //     called directly, the floor (bench/floor.ts: Fastify + @duckdb/node-api, no router, no
 //     sandbox) and DuckDB's Quack (bench/quack.ts: one DuckDB process, a Python client);
 //  2. where the time of a warm SELECT 1 goes, phase by phase (Server-Timing from router and worker);
-//  3. the acceptance targets of issue 15, each with its figure;
+//  3. the warm-path goals, each with its figure;
 //  4. throughput of the small aggregate with 1, 2 and 4 workers.
 // Run: node dist/bench/pool.js (after a build). BENCH_* override sizes; BENCH_QUACK=0 skips Quack.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -229,7 +229,8 @@ export async function run(): Promise<void> {
     const p99 = (xs: number[] | undefined) => (xs ? pct(xs, 0.99) : NaN);
     const cell = (xs: number[] | undefined) => (xs ? `${fmt(p50(xs), 2)} / ${fmt(p99(xs), 2)}` : 'n/a');
     console.log(
-      `\nlatency p50 / p99 in ms: cold (${COLD_RUNS} fresh \`featherman query\` processes), warm (${WARM_RUNS} each, interleaved); lake: DuckDB catalog, 100,000 rows on MinIO`,
+      `\nlatency p50 / p99 in ms: cold (${COLD_RUNS} fresh \`featherman query\` processes), warm (${WARM_RUNS} each, interleaved); ` +
+        `lake: DuckDB catalog, 100,000 rows on MinIO`,
     );
     const widths = [18, 18, 20, 18, 18, 18, 11];
     console.log(row(['query', 'cold', 'via router', 'worker direct', 'floor', 'quack', 'cold/warm'], widths));
@@ -253,7 +254,8 @@ export async function run(): Promise<void> {
     if ('missing' in quack) console.log(`quack: not available: ${quack.missing}`);
     else
       console.log(
-        "quack: DuckDB's quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, a Python client, quack_query() per query",
+        "quack: DuckDB's quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, " +
+          'a Python client, quack_query() per query',
       );
     console.log('floor: one process, Fastify + @duckdb/node-api, one connection, no router, no sandbox, no limits (bench/floor.ts)');
 
@@ -280,12 +282,13 @@ export async function run(): Promise<void> {
       ],
     ];
     console.log(
-      `\nwhere a warm SELECT 1 through the router spends its time (p50 of each phase, ${WARM_RUNS} queries; phases overlap their neighbours' rounding)`,
+      `\nwhere a warm SELECT 1 through the router spends its time ` +
+        `(p50 of each phase, ${WARM_RUNS} queries; phases overlap their neighbours' rounding)`,
     );
     for (const [name, ms, where] of rows) console.log(`${name.padEnd(20)}${fmt(ms, 3).padStart(8)} ms  ${where}`);
     console.log(`${'total'.padEnd(20)}${fmt(p50(phases.routerTotal), 3).padStart(8)} ms`);
 
-    // 3. targets (issue 15)
+    // 3. the warm-path goals
     const s1 = 'SELECT 1';
     const agg = 'small aggregate';
     const targets: [string, number, number, string][] = [
@@ -295,7 +298,7 @@ export async function run(): Promise<void> {
       ['worker p50 / floor p50', p50(warm.worker[s1]) / p50(warm.floor[s1]), 1.5, 'x'],
       ['small aggregate via router p50', p50(warm.router[agg]), 5, 'ms'],
     ];
-    console.log('\ntargets (issue 15)');
+    console.log('\nwarm-path goals');
     for (const [name, value, limit, unit] of targets)
       console.log(`${name.padEnd(34)}${fmt(value, 2).padStart(9)} ${unit.padEnd(3)} ≤ ${limit}  ${value <= limit ? 'met' : 'NOT met'}`);
     const ratio = p50(cold[s1]) / p50(warm.router[s1]);
@@ -322,7 +325,8 @@ export async function run(): Promise<void> {
       );
       const seconds = (performance.now() - t0) / 1000;
       console.log(
-        `${String(size).padEnd(10)}${fmt(latencies.length / seconds, 0).padStart(11)}${fmt(pct(latencies, 0.5), 2).padStart(9)}${fmt(pct(latencies, 0.99), 2).padStart(9)}`,
+        `${String(size).padEnd(10)}${fmt(latencies.length / seconds, 0).padStart(11)}` +
+          `${fmt(pct(latencies, 0.5), 2).padStart(9)}${fmt(pct(latencies, 0.99), 2).padStart(9)}`,
       );
     }
     agent.destroy();

@@ -58,7 +58,8 @@ function extension(version: string, extensionDirectory: string, work: string): {
     'python3',
     [
       '-c',
-      `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2],'wb') as o: o.write(z.read('duckdb_extension_quack/extensions/v${version}/quack.duckdb_extension'))`,
+      `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2],'wb') as o: ` +
+        `o.write(z.read('duckdb_extension_quack/extensions/v${version}/quack.duckdb_extension'))`,
       join(wheels, wheel),
       file,
     ],
@@ -71,10 +72,12 @@ function extension(version: string, extensionDirectory: string, work: string): {
 const SERVER = String.raw`
 import duckdb, json, sys
 cfg = json.loads(sys.stdin.readline())
-db = duckdb.connect(config={'extension_directory': cfg['extdir'], 'autoinstall_known_extensions': False, 'autoload_known_extensions': False})
+db = duckdb.connect(config={'extension_directory': cfg['extdir'],
+                            'autoinstall_known_extensions': False, 'autoload_known_extensions': False})
 db.execute("LOAD httpfs"); db.execute("LOAD ducklake"); db.execute("LOAD '%s'" % cfg['quack'])
 lit = lambda v: "'" + str(v).replace("'", "''") + "'"
-db.execute("CREATE TEMPORARY SECRET s3 (TYPE s3, KEY_ID %s, SECRET %s, REGION %s, ENDPOINT %s, URL_STYLE %s, USE_SSL %s)" % (lit(cfg['key']), lit(cfg['secret']), lit(cfg['region']), lit(cfg['endpoint']), lit(cfg['urlStyle']), cfg['useSsl']))
+db.execute("CREATE TEMPORARY SECRET s3 (TYPE s3, KEY_ID %s, SECRET %s, REGION %s, ENDPOINT %s, URL_STYLE %s, USE_SSL %s)"
+           % (lit(cfg['key']), lit(cfg['secret']), lit(cfg['region']), lit(cfg['endpoint']), lit(cfg['urlStyle']), cfg['useSsl']))
 db.execute("ATTACH 'ducklake:duckdb:%s' AS lake (DATA_PATH '%s', READ_ONLY)" % (cfg['catalog'], cfg['data']))
 db.execute("USE lake")
 db.execute("CALL quack_serve('quack:127.0.0.1:%d', token = '%s', disable_ssl = true)" % (cfg['port'], cfg['token']))
@@ -86,7 +89,8 @@ sys.stdin.read()
 const CLIENT = String.raw`
 import duckdb, json, sys, time
 cfg = json.loads(sys.stdin.readline())
-db = duckdb.connect(config={'extension_directory': cfg['extdir'], 'autoinstall_known_extensions': False, 'autoload_known_extensions': False})
+db = duckdb.connect(config={'extension_directory': cfg['extdir'],
+                            'autoinstall_known_extensions': False, 'autoload_known_extensions': False})
 db.execute("LOAD httpfs"); db.execute("LOAD '%s'" % cfg['quack'])
 uri = 'quack:127.0.0.1:%d' % cfg['port']
 lit = lambda v: "'" + str(v).replace("'", "''") + "'"

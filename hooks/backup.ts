@@ -5,6 +5,8 @@
 // or with deletionPolicy Delete runs `featherman backup delete NAME` first.
 import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
 import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
+import { SPEC_DEFAULTS } from '../lib/api/defaults.js';
+import type { WrittenSpec } from '../lib/api/types.js';
 import { validateSpec } from '../lib/api/validate.js';
 import { catalogAccess, backupPath, type CatalogObject } from '../lib/k8s/catalog-runner.js';
 import { condition, type Condition } from '../lib/k8s/conditions.js';
@@ -13,13 +15,11 @@ import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from 
 import { job, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
-export interface BackupSpec {
-  catalogRef: string;
-  includeData?: boolean;
-  deletionPolicy?: 'Retain' | 'Delete';
-}
-
-export type BackupObject = KubeObject & { spec: BackupSpec; status?: Record<string, unknown> };
+/**
+ * A DuckLakeBackup as a hook takes it: the API server applies the schema's defaults, but a hook also
+ * copes with a spec it has not defaulted (tests feed them).
+ */
+export type BackupObject = KubeObject & { spec: WrittenSpec<'DuckLakeBackup'>; status?: Record<string, unknown> };
 
 type Phase = 'Pending' | 'Running' | 'Completed' | 'Failed' | 'Deleting';
 
@@ -43,9 +43,9 @@ export function backupName(b: BackupObject): string {
 
 const owner = (b: BackupObject) => `DuckLakeBackup/${b.metadata.namespace ?? 'default'}/${b.metadata.name}`;
 
-/** The object's own choice, else its catalog's backupPolicy.includeData, else false. */
+/** The object's own choice, else its catalog's backupPolicy.includeData, else that field's default (false). */
 export const includeData = (b: BackupObject, catalog: CatalogObject | undefined) =>
-  b.spec.includeData ?? catalog?.spec.backupPolicy?.includeData ?? false;
+  b.spec.includeData ?? catalog?.spec.backupPolicy?.includeData ?? SPEC_DEFAULTS.catalog.backupPolicy!.includeData;
 
 function catalogOf(req: SyncRequest<BackupObject>): CatalogObject | undefined {
   return objectNamed<CatalogObject>(
@@ -169,7 +169,8 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
       };
     }
     if (!usable(catalog) || catalog.status?.phase !== 'Ready') {
-      const message = `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${catalog.metadata.deletionTimestamp ? 'being deleted' : String(catalog.status?.phase ?? 'Pending')})`;
+      const state = catalog.metadata.deletionTimestamp ? 'being deleted' : String(catalog.status?.phase ?? 'Pending');
+      const message = `waiting for DuckLakeCatalog ${catalog.metadata.name} to be Ready (it is ${state})`;
       return {
         status: status(b, ctx, {
           phase: 'Pending',
@@ -209,7 +210,9 @@ export function sync(req: SyncRequest<BackupObject>, ctx: HookContext): SyncResp
   if (state === 'Succeeded') {
     if (result?.ok) {
       const verified = result.verified === true ? ', verified' : '';
-      const message = `backup ${String(result.backup ?? backupName(b))} of snapshot ${String(result.snapshotId)} is complete${verified}${result.existing ? ' (it already existed)' : ''}`;
+      const message =
+        `backup ${String(result.backup ?? backupName(b))} of snapshot ${String(result.snapshotId)} ` +
+        `is complete${verified}${result.existing ? ' (it already existed)' : ''}`;
       return { status: status(b, ctx, { phase: 'Completed', reason: 'Completed', message, result }), children };
     }
     const since = jobStatus.completionTime ? (ctx.now.getTime() - Date.parse(jobStatus.completionTime)) / 1000 : 0;
@@ -273,7 +276,9 @@ export function finalize(req: SyncRequest<BackupObject>, ctx: HookContext): Sync
   const catalog = catalogOf(req);
   if (!usable(catalog)) {
     // Without the catalog there is no storage configuration to reach the backup with.
-    const message = `the catalog ${b.spec.catalogRef} is gone: backup ${name} was left in the backup location; delete it with \`featherman backup delete ${name}\``;
+    const message =
+      `the catalog ${b.spec.catalogRef} is gone: backup ${name} was left in the backup location; ` +
+      `delete it with \`featherman backup delete ${name}\``;
     return {
       status: phaseNow({ reason: 'CatalogGone', message }),
       children: [],

@@ -8,12 +8,14 @@ import { catalogAccess, catalogVolumeName, dataPath, maintainArgs, metadataType,
 import { condition, type Condition } from '../lib/k8s/conditions.js';
 import { jobFailureReason, jobResults, jobState, labelledResults, retryNote, type PodResult } from '../lib/k8s/job-status.js';
 import { foldLakeFigures } from '../lib/k8s/lake-report.js';
-import { INSPECTION_SCHEDULE } from '../lib/api/schema.js';
+import { DUCKDB_VOLUME_SIZE, SPEC_DEFAULTS } from '../lib/api/defaults.js';
 import { childName, GROUP, labelsFor, labelValue, shortHash } from '../lib/k8s/labels.js';
 import { cronJob, job, pvc, runnerPodSpec } from '../lib/k8s/workloads.js';
 import type { HookContext } from './context.js';
 
 const IN_FLIGHT_RESYNC_SECONDS = 5;
+/** Days the backups are kept; the schema's default for a spec the API server has not defaulted. */
+const retentionDays = (c: CatalogObject) => c.spec.backupPolicy?.retentionDays ?? SPEC_DEFAULTS.catalog.backupPolicy!.retentionDays;
 
 function initJobName(c: CatalogObject): string {
   const s = c.spec;
@@ -40,7 +42,9 @@ export function desiredChildren(c: CatalogObject, ctx: HookContext, initialized 
   const labels = (component: Parameters<typeof labelsFor>[0]['component']) => labelsFor({ component, catalog: name, instance: name });
 
   if (metadataType(c) === 'duckdb') {
-    children.push(pvc(catalogVolumeName(c), labels('catalog-storage'), c.spec.size ?? '10Gi', c.spec.storageClass) as KubeObject);
+    children.push(
+      pvc(catalogVolumeName(c), labels('catalog-storage'), c.spec.size ?? DUCKDB_VOLUME_SIZE, c.spec.storageClass) as KubeObject,
+    );
   }
   const restore = c.spec.restoreFrom;
   const initArgs = restore
@@ -52,7 +56,7 @@ export function desiredChildren(c: CatalogObject, ctx: HookContext, initialized 
 
   if (!initialized) return children;
   if (c.spec.backupPolicy) {
-    const args = ['backup', '--retention-days', String(c.spec.backupPolicy.retentionDays ?? 7)];
+    const args = ['backup', '--retention-days', String(retentionDays(c))];
     if (c.spec.backupPolicy.includeData) args.push('--include-data');
     children.push(
       cronJob(
@@ -77,7 +81,7 @@ export function desiredChildren(c: CatalogObject, ctx: HookContext, initialized 
   if (c.spec.inspection?.enabled !== false) {
     // Reads only: the lake's figures for the status. No ownership claim, no backups.
     const read = catalogAccess(c, { readOnlyVolume: true });
-    const schedule = c.spec.inspection?.schedule ?? INSPECTION_SCHEDULE;
+    const schedule = c.spec.inspection?.schedule ?? SPEC_DEFAULTS.catalog.inspection.schedule;
     children.push(
       cronJob(
         childName(name, 'inspect', 52),
@@ -208,7 +212,7 @@ function catalogStatus(req: SyncRequest<CatalogObject>, ctx: HookContext, phaseO
         backups.length ? 'True' : 'False',
         backups.length ? 'Scheduled' : initialized ? 'Creating' : 'WaitingForInit',
         backups.length
-          ? `backups run on "${c.spec.backupPolicy.schedule}", kept ${c.spec.backupPolicy.retentionDays ?? 7} days`
+          ? `backups run on "${c.spec.backupPolicy.schedule}", kept ${retentionDays(c)} days`
           : initialized
             ? 'the backup CronJob is being created'
             : 'backups are scheduled once the lake is initialized',

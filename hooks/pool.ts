@@ -13,6 +13,7 @@ import { condition, type Condition } from '../lib/k8s/conditions.js';
 import {
   disruptionBudget,
   isWorkerName,
+  type PoolObject,
   TEMPLATE_ANNOTATION,
   workerLabels,
   workerName,
@@ -25,7 +26,6 @@ import {
   decide,
   poolPolicy,
   type PodState,
-  type PoolSpec,
   type ScalingDecision,
   type ScalingMemory,
   type WorkerObservation,
@@ -33,7 +33,7 @@ import {
 import { demandFrom } from '../lib/pool/demand.js';
 import type { HookContext } from './context.js';
 
-export type PoolObject = KubeObject & { spec: PoolSpec; status?: Record<string, unknown> };
+export type { PoolObject };
 
 // The children's builders (lib/k8s/pool-workers.ts), for the service's stats fetch and for tests.
 export {

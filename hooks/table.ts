@@ -3,6 +3,7 @@
 // edit makes a new Job and an unchanged spec never runs again.
 import type { CustomizeRequest, CustomizeResponse, KubeObject, SyncRequest, SyncResponse } from '../lib/k8s/metacontroller.js';
 import { objectNamed, objectsOf } from '../lib/k8s/metacontroller.js';
+import { SPEC_DEFAULTS } from '../lib/api/defaults.js';
 import { tableSpecProblems, type TableSpec } from '../lib/api/table.js';
 import { validateSpec } from '../lib/api/validate.js';
 import { API_VERSION, catalogAndOwnPods, childName, labelsFor, shortHash } from '../lib/k8s/labels.js';
@@ -18,7 +19,7 @@ export type TableObject = KubeObject & { spec: TableSpec; status?: Record<string
 const WAITING_RESYNC_SECONDS = 10;
 const RUNNING_RESYNC_SECONDS = 5;
 
-const tableSchema = (t: TableObject) => t.spec.schema ?? 'main';
+const tableSchema = (t: TableObject) => t.spec.schema ?? SPEC_DEFAULTS.table.schema;
 
 /** The spec fields that change the table in the lake (not deletionPolicy, which only matters on delete). */
 function appliedSpec(t: TableObject) {

@@ -46,7 +46,10 @@ export const metrics = {
   }),
   queries: new Counter({
     name: 'ducklake_pool_queries_total',
-    help: 'Queries by outcome: ok, error, rejected (queue full, or a per-principal limit), timeout (waited too long), worker_failed, fallback, stream_error, cancelled (the client went away, or DELETE /v1/queries/{id}), forbidden (RBAC refused a table).',
+    help:
+      'Queries by outcome: ok, error, rejected (queue full, or a per-principal limit), timeout (waited too long), ' +
+      'worker_failed, fallback, stream_error, cancelled (the client went away, or DELETE /v1/queries/{id}), ' +
+      'forbidden (RBAC refused a table).',
     labelNames: [...labelNames, 'outcome'],
     registers: [registry],
   }),

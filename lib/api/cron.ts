@@ -23,13 +23,19 @@ export function cronScheduleProblem(schedule: unknown): string | undefined {
   }
   const fields = text.split(/\s+/);
   if (fields.length !== 5) {
-    return `${JSON.stringify(text)} has ${fields.length} field${fields.length === 1 ? '' : 's'}; a schedule has five (minute hour day-of-month month day-of-week)`;
+    return (
+      `${JSON.stringify(text)} has ${fields.length} field${fields.length === 1 ? '' : 's'}; ` +
+      'a schedule has five (minute hour day-of-month month day-of-week)'
+    );
   }
   for (let i = 0; i < 5; i++) {
     const field = fields[i]!;
     for (const word of field.match(/[A-Za-z]+/g) ?? []) {
       if (!NAMES[i]?.test(word))
-        return `${FIELDS[i]} field ${JSON.stringify(field)}: ${JSON.stringify(word)} is not allowed here (Kubernetes CronJobs do not support L, W, # or H)`;
+        return (
+          `${FIELDS[i]} field ${JSON.stringify(field)}: ${JSON.stringify(word)} is not allowed here ` +
+          '(Kubernetes CronJobs do not support L, W, # or H)'
+        );
     }
     if (/[^0-9A-Za-z*?,/-]/.test(field))
       return `${FIELDS[i]} field ${JSON.stringify(field)} contains a character Kubernetes CronJobs do not accept`;

@@ -3,7 +3,8 @@
 // fields get the default, then nested defaults apply inside it), so an object looks the same
 // whether the webhook or the API server defaulted it. A few defaults depend on other fields and
 // are computed below. The result is a JSON Patch against the incoming object.
-import { KIND_INFO, type Kind, type Schema } from './schema.js';
+import { backupSpec, catalogSpec, KIND_INFO, poolSpec, tableSpec, type Kind, type Schema } from './schema.js';
+import type { BackupSpec, CatalogSpec, PoolSpec, TableSpec } from './types.js';
 
 export type PatchOp =
   { op: 'add'; path: string; value: unknown } | { op: 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
@@ -26,6 +27,25 @@ export function withDefaults(schema: Schema, value: unknown): unknown {
   return out;
 }
 
+/**
+ * Every static default of each spec, read from the schema: withDefaults over a spec with only its
+ * required fields (and the optional objects whose fields have defaults). Code that may see a spec
+ * the API server has not defaulted (a test's object, a file given to the CLI) falls back on these.
+ */
+export const SPEC_DEFAULTS = {
+  catalog: withDefaults(catalogSpec, {
+    objectStore: { bucket: '', credentialsSecret: { name: '' } },
+    backupPolicy: { schedule: '', target: { bucket: '', credentialsSecret: { name: '' } } },
+    maintenance: { schedule: '' },
+  }) as CatalogSpec,
+  table: withDefaults(tableSpec, { catalogRef: '', name: '', columns: [{ name: '', type: '' }] }) as TableSpec,
+  pool: withDefaults(poolSpec, { catalogRef: { name: '' }, credentialsSecret: { name: '' } }) as PoolSpec,
+  backup: withDefaults(backupSpec, { catalogRef: '' }) as BackupSpec,
+} as const;
+
+/** The size of a DuckDB catalog's volume when spec.size is unset (a default computed below, not in the schema). */
+export const DUCKDB_VOLUME_SIZE = '10Gi';
+
 export interface DefaultingContext {
   operation: 'CREATE' | 'UPDATE';
   name?: string;
@@ -40,8 +60,8 @@ export interface DefaultingContext {
 function computedDefaults(kind: Kind, spec: Obj, ctx: DefaultingContext, warnings: string[]): void {
   if (kind === 'DuckLakeCatalog') {
     const metadata = isObj(spec.metadata) ? spec.metadata : {};
-    const type = metadata.type ?? 'duckdb';
-    if (type === 'duckdb' && spec.size === undefined) spec.size = '10Gi';
+    const type = metadata.type ?? SPEC_DEFAULTS.catalog.metadata.type;
+    if (type === 'duckdb' && spec.size === undefined) spec.size = DUCKDB_VOLUME_SIZE;
     if (ctx.operation === 'CREATE' && ctx.name) {
       if (type === 'postgres' && metadata.connectionSecret === undefined && isObj(spec.metadata)) {
         spec.metadata = { ...metadata, connectionSecret: { name: `${ctx.name}-app` } };
@@ -65,7 +85,8 @@ function computedDefaults(kind: Kind, spec: Obj, ctx: DefaultingContext, warning
   ) {
     // The original operator stored targetUtilization as a string ("0.8"); it is a number now.
     warnings.push(
-      `spec.targetUtilization: the string ${JSON.stringify(spec.targetUtilization)} was converted to the number ${Number(spec.targetUtilization)}`,
+      `spec.targetUtilization: the string ${JSON.stringify(spec.targetUtilization)} ` +
+        `was converted to the number ${Number(spec.targetUtilization)}`,
     );
     spec.targetUtilization = Number(spec.targetUtilization);
   }

@@ -16,14 +16,20 @@ export function labelKeyProblem(key: string): string | undefined {
     return `label key ${JSON.stringify(key)}: the prefix must be a DNS subdomain`;
   }
   if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
-    return `label key ${JSON.stringify(key)}: the name must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`;
+    return (
+      `label key ${JSON.stringify(key)}: the name must be 1-63 letters, digits, '-', '_' or '.', ` +
+      'starting and ending with a letter or digit'
+    );
   }
   return undefined;
 }
 
 export function labelValueProblem(value: string): string | undefined {
   if (value.length > 63 || !LABEL_VALUE.test(value)) {
-    return `label value ${JSON.stringify(value)} must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`;
+    return (
+      `label value ${JSON.stringify(value)} must be at most 63 letters, digits, '-', '_' or '.', ` +
+      'starting and ending with a letter or digit'
+    );
   }
   return undefined;
 }

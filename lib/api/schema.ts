@@ -11,7 +11,6 @@ import { ENDPOINT_PATTERN } from './endpoint.js';
 import { DNS_SUBDOMAIN_PATTERN, SECRET_KEY_PATTERN } from './k8s-names.js';
 import { IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN } from './names.js';
 import { QUANTITY_PATTERN } from './quantity.js';
-import { COMPRESSIONS } from './table.js';
 
 /** The subset of apiextensions.k8s.io/v1 JSONSchemaProps we use (structural, OpenAPI v3.0). */
 export interface Schema {
@@ -19,11 +18,11 @@ export interface Schema {
   description?: string;
   format?: string;
   properties?: Record<string, Schema>;
-  required?: string[];
+  required?: readonly string[];
   additionalProperties?: Schema | boolean;
   items?: Schema;
-  anyOf?: Schema[];
-  enum?: (string | number | boolean)[];
+  anyOf?: readonly Schema[];
+  enum?: readonly (string | number | boolean)[];
   default?: unknown;
   pattern?: string;
   minLength?: number;
@@ -36,9 +35,12 @@ export interface Schema {
   'x-kubernetes-preserve-unknown-fields'?: boolean;
   'x-kubernetes-int-or-string'?: boolean;
   'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
-  'x-kubernetes-list-map-keys'?: string[];
-  'x-kubernetes-validations'?: { rule: string; message: string; fieldPath?: string }[];
+  'x-kubernetes-list-map-keys'?: readonly string[];
+  'x-kubernetes-validations'?: readonly { rule: string; message: string; fieldPath?: string }[];
 }
+
+/** Parquet compressions DuckLake writes (spec.format.compression). */
+export const COMPRESSIONS = ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'ZSTD', 'BROTLI', 'LZ4', 'LZ4_RAW'] as const;
 
 export const GROUP = 'ducklake.featherman.dev';
 export const VERSION = 'v1alpha1';
@@ -67,37 +69,59 @@ PATTERN_MESSAGES[IMAGE_PATTERN] = 'must be an image reference without spaces';
 
 // ---- building blocks --------------------------------------------------------------------------
 
-const str = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'string', description, maxLength: 253, ...extra });
+// The builders keep the literal type of what they build (`const` type parameters), so the spec
+// types in lib/api/types.ts are derived from these very objects; the objects themselves are plain.
+type Extra = Partial<Schema>;
+type NoExtra = Record<never, never>;
+// NoInfer: a builder nested in another takes its type from its arguments, never from where it is used.
+const str = <const E extends Extra = NoExtra>(
+  description: string,
+  extra: E = {} as E,
+): { type: 'string'; description: string; maxLength: number } & NoInfer<E> => ({ type: 'string', description, maxLength: 253, ...extra });
 /** How often, by default, a light Job reads the lake's figures into a catalog's status (spec.inspection). */
-export const INSPECTION_SCHEDULE = '*/15 * * * *';
+const INSPECTION_SCHEDULE = '*/15 * * * *';
 
-const bool = (description: string, dflt?: boolean): Schema => ({
-  type: 'boolean',
-  description,
-  ...(dflt === undefined ? {} : { default: dflt }),
+/** A builder's result with `default: D`, when a default is given. */
+type Defaulted<S, D> = D extends undefined ? S : S & { default: D };
+const bool = <const D extends boolean | undefined = undefined>(description: string, dflt?: D) =>
+  ({ type: 'boolean', description, ...(dflt === undefined ? {} : { default: dflt }) }) as Defaulted<
+    { type: 'boolean'; description: string },
+    NoInfer<D>
+  >;
+const int32 = <const E extends Extra = NoExtra>(
+  description: string,
+  extra: E = {} as E,
+): { type: 'integer'; format: string; description: string } & NoInfer<E> => ({ type: 'integer', format: 'int32', description, ...extra });
+const int64 = <const E extends Extra = NoExtra>(
+  description: string,
+  extra: E = {} as E,
+): { type: 'integer'; format: string; description: string } & NoInfer<E> => ({ type: 'integer', format: 'int64', description, ...extra });
+const obj = <const P extends Record<string, Schema>, const E extends Extra = NoExtra>(
+  description: string,
+  properties: P,
+  extra: E = {} as E,
+): { type: 'object'; description: string; properties: NoInfer<P> } & NoInfer<E> => ({ type: 'object', description, properties, ...extra });
+const duration = <const D extends string | undefined = undefined>(description: string, dflt?: D) =>
+  str(description, { pattern: DURATION_PATTERN, maxLength: 32, ...(dflt ? { default: dflt } : {}) }) as Defaulted<
+    { type: 'string'; description: string; pattern: string; maxLength: number },
+    NoInfer<D>
+  >;
+const objectName = (description: string) => str(description, { pattern: DNS_SUBDOMAIN_PATTERN, minLength: 1 });
+const identifier = <const E extends Extra = NoExtra>(description: string, extra: E = {} as E) =>
+  str(description, { pattern: IDENTIFIER_PATTERN, minLength: 1, maxLength: IDENTIFIER_MAX_LENGTH, ...(extra as NoInfer<E>) });
+const schedule = (description: string) => str(description, { minLength: 1, maxLength: 128 });
+const quantity = (description: string) =>
+  ({
+    description,
+    anyOf: [{ type: 'integer' }, { type: 'string' }],
+    pattern: QUANTITY_PATTERN,
+    'x-kubernetes-int-or-string': true,
+  }) as const;
+const time = (description: string) => str(description, { format: 'date-time', maxLength: 64 });
+/** A field that never changes once set (the rule goes last in the field's schema). */
+const immutable = (what: string) => ({
+  'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: `${what} is immutable` }],
 });
-const int32 = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', format: 'int32', description, ...extra });
-const int64 = (description: string, extra: Partial<Schema> = {}): Schema => ({ type: 'integer', format: 'int64', description, ...extra });
-const obj = (description: string, properties: Record<string, Schema>, extra: Partial<Schema> = {}): Schema => ({
-  type: 'object',
-  description,
-  properties,
-  ...extra,
-});
-const duration = (description: string, dflt?: string): Schema =>
-  str(description, { pattern: DURATION_PATTERN, maxLength: 32, ...(dflt ? { default: dflt } : {}) });
-const objectName = (description: string): Schema => str(description, { pattern: DNS_SUBDOMAIN_PATTERN, minLength: 1 });
-const identifier = (description: string, extra: Partial<Schema> = {}): Schema =>
-  str(description, { pattern: IDENTIFIER_PATTERN, minLength: 1, maxLength: IDENTIFIER_MAX_LENGTH, ...extra });
-const schedule = (description: string): Schema => str(description, { minLength: 1, maxLength: 128 });
-const quantity = (description: string): Schema => ({
-  description,
-  anyOf: [{ type: 'integer' }, { type: 'string' }],
-  pattern: QUANTITY_PATTERN,
-  'x-kubernetes-int-or-string': true,
-});
-const time = (description: string): Schema => str(description, { format: 'date-time', maxLength: 64 });
-const immutable = (what: string): Schema['x-kubernetes-validations'] => [{ rule: 'self == oldSelf', message: `${what} is immutable` }];
 
 const conditions: Schema = {
   type: 'array',
@@ -134,7 +158,7 @@ const statusBase = (properties: Record<string, Schema>): Schema =>
   );
 
 /** A Secret holding an S3 access key pair: the catalog's, or a pool's own (read-only) keys. */
-const credentialsSecret = (description: string): Schema =>
+const credentialsSecret = (description: string) =>
   obj(
     description,
     {
@@ -148,13 +172,13 @@ const credentialsSecret = (description: string): Schema =>
 // ---- DuckLakeCatalog ----------------------------------------------------------------------------
 
 /** An S3 location's connection: the catalog's object store, or where its backups go. */
-const s3Connection = (what: string): Record<string, Schema> => ({
+const s3Connection = (what: string) => ({
   endpoint: str(`A host, host:port or http(s) URL, e.g. minio.storage:9000. ${what}`, { pattern: ENDPOINT_PATTERN }),
   region: str("The bucket's region.", { pattern: '^[a-z0-9-]+$', maxLength: 64 }),
   urlStyle: str('path (MinIO and most S3-compatible stores) or vhost (AWS).', { enum: ['path', 'vhost'] }),
 });
 
-const catalogSpec: Schema = obj(
+export const catalogSpec = obj(
   'The desired state of a DuckLake catalog: where its data and metadata live.',
   {
     storageClass: str('StorageClass of the volume that holds a DuckDB metadata file (the cluster default when unset). Immutable.', {
@@ -204,14 +228,16 @@ const catalogSpec: Schema = obj(
           default: 'duckdb',
         }),
         connectionSecret: obj(
-          'For postgres: a Secret with keys host, dbname, user, password and optionally port (the layout of a CloudNativePG <cluster>-app Secret). Defaults to <catalog name>-app.',
+          'For postgres: a Secret with keys host, dbname, user, password and optionally port (the layout of a CloudNativePG ' +
+            '<cluster>-app Secret). Defaults to <catalog name>-app.',
           {
             name: objectName("The Secret's name."),
           },
           { required: ['name'] },
         ),
         schema: identifier(
-          "The schema in the metadata database that holds the ducklake_* tables (DuckLake's METADATA_SCHEMA), so several lakes can share one Postgres database. Immutable.",
+          "The schema in the metadata database that holds the ducklake_* tables (DuckLake's METADATA_SCHEMA), so several lakes can " +
+            'share one Postgres database. Immutable.',
         ),
       },
       {
@@ -252,15 +278,18 @@ const catalogSpec: Schema = obj(
         schedule: schedule('A cron schedule (five fields, or @daily etc.), e.g. "0 2 * * *".'),
         retentionDays: int32('Days to keep backups.', { minimum: 1, maximum: 3650, default: 7 }),
         includeData: bool(
-          'Also copy the Parquet files of the backed-up snapshot next to the metadata, incrementally (a file already copied is never copied again), so the backup survives the loss of the bucket. Also the default for DuckLakeBackups of this catalog.',
+          'Also copy the Parquet files of the backed-up snapshot next to the metadata, incrementally (a file already copied is never ' +
+            'copied again), so the backup survives the loss of the bucket. Also the default for DuckLakeBackups of this catalog.',
           false,
         ),
         target: obj(
-          "Where backups go instead of beside the data (s3://<objectStore.bucket>/<objectStore.prefix>/backups/): another bucket, prefix or account. Unset connection fields are the objectStore's.",
+          'Where backups go instead of beside the data (s3://<objectStore.bucket>/<objectStore.prefix>/backups/): another bucket, ' +
+            "prefix or account. Unset connection fields are the objectStore's.",
           {
             bucket: str('The bucket.', { pattern: BUCKET_PATTERN, maxLength: 63 }),
             prefix: str(
-              "Key prefix of the backups (default <objectStore.prefix>/backups); each catalog's backups are under <prefix>/<catalog name>/.",
+              "Key prefix of the backups (default <objectStore.prefix>/backups); each catalog's backups are under <prefix>/<catalog " +
+                'name>/.',
               { pattern: PREFIX_PATTERN, maxLength: 512 },
             ),
             ...s3Connection("Unset means the objectStore's endpoint."),
@@ -311,7 +340,8 @@ const catalogSpec: Schema = obj(
       { required: ['schedule'] },
     ),
     inspection: obj(
-      "A light scheduled Job (`featherman catalog info`) that reads the lake's snapshot, tables, rows, files and bytes into the status, so those figures are never older than one interval. Backups, maintenance and table changes report them too.",
+      "A light scheduled Job (`featherman catalog info`) that reads the lake's snapshot, tables, rows, files and bytes into the " +
+        'status, so those figures are never older than one interval. Backups, maintenance and table changes report them too.',
       {
         schedule: { ...schedule('A cron schedule (five fields, or @daily etc.).'), default: INSPECTION_SCHEDULE },
         enabled: bool('Run the inspection. Without it the figures move only with backups, maintenance and table changes.', true),
@@ -319,7 +349,8 @@ const catalogSpec: Schema = obj(
       { default: {} },
     ),
     restoreFrom: obj(
-      "Create the catalog from a backup instead of empty. Only honoured at creation. The backup is looked for where this catalog's backups go (backupPolicy.target, or beside the data).",
+      "Create the catalog from a backup instead of empty. Only honoured at creation. The backup is looked for where this catalog's " +
+        'backups go (backupPolicy.target, or beside the data).',
       {
         backup: str('The backup\'s name, or "latest".', { pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', minLength: 1 }),
         catalog: objectName(
@@ -340,7 +371,8 @@ const catalogSpec: Schema = obj(
       {
         rule:
           '!has(self.restoreFrom) || (has(oldSelf.restoreFrom) && self.restoreFrom.backup == oldSelf.restoreFrom.backup' +
-          " && (has(self.restoreFrom.catalog) ? self.restoreFrom.catalog : '') == (has(oldSelf.restoreFrom.catalog) ? oldSelf.restoreFrom.catalog : ''))",
+          " && (has(self.restoreFrom.catalog) ? self.restoreFrom.catalog : '') == (has(oldSelf.restoreFrom.catalog) ? " +
+          "oldSelf.restoreFrom.catalog : ''))",
         message: 'restoreFrom can only be set when the catalog is created',
         fieldPath: '.restoreFrom',
       },
@@ -358,7 +390,8 @@ const catalogStatus = statusBase({
   totalFiles: int64('Data files of all tables.', { minimum: 0 }),
   totalBytes: int64('Bytes in the data files of all tables (storage usage, without files waiting for deletion).', { minimum: 0 }),
   lakeReportTime: time(
-    'When the runner that reported snapshotId, tableCount and the totals finished (init, restore, backup, maintenance, a table change or the inspection).',
+    'When the runner that reported snapshotId, tableCount and the totals finished (init, restore, backup, maintenance, a table change ' +
+      'or the inspection).',
   ),
   lakeReportCommand: str('Which runner command reported them, e.g. catalog info.', { maxLength: 64 }),
   tables: {
@@ -379,7 +412,8 @@ const catalogStatus = statusBase({
   lastBackupName: str("The last successful backup's name."),
   lastMaintenanceTime: time('When the last successful maintenance run finished.'),
   lastBackup: obj(
-    'The newest backup of this catalog (scheduled or a DuckLakeBackup). After a failure, outcome and message describe it and the other fields still describe the last good one.',
+    'The newest backup of this catalog (scheduled or a DuckLakeBackup). After a failure, outcome and message describe it and the other ' +
+      'fields still describe the last good one.',
     {
       name: str("The backup's name."),
       time: time('When it finished.'),
@@ -414,12 +448,12 @@ const catalogStatus = statusBase({
 
 // ---- DuckLakeTable ------------------------------------------------------------------------------
 
-const tableSpec: Schema = obj(
+export const tableSpec = obj(
   'The desired state of a table in a DuckLake catalog.',
   {
-    catalogRef: objectName('The DuckLakeCatalog (same namespace) that holds the table. Immutable.'),
-    name: identifier("The table's SQL name. Immutable."),
-    schema: identifier('The SQL schema the table lives in. Immutable.', { default: 'main' }),
+    catalogRef: { ...objectName('The DuckLakeCatalog (same namespace) that holds the table. Immutable.'), ...immutable('catalogRef') },
+    name: { ...identifier("The table's SQL name. Immutable."), ...immutable('name') },
+    schema: { ...identifier('The SQL schema the table lives in. Immutable.', { default: 'main' }), ...immutable('schema') },
     comment: str('A comment stored with the table.', { maxLength: 4096 }),
     columns: {
       type: 'array',
@@ -433,7 +467,8 @@ const tableSpec: Schema = obj(
         {
           name: identifier("The column's SQL name."),
           type: str(
-            'A DuckDB type: INTEGER, VARCHAR, DECIMAL(10,2), TIMESTAMPTZ, VARCHAR[], STRUCT(a INTEGER, b VARCHAR), MAP(VARCHAR, DOUBLE), ...',
+            'A DuckDB type: INTEGER, VARCHAR, DECIMAL(10,2), TIMESTAMPTZ, VARCHAR[], STRUCT(a INTEGER, b VARCHAR), MAP(VARCHAR, ' +
+              'DOUBLE), ...',
             {
               minLength: 1,
               maxLength: 1000,
@@ -466,9 +501,6 @@ const tableSpec: Schema = obj(
   },
   { required: ['catalogRef', 'name', 'columns'] },
 );
-tableSpec.properties!.catalogRef!['x-kubernetes-validations'] = immutable('catalogRef');
-tableSpec.properties!.name!['x-kubernetes-validations'] = immutable('name');
-tableSpec.properties!.schema!['x-kubernetes-validations'] = immutable('schema');
 
 const tableStatus = statusBase({
   catalog: str('The catalog the table lives in.'),
@@ -503,7 +535,7 @@ const toleration = obj('A toleration, as in a Pod spec.', {
   tolerationSeconds: int64('For NoExecute: how long the pod stays bound after the taint appears.'),
 });
 
-const poolSpec: Schema = obj(
+export const poolSpec = obj(
   'A pool of warm DuckDB workers serving queries against one catalog.',
   {
     minSize: int32('Workers kept running even when idle.', { minimum: 0, maximum: 1000, default: 1 }),
@@ -555,19 +587,22 @@ const poolSpec: Schema = obj(
         maxLength: int32('Most queries waiting; more are refused with HTTP 429.', { minimum: 0, maximum: 100000, default: 100 }),
         maxWaitTime: duration('Longest a query waits for a worker before it is refused.', '30s'),
         maxRunningPerPrincipal: int32(
-          "Most queries one principal (user or ServiceAccount) runs at once in this pool, per service replica; more wait their turn. Unset: no limit beyond the pool's size.",
+          'Most queries one principal (user or ServiceAccount) runs at once in this pool, per service replica; more wait their turn. ' +
+            "Unset: no limit beyond the pool's size.",
           { minimum: 1, maximum: 100000 },
         ),
         // No schema default (the service applies 50), so existing pools are not patched on admission.
         maxQueuedPerPrincipal: int32(
-          'Most queries one principal has waiting in this pool, per service replica (default 50); more are refused with HTTP 429. The queue serves principals in turn.',
+          'Most queries one principal has waiting in this pool, per service replica (default 50); more are refused with HTTP 429. The ' +
+            'queue serves principals in turn.',
           { minimum: 0, maximum: 100000 },
         ),
       },
       { default: {} },
     ),
     credentialsSecret: credentialsSecret(
-      "A Secret in the same namespace with the S3 key pair the workers use instead of the catalog's: give them read-only keys for the data prefix.",
+      "A Secret in the same namespace with the S3 key pair the workers use instead of the catalog's: give them read-only keys for the " +
+        'data prefix.',
     ),
     catalogRef: obj(
       'The DuckLakeCatalog (same namespace) the workers attach.',
@@ -619,10 +654,11 @@ const poolStatus = statusBase({
 
 // ---- DuckLakeBackup -----------------------------------------------------------------------------
 
-const backupSpec: Schema = obj(
-  "An on-demand backup of a catalog: one run of `featherman backup`, kept until deleted (never pruned by the catalog's retention). The whole spec is immutable.",
+export const backupSpec = obj(
+  "An on-demand backup of a catalog: one run of `featherman backup`, kept until deleted (never pruned by the catalog's retention). The " +
+    'whole spec is immutable.',
   {
-    catalogRef: objectName('The DuckLakeCatalog (same namespace) to back up.'),
+    catalogRef: { ...objectName('The DuckLakeCatalog (same namespace) to back up.'), ...immutable('catalogRef') },
     includeData: bool("Also copy the data files of the snapshot (default: the catalog's backupPolicy.includeData, else false)."),
     deletionPolicy: str('Retain keeps the backup in the bucket when this object is deleted; Delete deletes it.', {
       enum: ['Retain', 'Delete'],
@@ -634,7 +670,6 @@ const backupSpec: Schema = obj(
     'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec is immutable: create a new DuckLakeBackup instead' }],
   },
 );
-backupSpec.properties!.catalogRef!['x-kubernetes-validations'] = immutable('catalogRef');
 
 const backupStatus = statusBase({
   catalog: str('The catalog backed up.'),

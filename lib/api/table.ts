@@ -3,27 +3,22 @@
 import { ColumnTypeError, formatColumnType, isLosslessWidening, parseColumnType, sameColumnType, type ColumnType } from './column-type.js';
 import { identifierProblem } from './names.js';
 import type { FieldProblem } from '../errors.js';
+import { COMPRESSIONS } from './schema.js';
+import type { WrittenSpec } from './types.js';
 
-export interface ColumnSpec {
-  name: string;
-  type: string;
-  nullable?: boolean;
-  comment?: string;
-}
-
-export interface TableSpec {
+/**
+ * A table spec as the runner and the webhook read it: as written (lib/api/types.ts WrittenSpec, the
+ * schema's defaults not applied), and looser in two ways for `featherman table apply -f`, which
+ * takes a bare spec from a file: catalogRef may be absent and compression may be in any case.
+ */
+export type TableSpec = Omit<WrittenSpec<'DuckLakeTable'>, 'catalogRef' | 'format'> & {
   catalogRef?: string;
-  name: string;
-  schema?: string;
-  comment?: string;
-  columns: ColumnSpec[];
   format?: { compression?: string; partitioning?: string[] };
-  deletionPolicy?: 'Retain' | 'Delete';
-}
+};
+export type ColumnSpec = TableSpec['columns'][number];
 
 export type { FieldProblem };
 
-export const COMPRESSIONS = ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'ZSTD', 'BROTLI', 'LZ4', 'LZ4_RAW'] as const;
 export const PARTITION_TRANSFORMS = ['year', 'month', 'day', 'hour'] as const;
 export type PartitionTransform = (typeof PARTITION_TRANSFORMS)[number];
 export const PARTITION_KEY_PATTERN =
@@ -165,7 +160,9 @@ export function columnChangeProblems(
     if (!sameColumnType(col.type, next) && !isLosslessWidening(col.type, next)) {
       problems.push({
         field: `${at}.type`,
-        message: `cannot change ${col.name} from ${formatColumnType(col.type)} to ${formatColumnType(next)}: only lossless widenings are allowed (e.g. INTEGER to BIGINT, FLOAT to DOUBLE)`,
+        message:
+          `cannot change ${col.name} from ${formatColumnType(col.type)} to ${formatColumnType(next)}: ` +
+          'only lossless widenings are allowed (e.g. INTEGER to BIGINT, FLOAT to DOUBLE)',
       });
     }
     if (col.nullable && d.c.nullable === false) {

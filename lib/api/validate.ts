@@ -9,6 +9,7 @@ import { endpointProblem } from './endpoint.js';
 import { labelKeyProblem, labelValueProblem } from './k8s-names.js';
 import { MAX_SPEC_DEPTH, structureProblem } from './limits.js';
 import { GIBIBYTE, parseQuantity } from './quantity.js';
+import { SPEC_DEFAULTS as DEFAULTS } from './defaults.js';
 import type { Kind } from './schema.js';
 import { keyPath, specSchemaProblems } from './schema-validator.js';
 import {
@@ -124,7 +125,7 @@ function catalogRules(spec: Obj, v: Verdict): void {
       );
   }
 
-  const metadataType = str(get(spec, 'metadata', 'type')) ?? 'duckdb';
+  const metadataType = str(get(spec, 'metadata', 'type')) ?? DEFAULTS.catalog.metadata.type;
   const connection = get(spec, 'metadata', 'connectionSecret');
   if (metadataType === 'duckdb' && connection !== undefined)
     add('metadata.connectionSecret', 'is only used when metadata.type is postgres');
@@ -173,8 +174,8 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   );
   immutable(
     'metadata.type',
-    get(old, 'metadata', 'type') ?? 'duckdb',
-    get(spec, 'metadata', 'type') ?? 'duckdb',
+    get(old, 'metadata', 'type') ?? DEFAULTS.catalog.metadata.type,
+    get(spec, 'metadata', 'type') ?? DEFAULTS.catalog.metadata.type,
     'the metadata cannot be moved between backends in place; back up and restore into a new catalog',
   );
   immutable(
@@ -185,8 +186,8 @@ function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
   );
   immutable(
     'encryption.enabled',
-    get(old, 'encryption', 'enabled') ?? false,
-    get(spec, 'encryption', 'enabled') ?? false,
+    get(old, 'encryption', 'enabled') ?? DEFAULTS.catalog.encryption.enabled,
+    get(spec, 'encryption', 'enabled') ?? DEFAULTS.catalog.encryption.enabled,
     'DuckLake fixes encryption when the lake is created',
   );
   immutable('storageClass', old.storageClass ?? '', spec.storageClass ?? '', "a volume's storage class cannot change");
@@ -233,7 +234,7 @@ function tableUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
     }
   };
   immutable('name', old.name, spec.name);
-  immutable('schema', old.schema ?? 'main', spec.schema ?? 'main');
+  immutable('schema', old.schema ?? DEFAULTS.table.schema, spec.schema ?? DEFAULTS.table.schema);
   immutable('catalogRef', old.catalogRef, spec.catalogRef);
 
   const before = wellFormedColumns(old.columns);

@@ -6,6 +6,8 @@
 //                   get / update on ducklakecatalogs/data, resourceName = the catalog's name
 // in the pool's namespace. Each is one SubjectAccessReview, its answer reused for a few seconds.
 import { AuthorizationV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { SPEC_DEFAULTS } from '../api/defaults.js';
+import type { TableSpec } from '../api/types.js';
 import { API_VERSION, GROUP } from '../k8s/labels.js';
 import { metrics } from '../metrics.js';
 import { AuthUnavailable, principalKey, type Principal } from './authenticate.js';
@@ -73,11 +75,8 @@ export function kubernetesAccessReviewer(kc: KubeConfig): AccessReviewer {
   };
 }
 
-interface TableSpec {
-  catalogRef?: unknown;
-  name?: unknown;
-  schema?: unknown;
-}
+/** The fields read from a listed DuckLakeTable, each checked before use (the list is not validated here). */
+type ListedTableSpec = { [K in keyof Pick<TableSpec, 'catalogRef' | 'name' | 'schema'>]?: unknown };
 
 /** DuckLakeTable objects from the API server, read again at most every `ms` per namespace. */
 export function kubernetesTableObjects(kc: KubeConfig, ms = 2000): TableObjects {
@@ -89,14 +88,14 @@ export function kubernetesTableObjects(kc: KubeConfig, ms = 2000): TableObjects 
     const value = (async () => {
       try {
         const list = (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'ducklaketables' })) as {
-          items: { metadata: { name: string }; spec?: TableSpec }[];
+          items: { metadata: { name: string }; spec?: ListedTableSpec }[];
         };
         return list.items
           .filter((o) => typeof o.spec?.name === 'string' && typeof o.spec?.catalogRef === 'string')
           .map((o) => ({
             name: o.metadata.name,
             catalog: o.spec!.catalogRef as string,
-            schema: (typeof o.spec!.schema === 'string' ? o.spec!.schema : 'main').toLowerCase(),
+            schema: (typeof o.spec!.schema === 'string' ? o.spec!.schema : SPEC_DEFAULTS.table.schema).toLowerCase(),
             table: (o.spec!.name as string).toLowerCase(),
           }));
       } catch (err) {
@@ -170,7 +169,10 @@ export class Authorizer {
       allowed: false,
       table,
       verb,
-      message: `${p.user} may not ${VERB_WORD[verb]} ${table === '*' ? 'the metadata' : `table ${table}`} of catalog ${pool.catalog}: that needs ${verb} on ${object ? `ducklaketables/data ${JSON.stringify(object)} or ` : ''}ducklakecatalogs/data ${JSON.stringify(pool.catalog)} in namespace ${pool.namespace}`,
+      message:
+        `${p.user} may not ${VERB_WORD[verb]} ${table === '*' ? 'the metadata' : `table ${table}`} of catalog ${pool.catalog}: ` +
+        `that needs ${verb} on ${object ? `ducklaketables/data ${JSON.stringify(object)} or ` : ''}` +
+        `ducklakecatalogs/data ${JSON.stringify(pool.catalog)} in namespace ${pool.namespace}`,
     });
     if (tables.catalog) {
       if (!(await catalogAllows('get'))) return refuse('*', 'get');
@@ -218,7 +220,10 @@ export class Authorizer {
           allowed: false,
           table: '*',
           verb,
-          message: `${p.user} may not ${VERB_WORD[verb]} catalog ${pool.catalog} as a whole: with no ready worker (the cold path) a statement other than SELECT needs ${verb} on ducklakecatalogs/data ${JSON.stringify(pool.catalog)} in namespace ${pool.namespace}, since its tables are known only once bound; retry when the pool has a ready worker`,
+          message:
+            `${p.user} may not ${VERB_WORD[verb]} catalog ${pool.catalog} as a whole: with no ready worker (the cold path) ` +
+            `a statement other than SELECT needs ${verb} on ducklakecatalogs/data ${JSON.stringify(pool.catalog)} ` +
+            `in namespace ${pool.namespace}, since its tables are known only once bound; retry when the pool has a ready worker`,
         };
       }
     }

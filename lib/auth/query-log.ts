@@ -51,6 +51,11 @@ export class AnswerCounter extends Transform {
   }
   override _transform(chunk: Buffer | string, _enc: BufferEncoding, done: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    this.count(buf);
+    done(null, buf);
+  }
+  /** Count a piece of the answer (rows, bytes) without passing it on. */
+  count(buf: Buffer): void {
     this.bytes += buf.length;
     if (this.format === 'json') this.tail = (this.tail + buf.toString('latin1')).slice(-4096);
     else {
@@ -59,7 +64,6 @@ export class AnswerCounter extends Transform {
         else if (byte === 0x0a && !this.quoted) this.lines++;
       }
     }
-    done(null, buf);
   }
   get rows(): number | undefined {
     if (this.format === 'ndjson') return this.lines;

@@ -2,62 +2,28 @@
 // secretKeyRef) and, for a DuckDB metadata file, the catalog volume. Table Jobs, backup and
 // maintenance CronJobs and warm workers all start from here.
 import type { V1EnvVar, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { backupPrefix } from '../api/defaults.js';
+import { backupPrefix, SPEC_DEFAULTS } from '../api/defaults.js';
 import { parseQuantity } from '../api/quantity.js';
+import type { WrittenSpec } from '../api/types.js';
 import type { KubeObject } from './metacontroller.js';
 import { CATALOG_MOUNT, secretEnv } from './workloads.js';
 
+/**
+ * A catalog's spec as a hook takes it: the API server applies the schema's defaults, but a hook also
+ * copes with a spec it has not defaulted (tests feed them), falling back on SPEC_DEFAULTS.
+ */
+type WrittenCatalogSpec = WrittenSpec<'DuckLakeCatalog'>;
+
 /** A Secret with an S3 access key pair (lib/api/schema.ts: credentialsSecret). */
-export interface CredentialsSecret {
-  name: string;
-  accessKeyField?: string;
-  secretKeyField?: string;
-}
+export type CredentialsSecret = NonNullable<WrittenCatalogSpec['objectStore']['credentialsSecret']>;
 
-export interface CatalogSpec {
-  storageClass?: string;
-  size?: string;
-  objectStore: {
-    endpoint?: string;
-    bucket: string;
-    prefix?: string;
-    region?: string;
-    urlStyle?: 'path' | 'vhost';
-    credentialsSecret?: CredentialsSecret;
-  };
-  metadata?: { type?: 'duckdb' | 'postgres'; connectionSecret?: { name: string }; schema?: string };
-  encryption?: { enabled?: boolean };
-  backupPolicy?: { schedule: string; retentionDays?: number; includeData?: boolean; target?: BackupTarget };
-  maintenance?: {
-    schedule: string;
-    expireSnapshotsOlderThan?: string;
-    cleanupOlderThan?: string;
-    mergeAdjacentFiles?: boolean;
-    deleteOrphans?: boolean;
-    orphansOlderThan?: string;
-    maxCompactedFiles?: number;
-    targetFileSize?: string;
-    rewriteDataFiles?: boolean;
-    rewriteDeleteThreshold?: number;
-    flushInlinedData?: boolean;
-  };
-  inspection?: { schedule?: string; enabled?: boolean };
-  restoreFrom?: { backup: string; catalog?: string };
-}
+export type CatalogObject = KubeObject & { spec: WrittenCatalogSpec; status?: Record<string, unknown> };
 
-/** backupPolicy.target: where backups go instead of beside the data. */
-export interface BackupTarget {
-  bucket: string;
-  prefix?: string;
-  endpoint?: string;
-  region?: string;
-  urlStyle?: 'path' | 'vhost';
-  credentialsSecret?: CredentialsSecret;
-}
+// The fallbacks below are the schema's defaults, for a spec the API server has not defaulted.
+const DEFAULTS = SPEC_DEFAULTS.catalog;
+const KEY_FIELDS = DEFAULTS.objectStore.credentialsSecret!;
 
-export type CatalogObject = KubeObject & { spec: CatalogSpec; status?: Record<string, unknown> };
-
-export const metadataType = (c: CatalogObject) => c.spec.metadata?.type ?? 'duckdb';
+export const metadataType = (c: CatalogObject) => c.spec.metadata?.type ?? DEFAULTS.metadata.type;
 export const catalogVolumeName = (c: CatalogObject) => `${c.metadata.name}-catalog`;
 
 const dataPrefix = (c: CatalogObject) =>
@@ -95,18 +61,18 @@ export function backupEnv(c: CatalogObject): V1EnvVar[] {
   if (urlStyle) env.push({ name: 'FEATHERMAN_BACKUP_URL_STYLE', value: urlStyle });
   if (t.credentialsSecret) {
     const s = t.credentialsSecret;
-    env.push(secretEnv('FEATHERMAN_BACKUP_ACCESS_KEY_ID', s.name, s.accessKeyField ?? 'access-key'));
-    env.push(secretEnv('FEATHERMAN_BACKUP_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? 'secret-key'));
+    env.push(secretEnv('FEATHERMAN_BACKUP_ACCESS_KEY_ID', s.name, s.accessKeyField ?? KEY_FIELDS.accessKeyField));
+    env.push(secretEnv('FEATHERMAN_BACKUP_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? KEY_FIELDS.secretKeyField));
   }
   return env;
 }
 
 /** `featherman maintain` flags for spec.maintenance; unset fields keep the runner's defaults. */
-export function maintainArgs(m: NonNullable<CatalogSpec['maintenance']>): string[] {
-  const args = ['maintain', '--cleanup-older-than', m.cleanupOlderThan ?? '1h'];
+export function maintainArgs(m: NonNullable<WrittenCatalogSpec['maintenance']>): string[] {
+  const args = ['maintain', '--cleanup-older-than', m.cleanupOlderThan ?? DEFAULTS.maintenance!.cleanupOlderThan];
   if (m.expireSnapshotsOlderThan) args.push('--expire-older-than', m.expireSnapshotsOlderThan);
   if (m.mergeAdjacentFiles === false) args.push('--no-merge');
-  if (m.deleteOrphans) args.push('--delete-orphans', '--orphans-older-than', m.orphansOlderThan ?? '7d');
+  if (m.deleteOrphans) args.push('--delete-orphans', '--orphans-older-than', m.orphansOlderThan ?? DEFAULTS.maintenance!.orphansOlderThan);
   if (m.maxCompactedFiles !== undefined) args.push('--max-compacted-files', String(m.maxCompactedFiles));
   // In bytes: the runner's sizes are DuckDB's (512MB), Kubernetes' are quantities (512Mi).
   const size = parseQuantity(m.targetFileSize);
@@ -146,8 +112,8 @@ export function catalogAccess(
   const credentials = opts.credentials ?? store.credentialsSecret;
   if (credentials) {
     const s = credentials;
-    env.push(secretEnv('AWS_ACCESS_KEY_ID', s.name, s.accessKeyField ?? 'access-key'));
-    env.push(secretEnv('AWS_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? 'secret-key'));
+    env.push(secretEnv('AWS_ACCESS_KEY_ID', s.name, s.accessKeyField ?? KEY_FIELDS.accessKeyField));
+    env.push(secretEnv('AWS_SECRET_ACCESS_KEY', s.name, s.secretKeyField ?? KEY_FIELDS.secretKeyField));
   }
   if (c.spec.encryption?.enabled) env.push({ name: 'FEATHERMAN_ENCRYPTED', value: 'true' });
   if (opts.catalogJob) env.push({ name: 'FEATHERMAN_CATALOG_ID', value: catalogId(c) }, ...backupEnv(c));

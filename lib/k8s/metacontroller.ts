@@ -1,5 +1,5 @@
 // The Metacontroller hook contract (v2 hooks), as types and two small helpers.
-// See ../shared/reference/metacontroller.md: children are keyed "<Kind>.<group>/<version>" then
+// Metacontroller keys observed children "<Kind>.<group>/<version>" then
 // "namespace/name"; the response is strict (no unknown top-level fields); status is replaced whole.
 
 export interface ObjectMeta {
@@ -27,7 +27,8 @@ export interface KubeObject {
 export type ObjectMap = Record<string, Record<string, KubeObject>>;
 
 export interface SyncRequest<P extends KubeObject = KubeObject> {
-  controller: KubeObject;
+  /** The CompositeController; no hook reads it, and the route (lib/server/hooks.ts) does not require it. */
+  controller?: Record<string, unknown>;
   parent: P;
   children: ObjectMap;
   related: ObjectMap;
@@ -42,7 +43,7 @@ export interface SyncResponse {
 }
 
 export interface CustomizeRequest<P extends KubeObject = KubeObject> {
-  controller: KubeObject;
+  controller?: Record<string, unknown>;
   parent: P;
 }
 

@@ -42,7 +42,10 @@ const seconds = (v: unknown): number | undefined => {
 
 // ---- Jobs: what they do and how they ended (pure) -----------------------------------------------
 
-/** The operation a featherman Job (or one of its pods) runs, from its component label; a restore init Job by its runner's first argument. */
+/**
+ * The operation a featherman Job (or one of its pods) runs, from its component label; a restore
+ * init Job by its runner's first argument.
+ */
 export function operationOf(o: KubeObject): Operation | undefined {
   const component = o.metadata.labels?.[COMPONENT];
   const spec = rec(o.spec);
@@ -310,7 +313,8 @@ export function groupSamples(samples: ObjectSample[]): Sample[][] {
 }
 
 const TALLY_HELP =
-  'Counted once per Job when this replica first sees it finished; its first list counts the Jobs the API server still holds (Jobs have a TTL and CronJob history limits), so a replica started later may count fewer.';
+  'Counted once per Job when this replica first sees it finished; its first list counts the Jobs the API server still holds ' +
+  '(Jobs have a TTL and CronJob history limits), so a replica started later may count fewer.';
 
 export interface ObjectSample {
   family: string;
@@ -460,19 +464,29 @@ export function objectFamilies(
       name: 'featherman_job_duration_seconds',
       type: 'histogram',
       values: hist,
-      help: `Start to completion of finished featherman Jobs, by operation (init, restore, apply, drop, backup, maintain, backup_delete, query) and outcome (succeeded, failed). ${TALLY_HELP}`,
+      help:
+        'Start to completion of finished featherman Jobs, by operation (init, restore, apply, drop, backup, maintain, ' +
+        `backup_delete, query) and outcome (succeeded, failed). ${TALLY_HELP}`,
     });
     out.push({
       name: 'featherman_job_failures_total',
       type: 'counter',
       values: [...tallies.failures.values()].map((c) => ({ labels: c.labels, value: c.value })),
-      help: `Failed attempts of featherman Jobs by operation and reason: a failed pod by its runner exit code (bad_input 2, temporary 75, other), and a Job failed as a whole at its deadline (deadline) or with no failed pod (backoff_limit, pod_failure_policy, job_failed). Counted once per pod or Job when this replica first sees it; its first list counts what the API server still holds (Jobs have a TTL and CronJob history limits).`,
+      help:
+        'Failed attempts of featherman Jobs by operation and reason: a failed pod by its runner exit code ' +
+        '(bad_input 2, temporary 75, other), and a Job failed as a whole at its deadline (deadline) or with no failed pod ' +
+        '(backoff_limit, pod_failure_policy, job_failed). Counted once per pod or Job when this replica first sees it; ' +
+        'its first list counts what the API server still holds (Jobs have a TTL and CronJob history limits).',
     });
     out.push({
       name: 'featherman_operations_total',
       type: 'counter',
       values: [...tallies.operations.values()].map((c) => ({ labels: c.labels, value: c.value })),
-      help: `Finished catalog and table operations by kind, operation and outcome (succeeded, failed): catalog create = an init or restore Job; table create = the table's first apply Job (none of the same table object created before it), update = a later one; table delete = a drop Job. ${TALLY_HELP}`,
+      help:
+        'Finished catalog and table operations by kind, operation and outcome (succeeded, failed): ' +
+        "catalog create = an init or restore Job; table create = the table's first apply Job " +
+        '(none of the same table object created before it), update = a later one; ' +
+        `table delete = a drop Job. ${TALLY_HELP}`,
     });
   }
   return out;
@@ -483,7 +497,9 @@ export function cacheFamilies(cache: WatchCache): Family[] {
     {
       name: 'featherman_watch_cache_objects',
       type: 'gauge',
-      help: "Objects in this replica's watch cache, by resource (catalogs, tables, pools, backups, and the managed-by=featherman jobs, cronjobs, pods).",
+      help:
+        "Objects in this replica's watch cache, by resource " +
+        '(catalogs, tables, pools, backups, and the managed-by=featherman jobs, cronjobs, pods).',
       values: RESOURCE_NAMES.map((resource: Resource) => ({ labels: { resource }, value: cache.size(resource) })),
     },
     {

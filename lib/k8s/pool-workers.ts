@@ -3,9 +3,11 @@
 // many workers there are and which go; what each child looks like is decided here.
 import { createHash } from 'node:crypto';
 import type { V1Container, V1Pod, V1PodDisruptionBudget, V1PodSpec, V1ResourceRequirements, V1Service } from '@kubernetes/client-node';
+import { SPEC_DEFAULTS } from '../api/defaults.js';
 import { parseQuantity } from '../api/quantity.js';
+import type { WrittenSpec } from '../api/types.js';
 import type { KubeObject } from './metacontroller.js';
-import { catalogAccess, type CatalogObject, type CredentialsSecret } from './catalog-runner.js';
+import { catalogAccess, type CatalogObject } from './catalog-runner.js';
 import { childName, GROUP, labelsFor, labelValue } from './labels.js';
 import { containerSecurity, podSecurity, SCRATCH, SCRATCH_MOUNT, type HookSettings } from './workloads.js';
 
@@ -21,26 +23,19 @@ const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
 type Quantity = string | number;
 
-/** spec.template of a DuckLakePool: how its worker pods run. */
-export interface WorkerTemplate {
-  image?: string;
-  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-  resources?: { requests?: Record<string, Quantity>; limits?: Record<string, Quantity> };
-  nodeSelector?: Record<string, string>;
-  tolerations?: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }[];
-  affinity?: Record<string, unknown>;
-}
+/**
+ * A DuckLakePool as a hook takes it: the API server applies the schema's defaults, but a hook also
+ * copes with a spec it has not defaulted (tests feed them), falling back on SPEC_DEFAULTS.
+ */
+export type PoolObject = KubeObject & { spec: WrittenSpec<'DuckLakePool'>; status?: Record<string, unknown> };
 
-/** The parts of a DuckLakePool its children are built from (hooks/pool.ts's PoolObject is one). */
+/** spec.template of a DuckLakePool: how its worker pods run. */
+export type WorkerTemplate = NonNullable<PoolObject['spec']['template']>;
+
+/** The parts of a DuckLakePool its children are built from (a PoolObject is one). */
 export interface WorkerPool {
   metadata: { name: string; namespace?: string; uid?: string };
-  spec: {
-    catalogRef: { name: string; readOnly?: boolean };
-    template?: WorkerTemplate;
-    maxQueryDuration?: string;
-    /** The workers' own S3 key pair, instead of the catalog's. */
-    credentialsSecret?: CredentialsSecret;
-  };
+  spec: Pick<PoolObject['spec'], 'catalogRef' | 'template' | 'maxQueryDuration' | 'credentialsSecret'>;
 }
 
 /** The labels a worker pod carries; the Service and the PodDisruptionBudget select on a subset. */
@@ -101,7 +96,7 @@ export function workerResources(
  */
 export function workerPodSpec(p: WorkerPool, catalog: CatalogObject, settings: HookSettings, maxQuerySeconds: number): V1PodSpec {
   const t = p.spec.template ?? {};
-  const readOnly = p.spec.catalogRef.readOnly ?? true;
+  const readOnly = p.spec.catalogRef.readOnly ?? SPEC_DEFAULTS.pool.catalogRef.readOnly;
   const access = catalogAccess(catalog, { readOnlyVolume: readOnly, credentials: p.spec.credentialsSecret });
   const container: V1Container = {
     name: 'featherman',
@@ -113,7 +108,7 @@ export function workerPodSpec(p: WorkerPool, catalog: CatalogObject, settings: H
       ...access.env,
       { name: 'FEATHERMAN_POOL', value: p.metadata.name },
       { name: 'FEATHERMAN_POOL_READ_ONLY', value: String(readOnly) },
-      { name: 'FEATHERMAN_MAX_QUERY_DURATION', value: p.spec.maxQueryDuration ?? '60s' },
+      { name: 'FEATHERMAN_MAX_QUERY_DURATION', value: p.spec.maxQueryDuration ?? SPEC_DEFAULTS.pool.maxQueryDuration },
       { name: 'FEATHERMAN_MEMORY_LIMIT', valueFrom: { resourceFieldRef: { containerName: 'featherman', resource: 'limits.memory' } } },
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },

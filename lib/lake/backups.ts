@@ -196,7 +196,8 @@ export async function snapshotFiles(session: LakeSession, summary: LakeSummary):
   const relative = (url: string) => (url.startsWith(summary.dataPath) ? url.slice(summary.dataPath.length) : url);
   for (const t of summary.tables) {
     const rows = await session.rows(
-      `SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes FROM ducklake_list_files('lake', ${literal(t.name)}, schema => ${literal(t.schema)})`,
+      'SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes ' +
+        `FROM ducklake_list_files('lake', ${literal(t.name)}, schema => ${literal(t.schema)})`,
     );
     for (const r of rows) {
       files.set(String(r.data_file), { path: relative(String(r.data_file)), size: Number(r.data_file_size_bytes) });
@@ -264,5 +265,8 @@ export function describeFileProblems(problems: { file: BackedUpFile; problem: st
     .slice(0, 5)
     .map((p) => `${p.file.path} (${p.problem})`)
     .join(', ');
-  return `${problems.length} data file${problems.length === 1 ? '' : 's'} missing or changed under ${where}: ${shown}${problems.length > 5 ? `, and ${problems.length - 5} more` : ''}`;
+  return (
+    `${problems.length} data file${problems.length === 1 ? '' : 's'} missing or changed under ${where}: ` +
+    `${shown}${problems.length > 5 ? `, and ${problems.length - 5} more` : ''}`
+  );
 }

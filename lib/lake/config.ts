@@ -34,7 +34,10 @@ export interface LakeConfig {
   lockTimeoutMs: number;
   memoryLimit?: string;
   threads?: number;
-  /** For a postgres catalog: libpq's password, handed to DuckDB as a secret (never left in the environment of a process running user SQL). */
+  /**
+   * For a postgres catalog: libpq's password, handed to DuckDB as a secret (never left in the
+   * environment of a process running user SQL).
+   */
   pgPassword?: string;
 }
 

@@ -3,8 +3,12 @@
 import { BadInputError, TemporaryError } from '../errors.js';
 
 const LOCK = /Could not set lock on file|Conflicting lock is held|database is locked/i;
-const UNREACHABLE =
-  /Could not establish connection|Connection refused|Could not connect|Failed to connect|connection (?:was )?reset|Couldn't connect|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|timed? ?out|HTTP 50[234]|Service Unavailable|SlowDown/i;
+const UNREACHABLE = new RegExp(
+  'Could not establish connection|Connection refused|Could not connect|Failed to connect|connection (?:was )?reset|' +
+    "Couldn't connect|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|" +
+    'timed? ?out|HTTP 50[234]|Service Unavailable|SlowDown',
+  'i',
+);
 const CREDENTIALS =
   /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Access Denied|HTTP 403|Forbidden|password authentication failed/i;
 const NO_SUCH_BUCKET = /NoSuchBucket|specified bucket does not exist/i;
@@ -14,8 +18,11 @@ const NO_SUCH_BUCKET = /NoSuchBucket|specified bucket does not exist/i;
  * fails again, so it is bad input (exit 2, HTTP 400) and never retried. One list for the CLI's
  * query and table commands and the warm worker, so a statement fails the same way everywhere.
  */
-const STATEMENT =
-  /Parser Error|Binder Error|Catalog Error|Conversion Error|Invalid Input|Out of Range|Not implemented|Permission Error|read-only|Constraint Error|Dependency Error/i;
+const STATEMENT = new RegExp(
+  'Parser Error|Binder Error|Catalog Error|Conversion Error|Invalid Input|Out of Range|Not implemented|Permission Error|read-only|' +
+    'Constraint Error|Dependency Error',
+  'i',
+);
 
 export function isStatementError(err: unknown): boolean {
   return STATEMENT.test(messageOf(err));
@@ -28,7 +35,10 @@ export function isLockError(err: unknown): boolean {
 export function messageOf(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: string; name?: string }).code ?? '';
-    return `${err.name && err.name !== 'Error' ? err.name + ': ' : ''}${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
+    return (
+      `${err.name && err.name !== 'Error' ? err.name + ': ' : ''}${err.message}` +
+      `${code && !err.message.includes(code) ? ` (${code})` : ''}`
+    );
   }
   return String(err);
 }

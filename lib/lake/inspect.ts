@@ -124,17 +124,19 @@ export async function inspectTable(session: LakeSession, schema: string, name: s
     `SELECT comment FROM duckdb_tables() WHERE database_name = '${LAKE}' AND schema_name = $1 AND table_name = $2`,
     [realSchema, realName],
   );
+  const meta = (table: string) => metaTable(session.config.metadataSchema, table);
   const parts = await session.rows(
     `SELECT c.column_name, pc.transform
-       FROM ${metaTable(session.config.metadataSchema, 'ducklake_partition_info')} p
-       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_partition_column')} pc ON pc.partition_id = p.partition_id AND pc.table_id = p.table_id
-       JOIN ${metaTable(session.config.metadataSchema, 'ducklake_column')} c ON c.table_id = p.table_id AND c.column_id = pc.column_id AND c.end_snapshot IS NULL
+       FROM ${meta('ducklake_partition_info')} p
+       JOIN ${meta('ducklake_partition_column')} pc ON pc.partition_id = p.partition_id AND pc.table_id = p.table_id
+       JOIN ${meta('ducklake_column')} c ON c.table_id = p.table_id AND c.column_id = pc.column_id AND c.end_snapshot IS NULL
       WHERE p.table_id = $1 AND p.end_snapshot IS NULL
       ORDER BY pc.partition_key_index`,
     [tableId],
   );
   const compression = await session.value<string | null>(
-    `SELECT value FROM ${LAKE}.options() WHERE option_name = 'parquet_compression' AND scope = 'TABLE' AND scope_entry = ${literal(`${realSchema}.${realName}`)}`,
+    `SELECT value FROM ${LAKE}.options() WHERE option_name = 'parquet_compression' AND scope = 'TABLE' ` +
+      `AND scope_entry = ${literal(`${realSchema}.${realName}`)}`,
   );
   return {
     schema: realSchema,

@@ -39,7 +39,8 @@ export const isOutOfMemory = (message: string) => /Out of Memory Error/i.test(me
 export function outOfMemoryError(message: string, configured?: string): BadInputError {
   const limit = /\/\s*([\d.]+\s*[KMGT]?i?B) used\)/i.exec(message)?.[1] ?? configured;
   return new BadInputError(
-    `sql: the query needs more memory than the limit of ${limit ?? 'this process'} per query (FEATHERMAN_MEMORY_LIMIT); read less data, or aggregate before returning rows`,
+    `sql: the query needs more memory than the limit of ${limit ?? 'this process'} per query (FEATHERMAN_MEMORY_LIMIT); ` +
+      'read less data, or aggregate before returning rows',
   );
 }
 

@@ -34,7 +34,8 @@ export function planTable(spec: TableSpec, current: TableState | undefined, opts
       ? `ALTER TABLE ${ref} SET PARTITIONED BY (${keys.map((k) => formatPartitionKey(k, (c) => ident(c))).join(', ')})`
       : `ALTER TABLE ${ref} RESET PARTITIONED BY`;
   const setCompression = (c: string) =>
-    `CALL ${LAKE}.set_option('parquet_compression', ${literal(c.toLowerCase())}, schema => ${literal(schema)}, table_name => ${literal(spec.name)})`;
+    `CALL ${LAKE}.set_option('parquet_compression', ${literal(c.toLowerCase())}, ` +
+    `schema => ${literal(schema)}, table_name => ${literal(spec.name)})`;
   const comment = (target: string, text: string | null | undefined) => `COMMENT ON ${target} IS ${text ? literal(text) : 'NULL'}`;
   const columnDef = (c: TableSpec['columns'][number]) =>
     `${ident(c.name)} ${formatColumnType(parseColumnType(c.type))}${c.nullable === false ? ' NOT NULL' : ''}`;

@@ -331,7 +331,10 @@ export class AllowedQueries {
   }
 }
 
-/** Refuses anything but a single read-only query over the lake: SandboxError with the reason, or BadInputError for SQL that does not parse or bind. */
+/**
+ * Refuses anything but a single read-only query over the lake: SandboxError with the reason, or
+ * BadInputError for SQL that does not parse or bind.
+ */
 export async function checkReadOnlyQuery(connection: DuckDBConnection, sql: string, allowed?: AllowedQueries): Promise<void> {
   await planReadOnlyQuery(connection, sql, allowed);
 }

@@ -15,6 +15,12 @@ export class PgError extends Error {
   }
 }
 
+const ERROR_KIND = new RegExp(
+  '(Parser|Catalog|Binder|Conversion|Constraint|Invalid Input|Out of Range|Not implemented|Invalid type|' +
+    'Serialization|Dependency|Permission|Syntax) Error',
+  'i',
+);
+
 /** SQLSTATE for an answer's HTTP status and message (DuckDB's error kinds, our refusals, limits). */
 export function sqlstate(status: number, message: string): string {
   if (status === 403) return '42501';
@@ -23,10 +29,7 @@ export function sqlstate(status: number, message: string): string {
   if (status === 499) return '57014';
   if (status === 503) return '57P03';
   if (status === 404) return '3D000';
-  const m =
-    /(Parser|Catalog|Binder|Conversion|Constraint|Invalid Input|Out of Range|Not implemented|Invalid type|Serialization|Dependency|Permission|Syntax) Error/i.exec(
-      message,
-    );
+  const m = ERROR_KIND.exec(message);
   switch (m?.[1]?.toLowerCase()) {
     case 'parser':
     case 'syntax':
@@ -177,7 +180,8 @@ export async function readAnswer(answer: Answer, body: Readable): Promise<Rows> 
     if (end.truncated)
       throw new PgError(
         '54000',
-        `the result was cut at ${end.rowCount} rows: it exceeds the pool's result limits (FEATHERMAN_MAX_ROWS, FEATHERMAN_MAX_RESULT_BYTES)`,
+        `the result was cut at ${end.rowCount} rows: it exceeds the pool's result limits ` +
+          '(FEATHERMAN_MAX_ROWS, FEATHERMAN_MAX_RESULT_BYTES)',
       );
   }
   return { columns, rows: rows() };

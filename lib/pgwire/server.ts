@@ -14,8 +14,8 @@ import { RouterError } from '../pool/router.js';
 import { routeQuery, type QueryCore } from '../pool/query-core.js';
 import { CatalogMirror, isCatalogQuery } from './catalog.js';
 import { PgError, readAnswer, sqlstate, type Rows } from './result.js';
-import { bindParameters, parameterCount, splitStatements, stripComments } from './sql.js';
-import { binaryValue, decodeBinaryParameter, literal, ParameterError, PG, textValue, type Column } from './types.js';
+import { bindParameters, parameterCasts, parameterCount, splitStatements, stripComments } from './sql.js';
+import { binaryValue, decodeBinaryParameter, literal, oidOfTypeName, ParameterError, PG, textValue, type Column } from './types.js';
 
 export interface PgServerOptions {
   core: QueryCore;
@@ -54,6 +54,13 @@ interface LocalAnswer {
   columns?: Column[];
   rows?: unknown[][];
 }
+
+/**
+ * Who lists the lake's table names for the catalog mirror: a principal may read some tables of a
+ * catalog without the catalog-wide grant that listing needs. Only names are learnt this way; each
+ * table is then described as the connection's own principal, and the ones it may not read are left out.
+ */
+const CATALOG_LISTER: Principal = { user: 'featherman:pgwire-catalog', groups: ['featherman:internal'], allAccess: true };
 
 /** Backend keys of live sessions, for CancelRequest (which arrives on a new connection). */
 const sessions = new Map<string, Session>();
@@ -350,6 +357,9 @@ class Session {
     if (name && this.statements.has(name)) throw new PgError('42P05', `prepared statement "${name}" already exists`);
     const params = parameterCount(sql);
     while (oids.length < params) oids.push(0);
+    if (oids.includes(0)) {
+      for (const [n, name] of parameterCasts(sql)) if (oids[n - 1] === 0) oids[n - 1] = oidOfTypeName(name) ?? 0;
+    }
     this.statements.set(name, { sql, oids, params });
     this.push(0x31, Buffer.alloc(0));
   }
@@ -490,9 +500,12 @@ class Session {
   }
 
   // ---------- running ----------
-  /** One query through the router, as POST /v1/query runs it. */
-  async run(sql: string): Promise<Rows> {
-    if (isCatalogQuery(sql)) return this.mirror.query(this, sql);
+  /**
+   * One query through the router, as POST /v1/query runs it; `as: 'lister'` runs it as the
+   * catalog mirror's own principal instead (./catalog.ts lists the lake's table names with it).
+   */
+  async run(sql: string, as?: 'lister'): Promise<Rows> {
+    if (!as && isCatalogQuery(sql)) return this.mirror.query(this, sql);
     const controller = new AbortController();
     this.running = controller;
     this.cancelled = false;
@@ -500,7 +513,7 @@ class Session {
     try {
       const { routed, counted } = await routeQuery(
         this.opts.core,
-        this.principal!,
+        as === 'lister' ? CATALOG_LISTER : this.principal!,
         randomUUID(),
         {
           catalog: this.catalog,

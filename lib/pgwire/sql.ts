@@ -8,6 +8,8 @@ interface Piece {
 
 /** The SQL in pieces: code, and the quoted or commented parts nothing may be found in. */
 function pieces(sql: string): Piece[] {
+  // Most statements (SELECT 1, a BI tool's query) hold no quote, comment or dollar: one piece, no scan.
+  if (!/['"$]|--|\/\*/.test(sql)) return sql ? [{ kind: 'code', text: sql }] : [];
   const out: Piece[] = [];
   let code = '';
   let i = 0;
@@ -117,4 +119,23 @@ export function bindParameters(sql: string, values: string[]): string {
         : p.text,
     )
     .join('');
+}
+
+const TYPE = String.raw`([A-Za-z_][\w.]*(?:\s+(?:precision|varying|with(?:out)?\s+time\s+zone))?(?:\s*\[\s*\d*\s*\])?)`;
+const CASTS = [
+  new RegExp(String.raw`(?<![\w$])\$(\d+)\s*::\s*${TYPE}`, 'gi'),
+  new RegExp(String.raw`\bCAST\s*\(\s*\$(\d+)\s+AS\s+${TYPE}`, 'gi'),
+];
+
+/**
+ * The type each $n is cast to in the SQL ($1::text[], CAST($1 AS date)): a client that sends a
+ * parameter without a type (OID 0) gets it from its cast, as Postgres infers it.
+ */
+export function parameterCasts(sql: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const p of pieces(sql)) {
+    if (p.kind !== 'code') continue;
+    for (const re of CASTS) for (const m of p.text.matchAll(re)) if (!out.has(Number(m[1]))) out.set(Number(m[1]), m[2]!);
+  }
+  return out;
 }

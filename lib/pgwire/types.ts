@@ -42,6 +42,7 @@ const ARRAY_OF: Record<number, number> = {
   23: 1007,
   25: 1009,
   114: 199,
+  3802: 3807,
   700: 1021,
   701: 1022,
   1043: 1015,
@@ -135,10 +136,12 @@ export function blobBytes(s: string): Buffer {
   return Buffer.from(out);
 }
 
+/** An element of a Postgres array literal: quoted when empty, NULL-like or holding a special character. */
+const arrayElement = (s: string | null): string =>
+  s === null ? 'NULL' : s === '' || /[{},"\\\s]/.test(s) || /^null$/i.test(s) ? `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"` : s;
+
 function arrayElementText(v: unknown, element: PgType): string {
-  if (v === null || v === undefined) return 'NULL';
-  const s = scalarText(v, element);
-  return s === '' || /[{},"\\\s]/.test(s) || /^null$/i.test(s) ? `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"` : s;
+  return arrayElement(v === null || v === undefined ? null : scalarText(v, element));
 }
 
 function scalarText(v: unknown, type: PgType, element?: PgType): string {
@@ -311,6 +314,7 @@ const DUCK_NAME: Record<number, string> = {
   23: 'INTEGER',
   25: 'VARCHAR',
   114: 'JSON',
+  3802: 'JSON',
   700: 'FLOAT',
   701: 'DOUBLE',
   1043: 'VARCHAR',
@@ -387,7 +391,8 @@ export function decodeBinaryParameter(b: Buffer, oid: number): string {
     case 1083: {
       const micros = b.readBigInt64BE();
       const two = (n: bigint) => n.toString().padStart(2, '0');
-      return `${two(micros / 3_600_000_000n)}:${two((micros / 60_000_000n) % 60n)}:${two((micros / 1_000_000n) % 60n)}.${(micros % 1_000_000n).toString().padStart(6, '0')}`;
+      const fraction = (micros % 1_000_000n).toString().padStart(6, '0');
+      return `${two(micros / 3_600_000_000n)}:${two((micros / 60_000_000n) % 60n)}:${two((micros / 1_000_000n) % 60n)}.${fraction}`;
     }
     case 1186:
       return `${b.readInt32BE(12)} months ${b.readInt32BE(8)} days ${b.readBigInt64BE(0)} microseconds`;
@@ -398,10 +403,85 @@ export function decodeBinaryParameter(b: Buffer, oid: number): string {
     case 114:
     case 705:
       return b.toString('utf8');
+    case 3802:
+      // jsonb's binary form: a version byte (1), then the JSON text.
+      if (b[0] !== 1) throw new ParameterError(`unsupported jsonb binary version ${b[0]}`);
+      return b.toString('utf8', 1);
     default:
+      if (ELEMENT_OF[oid] !== undefined) return arrayText(decodeBinaryArray(b, ELEMENT_OF[oid]!));
       throw new ParameterError(`parameters of type OID ${oid} in binary format are not supported; send them as text`);
   }
 }
+
+/** A one-dimensional array's binary form (header, then each element's length and bytes) as element texts. */
+function decodeBinaryArray(b: Buffer, element: number): (string | null)[] {
+  if (b.length < 12) throw new ParameterError('malformed binary array parameter');
+  const ndim = b.readInt32BE(0);
+  if (ndim === 0) return [];
+  if (ndim !== 1) throw new ParameterError('multi-dimensional array parameters are not supported');
+  if (b.readInt32BE(8) !== element) throw new ParameterError("a binary array parameter's element type does not match its declared type");
+  const n = b.readInt32BE(12);
+  const out: (string | null)[] = [];
+  let o = 20;
+  for (let i = 0; i < n; i++) {
+    const len = b.readInt32BE(o);
+    o += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(decodeBinaryParameter(b.subarray(o, o + len), element));
+      o += len;
+    }
+  }
+  return out;
+}
+
+/** Element texts as a Postgres array literal ({a,"b c",NULL}), the form parseArray reads. */
+function arrayText(items: (string | null)[]): string {
+  return `{${items.map(arrayElement).join(',')}}`;
+}
+
+/** The OID of a type named in a cast ($1::text[], CAST($1 AS date)), or undefined for names not mapped. */
+export function oidOfTypeName(name: string): number | undefined {
+  const m = /^(.*?)\s*(\[\s*\d*\s*\])?$/.exec(name.trim().toLowerCase().replace(/\s+/g, ' '));
+  const base = m?.[1] ?? '';
+  const oid = TYPE_NAMES[base.replace(/^pg_catalog\./, '')];
+  if (oid === undefined) return undefined;
+  return m?.[2] ? ARRAY_OF[oid] : oid;
+}
+const TYPE_NAMES: Record<string, number> = {
+  bool: 16,
+  boolean: 16,
+  bytea: 17,
+  blob: 17,
+  int8: 20,
+  bigint: 20,
+  int2: 21,
+  smallint: 21,
+  int4: 23,
+  int: 23,
+  integer: 23,
+  text: 25,
+  json: 114,
+  jsonb: 3802,
+  float4: 700,
+  real: 700,
+  float8: 701,
+  'double precision': 701,
+  double: 701,
+  varchar: 1043,
+  'character varying': 1043,
+  date: 1082,
+  time: 1083,
+  'time without time zone': 1083,
+  timestamp: 1114,
+  'timestamp without time zone': 1114,
+  timestamptz: 1184,
+  'timestamp with time zone': 1184,
+  interval: 1186,
+  numeric: 1700,
+  decimal: 1700,
+  uuid: 2950,
+};
 
 /** A parameter (text form) as a SQL literal for its declared OID (0: let DuckDB decide from a string literal). */
 export function literal(text: string | null, oid: number): string {

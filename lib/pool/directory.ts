@@ -2,22 +2,15 @@
 // pods; the router only reads them). A burst of queries costs one API call: both lists are cached
 // for a second or two.
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { SPEC_DEFAULTS } from '../api/defaults.js';
 import { GROUP, VERSION } from '../api/schema.js';
 import { parseDuration } from '../api/duration.js';
-import type { CredentialsSecret } from '../k8s/catalog-runner.js';
 import { labelValue } from '../k8s/labels.js';
-import { WORKER_PORT } from '../k8s/pool-workers.js';
+import { WORKER_PORT, type PoolObject } from '../k8s/pool-workers.js';
 import type { PoolSettings, WorkerDirectory, WorkerEndpoint } from './router.js';
 
-interface PoolObject {
-  metadata: { name: string; namespace: string };
-  spec: {
-    catalogRef: { name: string; readOnly?: boolean };
-    maxQueryDuration?: string;
-    credentialsSecret?: CredentialsSecret;
-    queue?: { maxLength?: number; maxWaitTime?: string; maxRunningPerPrincipal?: number; maxQueuedPerPrincipal?: number };
-  };
-}
+/** A pool as the API server lists it: always in a namespace. */
+type ListedPool = Pick<PoolObject, 'spec'> & { metadata: { name: string; namespace: string } };
 
 /** A value cached for `ms` milliseconds, so a burst of queries costs one API call; `fresh` reloads it. */
 function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string, fresh?: boolean) => Promise<T> {
@@ -32,19 +25,24 @@ function cached<T>(ms: number, load: (key: string) => Promise<T>): (key: string,
   };
 }
 
-/** As the CRD's default: a principal may fill half the default queue, so another always finds room. */
+/**
+ * Half the default queue (queue.maxLength), so another principal always finds room. Deliberately not
+ * a schema default (its description says 50): existing pools are not patched on admission.
+ */
 export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 50;
 
-export function poolSettings(p: PoolObject): PoolSettings {
-  const seconds = (d: string | undefined, fallback: number) => (d ? (parseDuration(d) ?? fallback) : fallback);
+export function poolSettings(p: ListedPool): PoolSettings {
+  // The fallbacks are the schema's defaults, for a spec the API server has not defaulted.
+  const d = SPEC_DEFAULTS.pool;
+  const seconds = (text: string | undefined, fallback: string) => (text ? parseDuration(text) : undefined) ?? parseDuration(fallback)!;
   return {
     namespace: p.metadata.namespace,
     pool: p.metadata.name,
     catalog: p.spec.catalogRef.name,
-    readOnly: p.spec.catalogRef.readOnly ?? true,
-    queueMaxLength: p.spec.queue?.maxLength ?? 100,
-    queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, 30) * 1000,
-    maxQueryMs: seconds(p.spec.maxQueryDuration, 60) * 1000,
+    readOnly: p.spec.catalogRef.readOnly ?? d.catalogRef.readOnly,
+    queueMaxLength: p.spec.queue?.maxLength ?? d.queue.maxLength,
+    queueMaxWaitMs: seconds(p.spec.queue?.maxWaitTime, d.queue.maxWaitTime) * 1000,
+    maxQueryMs: seconds(p.spec.maxQueryDuration, d.maxQueryDuration) * 1000,
     workerConcurrency: 1,
     ...(p.spec.queue?.maxRunningPerPrincipal !== undefined ? { maxRunningPerPrincipal: p.spec.queue.maxRunningPerPrincipal } : {}),
     maxQueuedPerPrincipal: p.spec.queue?.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL,
@@ -68,7 +66,7 @@ export class KubernetesDirectory implements WorkerDirectory {
     this.core = kc.makeApiClient(CoreV1Api);
     this.listPools = cached(2000, async () => {
       const list = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'ducklakepools' })) as {
-        items: PoolObject[];
+        items: ListedPool[];
       };
       return list.items.map(poolSettings);
     });

@@ -9,6 +9,7 @@
 // Data files are immutable in DuckLake, so a copy of the catalog is a consistent snapshot.
 // New data is visible within the refresh interval plus one copy and attach (about 1-2 s).
 // Postgres catalogs allow many readers and writers, so their engines attach directly.
+import { randomBytes } from 'node:crypto';
 import { stat, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBResult } from '@duckdb/node-api';
@@ -186,9 +187,16 @@ export class EngineHolder {
     let copyPath: string | undefined;
     let metadataOverride: string | undefined;
     if (config.metadata.type === 'duckdb') {
-      copyPath = join(this.opts.scratchDir, `catalog-${process.pid}-${generation}.ducklake`);
+      // A name no other process can hold: a dead worker's leftover copy under a reused pid would
+      // make COPY FROM DATABASE fail on tables that already exist.
+      copyPath = join(this.opts.scratchDir, `catalog-${process.pid}-${generation}-${randomBytes(4).toString('hex')}.ducklake`);
       this.phase = 'copying the catalog file';
-      await copyCatalog(config, config.metadata.path, copyPath);
+      try {
+        await copyCatalog(config, config.metadata.path, copyPath);
+      } catch (err) {
+        await rm(copyPath, { force: true });
+        throw err;
+      }
       metadataOverride = `ducklake:duckdb:${copyPath}`;
     }
     this.phase = 'starting DuckDB';

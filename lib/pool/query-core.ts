@@ -83,6 +83,8 @@ export interface RoutedQuery {
   routed: RoutedResponse;
   pool: PoolSettings;
   counted(): AnswerCounter;
+  /** The answer as one buffer, logged now, when the router read it whole; else undefined (use `counted`). */
+  whole(): Buffer | undefined;
 }
 
 /**
@@ -177,6 +179,17 @@ export async function routeQuery(
         counter.once('close', () => done(signal.aborted ? 'cancelled' : 'failed'));
         routed.body.once('error', (err) => counter.destroy(err));
         return routed.body.pipe(counter);
+      },
+      whole: () => {
+        if (!routed.whole) return undefined;
+        const counter = new AnswerCounter(ask.format);
+        counter.count(routed.whole);
+        write(
+          routed.status < 400 ? 'ok' : routed.status === 403 ? 'forbidden' : routed.status === 504 ? 'timeout' : 'error',
+          routed.status,
+          counter,
+        );
+        return routed.whole;
       },
     };
   } catch (err) {

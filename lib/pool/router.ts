@@ -68,6 +68,45 @@ export interface RoutedResponse {
   status: number;
   headers: Record<string, string>;
   body: Readable;
+  /** The whole answer, when it was small enough to be read before it was handed on (`body` has it too). */
+  whole?: Buffer;
+}
+
+/**
+ * Answers up to this size are read whole before they are handed on: the front then sends them
+ * with one write and a Content-Length, instead of piping a stream that ends one write later.
+ */
+const WHOLE_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * Read `res` until it ends or holds `limit` bytes. Ended: its chunks. Otherwise the chunks read
+ * are put back (unshift) and the stream paused, to be piped on as it was; a failed stream is
+ * left to the handlers already listening on it.
+ */
+function readWhole(res: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (ended: boolean) => {
+      res.off('data', onData);
+      res.off('end', onEnd);
+      res.off('close', onClose);
+      if (ended) return resolve(Buffer.concat(chunks, size));
+      res.pause();
+      if (size > 0 && !res.destroyed) res.unshift(Buffer.concat(chunks, size));
+      resolve(undefined);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= limit) stop(false);
+    };
+    const onEnd = () => stop(true);
+    const onClose = () => stop(false);
+    res.on('data', onData);
+    res.once('end', onEnd);
+    res.once('close', onClose);
+  });
 }
 
 /** Where a pool's ready workers are: pods of the pool, or local processes. */
@@ -400,7 +439,8 @@ export class Router {
     if (perPrincipal !== undefined && state.queuedOf(principal) >= perPrincipal) {
       return new RouterError(
         429,
-        `limit queue.maxQueuedPerPrincipal (${perPrincipal}) of pool ${state.settings.pool} reached: you already have ${state.queuedOf(principal)} queries waiting`,
+        `limit queue.maxQueuedPerPrincipal (${perPrincipal}) of pool ${state.settings.pool} reached: ` +
+          `you already have ${state.queuedOf(principal)} queries waiting`,
         { 'retry-after': retryAfter },
       );
     }
@@ -714,6 +754,13 @@ export class Router {
       body.once('end', () => settle(status === 200 ? 'ok' : 'error', status !== 504));
       body.on('error', () => settle(query.signal?.aborted ? 'cancelled' : 'stream_error', false));
       body.once('close', () => settle(query.signal?.aborted ? 'cancelled' : 'stream_error', false));
+      const whole = await readWhole(res, WHOLE_ANSWER_BYTES);
+      if (whole) return { status, headers, body: Readable.from([whole]), whole };
+      if (res.destroyed && !res.readableEnded) {
+        // Failed before its first 64 KiB were read: nothing is sent yet, so say so plainly.
+        if (query.signal?.aborted) throw new RouterError(499, 'the client went away');
+        throw new RouterError(502, `worker ${worker.name} failed while answering`);
+      }
       return { status, headers, body };
     }
   }

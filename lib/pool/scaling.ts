@@ -30,30 +30,11 @@
 //    deleted: not to scale down, not to recycle, not when the pool is over maxSize. Ready workers
 //    are deleted only while at least the desired number of Ready workers remain. Failed pods are
 //    deleted and replaced at once; restoring the desired size is not rate limited.
-import { withDefaults } from '../api/defaults.js';
+import { SPEC_DEFAULTS, withDefaults } from '../api/defaults.js';
 import { parseDuration } from '../api/duration.js';
-import { KIND_INFO } from '../api/schema.js';
+import { poolSpec } from '../api/schema.js';
+import type { PoolSpec, WrittenSpec } from '../api/types.js';
 import type { WorkerStats } from './stats.js';
-import type { CredentialsSecret } from '../k8s/catalog-runner.js';
-import type { WorkerTemplate } from '../k8s/pool-workers.js';
-
-export interface PoolSpec {
-  minSize?: number;
-  maxSize?: number;
-  targetUtilization?: number;
-  template?: WorkerTemplate;
-  maxIdleTime?: string;
-  maxLifetime?: string;
-  maxQueries?: number;
-  scaleUpRate?: number;
-  scaleDownRate?: number;
-  scaleInterval?: string;
-  maxQueryDuration?: string;
-  queue?: { maxLength?: number; maxWaitTime?: string };
-  catalogRef: { name: string; readOnly?: boolean };
-  /** The workers' own S3 key pair, instead of the catalog's. */
-  credentialsSecret?: CredentialsSecret;
-}
 
 /** The spec's scaling settings with the API's defaults filled in, durations in seconds. */
 export interface PoolPolicy {
@@ -69,25 +50,30 @@ export interface PoolPolicy {
   maxQuerySeconds: number;
 }
 
-export function poolPolicy(spec: PoolSpec): PoolPolicy {
-  // The defaults come from the one schema (lib/api/schema.ts), as the API server applies them.
-  const s = withDefaults(KIND_INFO.DuckLakePool.spec, spec) as Required<PoolSpec>;
-  const seconds = (text: string | undefined, fallback: number) => parseDuration(text ?? '') ?? fallback;
+export function poolPolicy(spec: WrittenSpec<'DuckLakePool'>): PoolPolicy {
+  // The defaults come from the one schema (lib/api/schema.ts), as the API server applies them; a
+  // value the schema would refuse (a spec that bypassed admission) falls back on the default too.
+  const s = withDefaults(poolSpec, spec) as PoolSpec;
+  const d = SPEC_DEFAULTS.pool;
+  const seconds = (text: string | undefined, fallback: string) => parseDuration(text ?? '') ?? parseDuration(fallback)!;
   const whole = (n: unknown, fallback: number, least: number) =>
     typeof n === 'number' && Number.isFinite(n) ? Math.max(least, Math.floor(n)) : fallback;
-  const minSize = whole(s.minSize, 1, 0);
-  const target = typeof s.targetUtilization === 'number' && s.targetUtilization > 0 && s.targetUtilization <= 1 ? s.targetUtilization : 0.8;
+  const minSize = whole(s.minSize, d.minSize, 0);
+  const target =
+    typeof s.targetUtilization === 'number' && s.targetUtilization > 0 && s.targetUtilization <= 1
+      ? s.targetUtilization
+      : d.targetUtilization;
   return {
     minSize,
-    maxSize: Math.max(minSize, whole(s.maxSize, 10, 1)),
+    maxSize: Math.max(minSize, whole(s.maxSize, d.maxSize, 1)),
     targetUtilization: target,
-    scaleUpRate: whole(s.scaleUpRate, 2, 1),
-    scaleDownRate: whole(s.scaleDownRate, 1, 1),
-    scaleIntervalSeconds: Math.max(1, seconds(s.scaleInterval, 30)),
-    maxIdleSeconds: seconds(s.maxIdleTime, 300),
-    maxLifetimeSeconds: seconds(s.maxLifetime, 3600),
-    maxQueries: whole(s.maxQueries, 100, 1),
-    maxQuerySeconds: seconds(s.maxQueryDuration, 60),
+    scaleUpRate: whole(s.scaleUpRate, d.scaleUpRate, 1),
+    scaleDownRate: whole(s.scaleDownRate, d.scaleDownRate, 1),
+    scaleIntervalSeconds: Math.max(1, seconds(s.scaleInterval, d.scaleInterval)),
+    maxIdleSeconds: seconds(s.maxIdleTime, d.maxIdleTime),
+    maxLifetimeSeconds: seconds(s.maxLifetime, d.maxLifetime),
+    maxQueries: whole(s.maxQueries, d.maxQueries, 1),
+    maxQuerySeconds: seconds(s.maxQueryDuration, d.maxQueryDuration),
   };
 }
 
@@ -217,7 +203,8 @@ export function decide(
   const loadSize = clamp(Math.max(Math.ceil(demand / policy.targetUtilization - 1e-9), woken ? 1 : 0));
   if (woken && demand === 0)
     notes.push(
-      `a query found no ready worker at ${routers.fallbackAt}: one worker stays wanted for maxIdleTime ${formatSeconds(policy.maxIdleSeconds)}`,
+      `a query found no ready worker at ${routers.fallbackAt}: ` +
+        `one worker stays wanted for maxIdleTime ${formatSeconds(policy.maxIdleSeconds)}`,
     );
 
   // Retirements, oldest first, at most scaleUpRate at a time (workers that drain themselves always).
@@ -277,7 +264,8 @@ export function decide(
       );
     } else {
       notes.push(
-        `${why} asks for ${loadSize} workers; scaling down waits for ${held < window ? `the ${formatSeconds(window)} stabilisation window (fewer wanted since ${scaleDownSince})` : waitText}`,
+        `${why} asks for ${loadSize} workers; scaling down waits for ` +
+          (held < window ? `the ${formatSeconds(window)} stabilisation window (fewer wanted since ${scaleDownSince})` : waitText),
       );
     }
     // After a step the window has held and goes on holding; the highest wish restarts from now.

@@ -20,6 +20,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from '../lake/limits.js';
 import { planReadOnlyQuery, planWriteQuery, SandboxError, type QueryTables } from '../lake/sandbox.js';
 import { checkGrant, GRANT_SCHEMA, type Grant } from '../auth/tables.js';
+import { duckTypeName } from '../lake/duck-type-name.js';
 import { keepInterrupting } from '../lake/session.js';
 import type { WorkerStats } from './stats.js';
 
@@ -45,7 +46,8 @@ export interface WorkerOptions {
 class ResultTooLarge extends Error {
   constructor(bytes: number, limit: number) {
     super(
-      `result: the first row is at least ${bytes} bytes, above the limit of ${limit} bytes per answer (FEATHERMAN_MAX_RESULT_BYTES); select fewer or smaller columns`,
+      `result: the first row is at least ${bytes} bytes, above the limit of ${limit} bytes per answer ` +
+        '(FEATHERMAN_MAX_RESULT_BYTES); select fewer or smaller columns',
     );
   }
 }
@@ -336,7 +338,8 @@ export async function buildWorker(
         const duration = now - started;
         const tail =
           format === 'json'
-            ? `],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`
+            ? `],"rowCount":${rows},"truncated":${truncated}${error ? `,"error":${JSON.stringify(error)}` : ''},` +
+              `"snapshotId":${engine.snapshotId},"durationMs":${duration.toFixed(2)}}`
             : '';
         res.addTrailers({
           'x-featherman-rows': String(rows),
@@ -351,7 +354,9 @@ export async function buildWorker(
         if (finished) return;
         killed = true;
         draining = true;
-        const message = `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${opts.killGraceMs} ms of the interrupt; the worker restarts`;
+        const message =
+          `query exceeded its deadline of ${deadlineMs} ms and did not stop within ${opts.killGraceMs} ms ` +
+          'of the interrupt; the worker restarts';
         // Only the limits go to the log: never the SQL, which may carry anything.
         console.error(
           JSON.stringify({
@@ -389,7 +394,7 @@ export async function buildWorker(
         columns = result.columnNames();
         // Names and DuckDB types, for fronts that describe columns before rows (the Postgres wire).
         columnTypes = encodeURIComponent(
-          JSON.stringify({ names: columns, keys: result.deduplicatedColumnNames(), types: result.columnTypes().map(String) }),
+          JSON.stringify({ names: columns, keys: result.deduplicatedColumnNames(), types: result.columnTypes().map(duckTypeName) }),
         );
         chunks = resultChunks(result)[Symbol.asyncIterator]();
         first = await chunks.next();
@@ -426,7 +431,9 @@ export async function buildWorker(
         ...tablesHeader(tables),
         ...(columnTypes.length <= 8192 ? { 'x-featherman-columns': columnTypes } : {}),
         // connect, sandbox (its checks; a cached verdict costs ~0), execute (DuckDB, to the first chunk); encode is a trailer.
-        'server-timing': `connect;dur=${(connected - started).toFixed(3)}, sandbox;dur=${(checked - connected).toFixed(3)}, execute;dur=${(executed - checked).toFixed(3)}`,
+        'server-timing':
+          `connect;dur=${(connected - started).toFixed(3)}, sandbox;dur=${(checked - connected).toFixed(3)}, ` +
+          `execute;dur=${(executed - checked).toFixed(3)}`,
         trailer: 'x-featherman-rows, x-featherman-truncated, x-featherman-error, x-featherman-duration, server-timing',
       });
       // Rows go out in pieces of about 64 KiB: few writes for small rows, and never more than one

@@ -3,6 +3,7 @@
 // workers' stats) lives here once; each
 // kind is one module in hooks/ registered in HOOKS. Adding a kind means one file there and one line here.
 import { isIP } from 'node:net';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyPluginAsync } from 'fastify';
 import * as backup from '../../hooks/backup.js';
 import * as catalog from '../../hooks/catalog.js';
@@ -23,7 +24,8 @@ import {
   type SyncResponse,
 } from '../k8s/metacontroller.js';
 import { settingsFromEnv, type HookSettings } from '../k8s/workloads.js';
-import { poolPolicy, type PoolSpec } from '../pool/scaling.js';
+import type { WrittenSpec } from '../api/types.js';
+import { poolPolicy } from '../pool/scaling.js';
 import { fetchWorkerStats, type WorkerStats } from '../pool/stats.js';
 
 type SyncHook = (req: SyncRequest, ctx: HookContext) => SyncResponse;
@@ -67,7 +69,7 @@ type PoolParent = { metadata: { name: string; uid?: string }; spec: Record<strin
 export function statsTargets(parent: PoolParent, children: ObjectMap): KubeObject[] {
   const uid = parent.metadata.uid;
   if (typeof uid !== 'string' || uid === '') return [];
-  const spec = parent.spec as unknown as PoolSpec;
+  const spec = parent.spec as unknown as WrittenSpec<'DuckLakePool'>;
   const labels = pool.workerLabels({
     ...parent,
     spec: { ...spec, catalogRef: { ...spec.catalogRef, name: String(spec.catalogRef?.name ?? '') } },
@@ -157,6 +159,7 @@ const syncBody = {
   properties: { controller: { type: 'object' }, parent, children: objectMap, related: objectMap, finalizing: { type: 'boolean' } },
 } as const;
 const customizeBody = { type: 'object', required: ['parent'], properties: { controller: { type: 'object' }, parent } } as const;
+const pluralParams = { type: 'object', required: ['plural'], properties: { plural: { type: 'string' } } } as const;
 
 /** A sync request carries every observed child (a full pool: up to 1000 pods) and related object. */
 export const HOOK_BODY_LIMIT = 16 * 1024 * 1024;
@@ -167,7 +170,9 @@ export interface HooksPluginOptions {
   now?: () => Date;
 }
 
-export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, opts) => {
+export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (plugin, opts) => {
+  // Request bodies are typed from their route schemas above (json-schema-to-ts).
+  const app = plugin.withTypeProvider<JsonSchemaToTsProvider>();
   const settings = opts.settings ?? settingsFromEnv(process.env);
   const now = opts.now ?? (() => new Date());
 
@@ -195,12 +200,12 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
   };
 
   for (const hook of ['sync', 'finalize'] as const) {
-    app.post<{ Params: { plural: string }; Body: SyncRequest }>(
+    app.post(
       `/hooks/:plural/${hook}`,
-      { schema: { body: syncBody }, bodyLimit: HOOK_BODY_LIMIT },
+      { schema: { params: pluralParams, body: syncBody }, bodyLimit: HOOK_BODY_LIMIT },
       async (request, reply) => {
         const body = request.body;
-        const found = kindOf(request.params.plural, body.parent as never);
+        const found = kindOf(request.params.plural, body.parent);
         if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
         const req = { ...body, children: body.children ?? {}, related: body.related ?? {}, finalizing: hook === 'finalize' };
         const workerStats = WORKER_STATS_KINDS.has(found.hooks.kind)
@@ -212,11 +217,11 @@ export const hooksPlugin: FastifyPluginAsync<HooksPluginOptions> = async (app, o
     );
   }
 
-  app.post<{ Params: { plural: string }; Body: CustomizeRequest }>(
+  app.post(
     '/hooks/:plural/customize',
-    { schema: { body: customizeBody }, bodyLimit: HOOK_BODY_LIMIT },
+    { schema: { params: pluralParams, body: customizeBody }, bodyLimit: HOOK_BODY_LIMIT },
     async (request, reply) => {
-      const found = kindOf(request.params.plural, request.body.parent as never);
+      const found = kindOf(request.params.plural, request.body.parent);
       if (!found.hooks) return reply.code(found.code).send({ statusCode: found.code, message: found.error });
       return reply.send(found.hooks.customize ? found.hooks.customize(request.body) : { relatedResources: [] });
     },

@@ -6,6 +6,7 @@
 // log line per query (lib/auth/query-log.ts). GET /metrics: Prometheus text for the pools, the
 // router and the hooks.
 import { randomUUID } from 'node:crypto';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthUnavailable, principalKey, type Principal } from '../auth/authenticate.js';
 import { metrics, registry } from '../metrics.js';
@@ -25,7 +26,24 @@ interface Running {
 const ID_HEADER = 'x-featherman-query-id';
 const QUERY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, opts) => {
+const queryBody = {
+  type: 'object',
+  required: ['catalog', 'sql'],
+  additionalProperties: false,
+  properties: {
+    catalog: { type: 'string', minLength: 1, maxLength: 253 },
+    pool: { type: 'string', minLength: 1, maxLength: 253 },
+    namespace: { type: 'string', minLength: 1, maxLength: 63 },
+    sql: { type: 'string', minLength: 1, maxLength: 1_000_000 },
+    format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
+    timeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
+  },
+} as const;
+const queryIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } } as const;
+
+export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (plugin, opts) => {
+  // Request bodies and params are typed from their route schemas (json-schema-to-ts).
+  const app = plugin.withTypeProvider<JsonSchemaToTsProvider>();
   const core = queryCore(opts);
   const { authenticator } = core;
   const principals = new WeakMap<FastifyRequest, Principal>();
@@ -50,26 +68,10 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
     }
   };
 
-  app.post<{
-    Body: { catalog: string; pool?: string; namespace?: string; sql: string; format?: 'json' | 'ndjson' | 'csv'; timeoutMs?: number };
-  }>(
+  app.post(
     '/v1/query',
     {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['catalog', 'sql'],
-          additionalProperties: false,
-          properties: {
-            catalog: { type: 'string', minLength: 1, maxLength: 253 },
-            pool: { type: 'string', minLength: 1, maxLength: 253 },
-            namespace: { type: 'string', minLength: 1, maxLength: 63 },
-            sql: { type: 'string', minLength: 1, maxLength: 1_000_000 },
-            format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
-            timeoutMs: { type: 'integer', minimum: 1, maximum: 3_600_000 },
-          },
-        },
-      },
+      schema: { body: queryBody },
       bodyLimit: QUERY_BODY_LIMIT,
       onRequest: async (request, reply) => {
         // A client may name its query (to cancel it before any answer arrives); else it gets a UUID.
@@ -87,13 +89,11 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
       const id = String(reply.getHeader(ID_HEADER));
       const principal = principals.get(request)!;
       if (!opts.router)
-        return reply
-          .code(503)
-          .send({
-            statusCode: 503,
-            error: 'Service Unavailable',
-            message: 'this service has no query router (start it with --embedded, or in a cluster)',
-          });
+        return reply.code(503).send({
+          statusCode: 503,
+          error: 'Service Unavailable',
+          message: 'this service has no query router (start it with --embedded, or in a cluster)',
+        });
       const body = request.body;
       if (running.has(id))
         return reply
@@ -112,7 +112,7 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
         if (!reply.raw.writableFinished) entry.controller.abort();
       });
       try {
-        const { routed, counted } = await routeQuery(
+        const { routed, counted, whole } = await routeQuery(
           core,
           principal,
           id,
@@ -125,7 +125,10 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
             onLogged: () => running.delete(id),
           },
         );
-        return reply.code(routed.status).headers(routed.headers).send(counted());
+        return reply
+          .code(routed.status)
+          .headers(routed.headers)
+          .send(whole() ?? counted());
       } catch (err) {
         running.delete(id);
         if (!(err instanceof RouterError)) throw err;
@@ -152,10 +155,10 @@ export const queryPlugin: FastifyPluginAsync<QueryPluginOptions> = async (app, o
   });
 
   // Cancel a query: only its own principal may, and anyone else learns nothing of it (404 either way).
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     '/v1/queries/:id',
     {
-      schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } } },
+      schema: { params: queryIdParams },
       onRequest: authenticate,
     },
     async (request, reply) => {

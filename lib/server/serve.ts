@@ -206,13 +206,31 @@ async function listenPg(opts: ServeOptions, query: import('./query.js').QueryPlu
     : undefined;
   const server = pgServer({ core: queryCore(query), ...(tls ? { tls } : {}), log });
   const host = opts.pg!.host ?? opts.host;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.pg!.port, host, () => {
-      server.off('error', reject);
-      resolve();
+  const port = opts.pg!.port;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
+    const why = code === 'EADDRINUSE' ? 'is in use (a local PostgreSQL?)' : 'may not be opened by this user';
+    // On a laptop (`npm start`) a local PostgreSQL often holds 5432: HTTP still serves, and one line
+    // says how to get the wire front too. In a cluster the Service points at this port, so fail.
+    if (opts.embedded) {
+      log.warn(
+        { pgPort: port, pgHost: host },
+        `Postgres port ${port} ${why}: the Postgres listener is off, HTTP works; ` +
+          'start with --pg-port <another port> (0 picks a free one) for psql and other Postgres clients',
+      );
+      return undefined;
+    }
+    throw new Error(`the Postgres port ${port} on ${host} ${why}: choose another with --pg-port`);
+  }
   return server;
 }
 

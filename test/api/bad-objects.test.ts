@@ -278,7 +278,7 @@ const creates: Case[] = [
     field: 'spec.encryption.enabled',
     message: /true or false/,
   },
-  // DuckLakeCatalog: backups and maintenance (issue 10)
+  // DuckLakeCatalog: backups and maintenance
   {
     name: 'includeData a string',
     object: edit(catalog, (o) => {

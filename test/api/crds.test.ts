@@ -1,5 +1,5 @@
 // The committed CRDs and webhook manifests are exactly what lib/api generates, and they have
-// the shape the issue asks for: group, version, scope, names, status subresource, printer
+// the shape the API needs: group, version, scope, names, status subresource, printer
 // columns, CEL rules, and bounded strings and lists (the API server's CEL cost budget).
 import t from 'tap';
 import { readFileSync } from 'node:fs';

@@ -31,7 +31,8 @@ if (missing) {
   t.teardown(() => env.stop());
   t.comment(`hooks driven by ${env.metacontroller.description}`);
   t.comment(
-    `environment up in ${((Date.now() - started) / 1000).toFixed(1)} s (API server ${env.cluster.server}, hooks ${env.hooksUrl}, queries ${env.queryUrl}, admission ${env.admissionUrl})`,
+    `environment up in ${((Date.now() - started) / 1000).toFixed(1)} s (API server ${env.cluster.server}, hooks ${env.hooksUrl}, ` +
+      `queries ${env.queryUrl}, admission ${env.admissionUrl})`,
   );
   const { kubectl, minio } = env;
   const { ok, get, wait } = kubectlTools(env);
@@ -478,7 +479,8 @@ if (missing) {
       // Everything that happened to the old Job since the edit, replayed by a watch from its resourceVersion.
       const watched = await env.api.request(
         'GET',
-        `/apis/batch/v1/namespaces/default/jobs?watch=1&fieldSelector=${encodeURIComponent(`metadata.name=${oldJob.metadata.name}`)}&resourceVersion=${oldJob.metadata.resourceVersion}&timeoutSeconds=2`,
+        `/apis/batch/v1/namespaces/default/jobs?watch=1&fieldSelector=${encodeURIComponent(`metadata.name=${oldJob.metadata.name}`)}` +
+          `&resourceVersion=${oldJob.metadata.resourceVersion}&timeoutSeconds=2`,
       );
       const events = watched.text
         .split('\n')
@@ -574,7 +576,8 @@ spec:
     });
     const latency = (shown.at - failedAt) / 1000;
     t.comment(
-      `catalog status while MinIO is down, ${latency.toFixed(1)} s after the pod failed: ${String(shown.c?.status?.phase)}: ${shown.message}`,
+      `catalog status while MinIO is down, ${latency.toFixed(1)} s after the pod failed: ` +
+        `${String(shown.c?.status?.phase)}: ${shown.message}`,
     );
     t.not(shown.c?.status?.phase, 'Ready', `not Ready while MinIO is down (${String(shown.c?.status?.phase)})`);
     t.ok(
@@ -595,7 +598,7 @@ spec:
     );
   });
 
-  // ---- issue 10: backups as objects, maintenance on demand, one catalog per data path ----------
+  // ---- backups as objects, maintenance on demand, one catalog per data path ----------
 
   /** The README's commands for backups and maintenance in a cluster, each run as written below. */
   /** The commands of the first bash block under a README heading. */
@@ -877,7 +880,7 @@ spec:
     t.ok((await tablesInLake()).includes('users'), 'and its lake is untouched');
   });
 
-  // ---- issue 11: operations you can see ----------------------------------------------------------
+  // ---- operations you can see --------------------------------------------------------------------
 
   await t.test(
     "(n) a backup on demand, the lake's figures in status and in the metrics of both replicas, Events in kubectl describe",

@@ -5,6 +5,7 @@
 // of metacontroller/rbac.yaml, so what it may do is what an install grants. `kubectl auth can-i`
 // must agree with every answer; the query log must name the right principals and tables.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,6 +187,61 @@ if (missing) {
     const meta = await query(tokens.analyst, 'SELECT count(*) FROM snapshots()');
     t.equal(meta.status, 403, "the catalog's metadata needs the catalog grant");
     t.match(meta.json, { table: '*', verb: 'get' });
+  });
+
+  await t.test('psql over TLS with a Kubernetes token: the same refusal as over HTTP (42501), \\dt, \\d, rows, errors', async (t) => {
+    // Debian's psql against the e2e service's Postgres listener, verifying its serving certificate;
+    // the password is the analyst's token, checked by TokenReview, each table by SubjectAccessReview.
+    const psql = (sa: keyof typeof tokens, commands: string[]) =>
+      spawnSync(
+        'psql',
+        [
+          `host=127.0.0.1 port=${env.pgPort} dbname=example.ids user=${sa} sslmode=verify-full sslrootcert=${env.caFile}`,
+          ...['-X', '-v', 'VERBOSITY=verbose', ...commands.flatMap((c) => ['-c', c])],
+        ],
+        { encoding: 'utf8', env: { PATH: process.env.PATH, PGPASSWORD: tokens[sa], PGCONNECT_TIMEOUT: '20' }, timeout: 60_000 },
+      );
+    const refused = psql('analyst', [
+      'SELECT count(*) FROM events',
+      'SELECT u.name, e.what FROM users u JOIN events e ON u.id = e.id',
+      'WITH users AS (SELECT * FROM events) SELECT count(*) FROM users',
+    ]);
+    const errors = refused.stderr.split('\n').filter((l) => l.startsWith('ERROR:'));
+    t.equal(errors.length, 3, refused.stderr);
+    for (const e of errors) {
+      t.match(
+        e,
+        /^ERROR:\s+42501: .*analyst may not read table events of catalog example: that needs get on ducklaketables\/data "events"/,
+      );
+    }
+    const r = psql('analyst', [
+      '\\conninfo',
+      '\\dt',
+      '\\d users',
+      '\\pset format unaligned',
+      'SELECT * FROM no_such_table',
+      'SELECT u.name, i FROM users u, range(10) t(i) ORDER BY u.id, i',
+    ]);
+    t.equal(r.status, 0, `the last command succeeded: ${r.stderr}`);
+    t.match(r.stdout, /SSL connection \(protocol: TLSv1\.[23]/, 'the connection is TLS, the certificate verified');
+    t.match(r.stdout, /\bmain\s+\|\s+users\s+\|\s+table\b/, '\\dt lists users');
+    t.notMatch(r.stdout, /\|\s+events\s+\|/, '\\dt does not list events, which the analyst may not read');
+    t.match(r.stdout, /Table "main\.users"/);
+    t.match(r.stdout, /\bname\s+\|\s+text\s/, '\\d users: the columns');
+    const rows = r.stdout.split('\n').filter((l) => /^(ada|bob)\|\d$/.test(l));
+    t.equal(rows.length, 20, 'a SELECT of 20 rows');
+    t.equal(rows[0], 'ada|0');
+    t.equal(rows[19], 'bob|9');
+    t.match(r.stdout, /\(20 rows\)/);
+    t.match(r.stderr, /^ERROR:\s+42P01: /m, 'an error with its SQLSTATE');
+    const stranger = psql('stranger', ['SELECT count(*) FROM users']);
+    t.match(stranger.stderr, /^ERROR:\s+42501: /m, 'the stranger is refused users too');
+    const bad = spawnSync(
+      'psql',
+      [`host=127.0.0.1 port=${env.pgPort} dbname=example.ids user=x sslmode=verify-full sslrootcert=${env.caFile}`, '-X', '-c', 'SELECT 1'],
+      { encoding: 'utf8', env: { PATH: process.env.PATH, PGPASSWORD: 'not-a-token' }, timeout: 60_000 },
+    );
+    t.match(bad.stderr, /password authentication failed/, 'a token the API server does not vouch for');
   });
 
   await t.test('stranger is refused every table; kubectl auth can-i agrees', async (t) => {

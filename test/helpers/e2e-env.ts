@@ -1,8 +1,9 @@
 // The whole e2e environment in one call: the test cluster (test/helpers/cluster.ts), MinIO with the
 // bucket `my-data-lake`, `featherman serve` on the host (the query API on --port, the Metacontroller
 // hooks on --hooks-port, HTTPS with a certificate from `featherman certs --ip 127.0.0.1` for
-// admission), the CRDs and the webhook configurations (clientConfig.url
-// https://127.0.0.1:<tls-port>/admission/... plus the caBundle), the process kubelet, and what drives
+// admission, the Postgres wire front on --pg-port with the same certificate), the CRDs and the
+// webhook configurations (clientConfig.url https://127.0.0.1:<tls-port>/admission/... plus the
+// caBundle), the process kubelet, and what drives
 // the hooks: the real Metacontroller when it is beside the checkout, else the stand-in
 // (test/helpers/metacontroller.ts). stop() tears everything down in reverse.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,6 +36,10 @@ export interface E2eEnv {
   queryUrl: string;
   /** https://127.0.0.1:<tls-port> of `featherman serve` (admission). */
   admissionUrl: string;
+  /** The Postgres wire listener of `featherman serve` on 127.0.0.1 (TLS with the serving certificate). */
+  pgPort: number;
+  /** The CA that signed the serving certificate (for sslmode=verify-full / verify-ca). */
+  caFile: string;
   /**
    * With `replicas: 2`: http://127.0.0.1:<port> of a second `featherman serve` on the same API
    * server, as a second replica of the Deployment would be (Metacontroller calls only the first).
@@ -54,6 +59,7 @@ interface Serve {
   httpPort: number;
   httpsPort: number;
   hooksPort: number;
+  pgPort?: number;
   output: () => string;
 }
 
@@ -75,9 +81,9 @@ function startServe(args: string[], env: Record<string, string>, timeoutMs: numb
       for (const line of out.split('\n')) {
         if (!line.includes('featherman serve listening')) continue;
         try {
-          const j = JSON.parse(line) as { httpPort: number; httpsPort: number; hooksPort: number };
+          const j = JSON.parse(line) as { httpPort: number; httpsPort: number; hooksPort: number; pgPort?: number };
           clearTimeout(timer);
-          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, hooksPort: j.hooksPort, output });
+          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, hooksPort: j.hooksPort, pgPort: j.pgPort, output });
           return;
         } catch {
           /* partial line */
@@ -141,6 +147,9 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
         join(dir, 'certs', 'tls.crt'),
         '--tls-key',
         join(dir, 'certs', 'tls.key'),
+        // The Postgres wire front, TLS with the same serving certificate (psql in identities.test.ts).
+        '--pg-port',
+        '0',
       ],
       // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
       {
@@ -240,6 +249,8 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       hooksUrl,
       queryUrl,
       admissionUrl,
+      pgPort: serve.pgPort!,
+      caFile: join(dir, 'certs', 'ca.crt'),
       ...(replicaUrl ? { replicaUrl } : {}),
       dir,
       kubectl,

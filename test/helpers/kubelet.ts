@@ -407,9 +407,8 @@ export class ProcessKubelet {
         // restartPolicy Always: start it again after a short pause
         run.ready = false;
         run.restarts++;
-        this.logLine(
-          `${run.ns}/${run.name} exited (${exitCode}); restarting. Its last output: ${run.output.trim().split('\n').pop()?.slice(0, 400) ?? ''}`,
-        );
+        const last = run.output.trim().split('\n').pop()?.slice(0, 400) ?? '';
+        this.logLine(`${run.ns}/${run.name} exited (${exitCode}); restarting. Its last output: ${last}`);
         setTimeout(() => {
           if (run.done || this.stopped) return;
           this.spawn(run, pod, c, env);

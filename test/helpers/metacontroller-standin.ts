@@ -1,7 +1,7 @@
 // A STAND-IN for Metacontroller, for the e2e suite only, used when the real controller is not beside
 // the checkout (../shared/tools/metacontroller/, see test/helpers/metacontroller.ts): Metacontroller
 // cannot be built from the Go module proxy, which refuses its module. This small driver follows
-// the documented CompositeController contract (/work/shared/reference/metacontroller.md §0-§4) for
+// the documented CompositeController contract (metacontroller.github.io: CompositeController API) for
 // the controllers in metacontroller/controllers.yaml, against a real API server:
 //   - polls the parents (every `intervalMs`, which stands in for "on every change" and resyncs);
 //   - adds the finalizer metacontroller.io/compositecontroller-<name> when a finalize hook exists;
@@ -132,7 +132,8 @@ export class KubeApi {
 /** /api/v1[/namespaces/NS]/RESOURCE or /apis/GROUP/VERSION[/namespaces/NS]/RESOURCE */
 export function resourcePath(apiVersion: string, resource: string, namespace?: string, name?: string): string {
   const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  return `${base}${namespace ? `/namespaces/${encodeURIComponent(namespace)}` : ''}/${resource}${name ? `/${encodeURIComponent(name)}` : ''}`;
+  const ns = namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
+  return `${base}${ns}/${resource}${name ? `/${encodeURIComponent(name)}` : ''}`;
 }
 
 /** The v2 outer key: Kind.version for core, Kind.group/version otherwise. */
@@ -464,7 +465,8 @@ export class MetacontrollerStandin {
         const observed = children[typeK!]?.[`${c.metadata.namespace}/${c.metadata.name}`];
         if (observed && (observed.metadata.deletionTimestamp || (declared.rule.updateStrategy?.method ?? 'OnDelete') !== 'InPlace'))
           continue;
-        const path = `${resourcePath(declared.rule.apiVersion, declared.rule.resource, c.metadata.namespace, c.metadata.name)}?fieldManager=metacontroller&force=true`;
+        const where = resourcePath(declared.rule.apiVersion, declared.rule.resource, c.metadata.namespace, c.metadata.name);
+        const path = `${where}?fieldManager=metacontroller&force=true`;
         const r = await api.request('PATCH', path, c, 'application/apply-patch+yaml');
         if (r.status >= 300) errors.push(`applying ${key}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
         else if (!observed) this.logLine(`${cc.metadata.name} ${ns}/${parent.metadata.name}: created ${key}`);

@@ -1,4 +1,4 @@
-// The metric names Featherman serves at /metrics (issue 11's contract), by type. The dashboard and
+// The metric names Featherman serves at /metrics (a contract: dashboards rely on them), by type. The dashboard and
 // the alert rules may use only these (test/api/monitoring.test.ts); the e2e checks them against a
 // real scrape. A histogram is listed once, by its base name; seriesNames() adds _bucket, _sum, _count.
 export type MetricType = 'gauge' | 'counter' | 'histogram';

@@ -21,7 +21,8 @@ export interface QueryService {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function startQueryService(env: Record<string, string>, timeoutMs = 30_000, args: string[] = []): Promise<QueryService> {
+// timeoutMs only catches a hang: a loaded machine may take long to start the service and its workers.
+export function startQueryService(env: Record<string, string>, timeoutMs = 120_000, args: string[] = []): Promise<QueryService> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', ...args], {
       env: { PATH: process.env.PATH, HOME: tmpdir(), FEATHERMAN_LOG_LEVEL: 'info', ...env },

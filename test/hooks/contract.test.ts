@@ -126,7 +126,8 @@ t.test('a Postgres catalog: libpq reads PGHOST, PGUSER and PGPASSWORD from the c
     [
       'query',
       '--sql',
-      "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog LIKE '__ducklake_metadata%' OR table_schema = 'lake_example' ORDER BY 2 LIMIT 1",
+      'SELECT table_schema, table_name FROM information_schema.tables ' +
+        "WHERE table_catalog LIKE '__ducklake_metadata%' OR table_schema = 'lake_example' ORDER BY 2 LIMIT 1",
     ],
     applied.env,
   );

@@ -195,7 +195,8 @@ t.test('DuckLakeCatalog', async (t) => {
     ok: false,
     exitCode: 1,
     error:
-      'checking s3://lake/analytics/example/data/: the storage or catalog rejected the credentials; check the access key and secret (AccessDenied (HTTP 403))',
+      'checking s3://lake/analytics/example/data/: the storage or catalog rejected the credentials; ' +
+      'check the access key and secret (AccessDenied (HTTP 403))',
   });
   const r3 = catalog.sync(
     syncRequest(
@@ -481,7 +482,7 @@ t.test("customize asks for the catalog and the pods of the object's own Jobs", a
   });
 });
 
-// ---- issue 10: backups and maintenance --------------------------------------------------------
+// ---- backups and maintenance ------------------------------------------------------------------
 
 function envOf(child: KubeObject): Record<string, string> {
   const c = podSpecOf(child)!.containers[0] as {
@@ -496,7 +497,7 @@ function envOf(child: KubeObject): Record<string, string> {
 }
 const argsOf = (child: KubeObject) => podSpecOf(child)!.containers[0].args as string[];
 
-function backupObject(extra: Partial<backup.BackupSpec> = {}, meta: Partial<KubeObject['metadata']> = {}): backup.BackupObject {
+function backupObject(extra: Partial<backup.BackupObject['spec']> = {}, meta: Partial<KubeObject['metadata']> = {}): backup.BackupObject {
   return {
     apiVersion: 'ducklake.featherman.dev/v1alpha1',
     kind: 'DuckLakeBackup',
@@ -694,7 +695,8 @@ t.test('DuckLakeCatalog status: the newest backup and maintenance runs', async (
     ok: false,
     exitCode: 75,
     error:
-      'writing s3://lake/analytics/example/backups/example/x/manifest.json: storage unreachable; retry later (ECONNREFUSED)\n    at stack line',
+      'writing s3://lake/analytics/example/backups/example/x/manifest.json: storage unreachable; retry later (ECONNREFUSED)' +
+      '\n    at stack line',
   };
   const maintained = {
     ok: true,
@@ -916,7 +918,9 @@ t.test('DuckLakeCatalog status: the newest backup and maintenance runs', async (
           ok: false,
           exitCode: 2,
           error:
-            "FEATHERMAN_DATA_PATH: s3://lake/analytics/example/data/ belongs to catalog analytics/first (marker s3://lake/analytics/example/data.featherman-owner.json); two catalogs on one data path would delete each other's files",
+            'FEATHERMAN_DATA_PATH: s3://lake/analytics/example/data/ belongs to catalog analytics/first ' +
+            '(marker s3://lake/analytics/example/data.featherman-owner.json); ' +
+            "two catalogs on one data path would delete each other's files",
         }),
       ],
       CATALOG_TYPES,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { buildServer } from '../../lib/server/server.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { mutator } from '../helpers/fuzz.js';
+import { freePort } from '../helpers/minio.js';
 
 const root = packageRoot();
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -16,8 +17,13 @@ const example = JSON.parse(readFileSync(join(root, 'examples', 'hook-requests', 
 
 t.test('the README serve and curl commands return the table status and its apply Job', async (t) => {
   t.equal(serveCommand, 'npx featherman serve --port 18080 --hooks-port 18081');
+  t.match(curlCommand, /^curl -s -X POST localhost:18081\/hooks\//);
+  // The README's commands as written, but on free ports: a fixed port may be taken by anything
+  // else on the machine (another test file, tap runs two at once).
+  const [httpPort, hooksPort] = [await freePort(), await freePort()];
+  const onFreePorts = (command: string) => command.replaceAll('18080', String(httpPort)).replaceAll('18081', String(hooksPort));
   // The server in its own process group, so the whole group (npx and node) stops afterwards.
-  const server = spawn('bash', ['-c', serveCommand!], {
+  const server = spawn('bash', ['-c', onFreePorts(serveCommand!)], {
     cwd: root,
     detached: true,
     stdio: 'ignore',
@@ -30,30 +36,33 @@ t.test('the README serve and curl commands return the table status and its apply
       /* already gone */
     }
   });
-  const deadline = Date.now() + 30_000;
+  let exited = false;
+  server.once('exit', () => (exited = true));
+  // Until it answers or exits; the bound only catches a hang (npx and a cold start may be slow on a loaded machine).
+  const deadline = Date.now() + 120_000;
   let ready = false;
-  while (Date.now() < deadline && !ready) {
+  while (Date.now() < deadline && !ready && !exited) {
     try {
-      ready = (await fetch('http://127.0.0.1:18081/readyz')).ok;
+      ready = (await fetch(`http://127.0.0.1:${hooksPort}/readyz`)).ok;
     } catch {
       /* starting */
     }
     if (!ready) await new Promise((r) => setTimeout(r, 200));
   }
-  t.ok(ready, `\`${serveCommand}\` became ready on :18081`);
-  const hooksOnQueryPort = await fetch('http://127.0.0.1:18080/hooks/ducklaketables/sync', {
+  t.ok(ready, `\`${serveCommand}\` became ready on the hooks port`);
+  const hooksOnQueryPort = await fetch(`http://127.0.0.1:${httpPort}/hooks/ducklaketables/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(example),
   });
   t.equal(hooksOnQueryPort.status, 404, 'the query port does not serve the hooks');
-  const admissionOnHooksPort = await fetch('http://127.0.0.1:18081/admission/validate', {
+  const admissionOnHooksPort = await fetch(`http://127.0.0.1:${hooksPort}/admission/validate`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: '{}',
   });
   t.equal(admissionOnHooksPort.status, 404, 'nor does the hooks port serve admission');
-  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', curlCommand!], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', onFreePorts(curlCommand!)], { cwd: root, encoding: 'utf8', timeout: 120_000 });
   t.equal(r.status, 0, r.stderr);
   const response = JSON.parse(r.stdout.trim().split('\n').pop()!);
   t.same(Object.keys(response).sort(), ['children', 'resyncAfterSeconds', 'status']);

@@ -60,7 +60,8 @@ async function contents(session: LakeSession, database: string): Promise<Record<
   for (const { table_name: name } of names) {
     const row = (
       await session.rows(
-        `SELECT count(*) AS n, md5(coalesce(string_agg(r::VARCHAR, '|' ORDER BY r::VARCHAR), '')) AS h FROM ${database}.main."${String(name)}" r`,
+        `SELECT count(*) AS n, md5(coalesce(string_agg(r::VARCHAR, '|' ORDER BY r::VARCHAR), '')) AS h ` +
+          `FROM ${database}.main."${String(name)}" r`,
       )
     )[0]!;
     out[String(name)] = `${row.n}:${row.h}`;

@@ -66,7 +66,7 @@ const query = async (t: Test, sql: string, env: Record<string, string>) =>
   (await ok(t, ['query', '--sql', sql], env)).rows as Record<string, string>[];
 const write = (t: Test, sql: string, env: Record<string, string>) => ok(t, ['query', '--write', '--sql', sql], env);
 
-t.test("the issue's scenario: maintenance with ages of 0 leaves the old backup restorable, with its data", async (t) => {
+t.test("maintenance's worst case: ages of 0 leave the old backup restorable, with its data", async (t) => {
   const env = lakeEnv('scenario');
   await ok(t, ['catalog', 'init'], env);
   await write(t, 'CREATE TABLE t (id INTEGER)', env);
@@ -171,7 +171,8 @@ t.test('includeData: the lake comes back at a new prefix after its bucket is los
     `second copy ${second.dataBytesCopied} bytes, first ${first.dataBytesCopied}`,
   );
   t.comment(
-    `includeData: first backup copied ${first.dataBytesCopied} bytes in ${first.filesCopied} files, the second ${second.dataBytesCopied} bytes in ${second.filesCopied}`,
+    `includeData: first backup copied ${first.dataBytesCopied} bytes in ${first.filesCopied} files, ` +
+      `the second ${second.dataBytesCopied} bytes in ${second.filesCopied}`,
   );
 
   // The whole source is lost: every object of the lake's prefix, and the catalog file.

@@ -4,6 +4,8 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { CopyObjectCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { parquetMetadata } from 'hyparquet';
@@ -277,7 +279,8 @@ t.test('backup, delete the metadata, restore; retention prunes old backups', asy
           'query',
           '--write',
           '--sql',
-          `INSERT INTO events SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i), '{"i":' || i || '}', i / 100, ['a', 'b'], uuid() FROM range(300) r(i)`,
+          "INSERT INTO events SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i), " +
+            `'{"i":' || i || '}', i / 100, ['a', 'b'], uuid() FROM range(300) r(i)`,
         ],
         lake.env,
       )
@@ -380,11 +383,40 @@ t.test('storage failures: MinIO down gives exit 75, wrong credentials a clear er
   t.equal(badInit.code, 1);
   t.match(badInit.json.error, /rejected the credentials/);
 
-  // Mid-run: a large insert is under way when the server goes away.
-  const running = featherman(['query', '--write', '--sql', insertUsers(0, 30_000_000)], lake.env);
-  await new Promise((r) => setTimeout(r, 1500));
-  await minio.pause();
-  const mid = await running;
+  // Mid-run: the insert has computed its rows and begun writing its first data file when the
+  // server goes away. The insert talks to MinIO through a pass-through proxy only to learn that
+  // moment (its first request under the table's data folder); the outage itself is real: MinIO is
+  // killed and the proxy stops listening, so every later connection is refused as MinIO's would be.
+  let writing = false;
+  const proxy = createServer((req, res) => {
+    if (!writing && /^(PUT|POST)$/.test(req.method ?? '') && req.url?.startsWith(`/lake/${lake.id}/data/main/users/`)) {
+      writing = true;
+      proxy.close();
+      void minio.pause().then(() => {
+        res.destroy();
+        proxy.closeAllConnections();
+      });
+      return;
+    }
+    const upstream = httpRequest(
+      { host: '127.0.0.1', port: minio.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    proxy.close();
+    proxy.closeAllConnections();
+  });
+  const proxied = { ...lake.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
+  // Its bound only catches a hang: the insert gives up on its own once retries are refused.
+  const mid = await featherman(['query', '--write', '--sql', insertUsers(0, 1_000_000)], proxied, { timeoutMs: 600_000 });
+  t.ok(writing, 'storage went away while the insert was writing');
   t.equal(mid.code, 75, `exit 75 when storage disappears mid-run: ${mid.stderr}`);
   t.match(mid.json.error, /unreachable; retry later/);
   for (const out of [mid.stdout, mid.stderr]) {

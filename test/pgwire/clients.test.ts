@@ -169,6 +169,9 @@ t.test('psycopg 3 and SQLAlchemy', async (t) => {
     param_row: unknown;
     injection: number;
     roundtrip: Record<string, string>;
+    exact: Record<string, { oid: number; value: unknown }>;
+    columns_typed: { oids: number[]; row: unknown[] };
+    'columns_typed/binary': { oids: number[]; row: unknown[] };
     error_sqlstate: string;
     refused_sqlstate: string;
     table_names: string[];
@@ -177,7 +180,24 @@ t.test('psycopg 3 and SQLAlchemy', async (t) => {
   };
   t.same(out.param_row, [[7, 'user 7']], 'server-side bound parameters');
   t.equal(out.injection, 0, 'a quote in a parameter stays in the value');
+  const kinds = ['int', 'bigint', 'numeric', 'float', 'text', 'bool', 'date', 'time', 'timestamp', 'timestamptz', 'interval', 'uuid'];
+  kinds.push('bytea', 'int_array', 'json', 'json_list', 'jsonb', 'json_array', 'float_array', 'bool_array', 'numeric_array');
+  kinds.push('date_array', 'timestamp_array', 'timestamptz_array', 'interval_array', 'uuid_array', 'bytea_array', 'time_array');
+  kinds.push('text_array', 'text_array_b', 'varchar_array');
+  t.same(Object.keys(out.roundtrip).sort(), [...kinds, ...kinds.map((k) => `${k}/binary`)].sort(), 'every type was tried, text and binary');
   for (const [k, v] of Object.entries(out.roundtrip)) t.equal(v, 'ok', `${k} round-trips${v === 'ok' ? '' : `: ${v}`}`);
+  // json (OID 114) arrives parsed, text[] (OID 1009) as a list, whether results are text or binary.
+  const doc = { a: [1, 2.5, { b: null }], s: "x'y é" };
+  const texts = ['a', 'b c', null, 'q"x', '', 'NULL', '{x}', 'back\\slash', 'hé'];
+  for (const suffix of ['', '/binary'] as const) {
+    t.same(out.exact[`json${suffix}`], { oid: 114, value: doc }, `json${suffix}`);
+    t.same(out.exact[`json_list${suffix}`], { oid: 114, value: [1, 'two', true] }, `json_list${suffix}`);
+    t.same(out.exact[`jsonb${suffix}`], { oid: 114, value: { k: [1, 2] } }, `jsonb${suffix} (answered as json)`);
+    t.same(out.exact[`json_array${suffix}`], { oid: 199, value: [{ a: 1 }, [2]] }, `json[]${suffix}`);
+    t.same(out.exact[`text_array${suffix}`], { oid: 1009, value: texts }, `text[] cast from an untyped parameter${suffix}`);
+    t.same(out.exact[`text_array_b${suffix}`], { oid: 1009, value: texts }, `text[] sent binary${suffix}`);
+    t.same(out[`columns_typed${suffix}`], { oids: [114, 1009], row: [{ n: 3 }, ['a', 'b c']] }, `a JSON and a VARCHAR[] column${suffix}`);
+  }
   t.equal(out.error_sqlstate, '42P01');
   t.equal(out.refused_sqlstate, '42501');
   t.same(out.table_names, ['events', 'users'], 'inspect().get_table_names()');

@@ -1,8 +1,10 @@
 // The wire front's pure parts: where statements and parameters are in SQL, and how a bound value
 // becomes a literal (malformed values refused, quotes kept inside the value).
 import t from 'tap';
-import { bindParameters, parameterCount, splitStatements } from '../../lib/pgwire/sql.js';
-import { decodeBinaryParameter, literal, numericBinary, parseArray } from '../../lib/pgwire/types.js';
+import { bindParameters, parameterCasts, parameterCount, splitStatements } from '../../lib/pgwire/sql.js';
+import { binaryValue, column, decodeBinaryParameter, literal, numericBinary, oidOfTypeName, parseArray } from '../../lib/pgwire/types.js';
+import { duckTypeName } from '../../lib/lake/duck-type-name.js';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { sqlstate } from '../../lib/pgwire/result.js';
 import { rewriteCatalogSql } from '../../lib/pgwire/catalog.js';
 
@@ -46,8 +48,39 @@ t.test('SQLSTATEs from answers', async (t) => {
 t.test("catalog SQL is pointed at the mirror's own pg_catalog", async (t) => {
   t.equal(
     rewriteCatalogSql(
-      "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a WHERE c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default",
+      'SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a ' +
+        "WHERE c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default",
     ),
     "SELECT fm.pgc.format_type(a.atttypid, NULL) FROM fm.pgc.pg_attribute a WHERE c.relname  ~  '^(users)$'",
   );
+});
+
+t.test('untyped parameters take the type of their cast; binary arrays decode', async (t) => {
+  t.same(
+    [...parameterCasts("SELECT $1::text[], CAST($2 AS double precision), '$3::int', $4 :: timestamp with time zone")],
+    [
+      [1, 'text[]'],
+      [2, 'double precision'],
+      [4, 'timestamp with time zone'],
+    ],
+  );
+  t.equal(oidOfTypeName('text[]'), 1009);
+  t.equal(oidOfTypeName('Double Precision'), 701);
+  t.equal(oidOfTypeName('pg_catalog.int4'), 23);
+  t.equal(oidOfTypeName('mood'), undefined, 'unknown names leave the parameter untyped');
+  // text[] as Postgres sends it in binary: the same bytes our own encoder writes for a VARCHAR[] column.
+  const bytes = binaryValue(['a', null, 'b "c"', ''], column('v', 'v', 'VARCHAR[]'));
+  t.equal(decodeBinaryParameter(bytes, 1009), '{a,NULL,"b \\"c\\"",""}');
+  t.equal(literal(decodeBinaryParameter(bytes, 1009), 1009), "CAST(['a', NULL, 'b \"c\"', ''] AS VARCHAR[])");
+  t.throws(() => decodeBinaryParameter(bytes, 1007), /element type does not match/);
+  t.equal(decodeBinaryParameter(Buffer.from('\u0001{"a":1}'), 3802), '{"a":1}', 'jsonb: a version byte, then the text');
+});
+
+t.test('JSON columns keep their name through the node API (its toString() says VARCHAR)', async (t) => {
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  const r = await c.run(`SELECT '{}'::JSON AS j, ['1']::JSON[] AS l, ['x', 'y']::VARCHAR[2] AS a, 1::DECIMAL(9,2) AS d`);
+  t.same(r.columnTypes().map(duckTypeName), ['JSON', 'JSON[]', 'VARCHAR[2]', 'DECIMAL(9,2)']);
+  c.closeSync();
+  db.closeSync();
 });

@@ -1,9 +1,11 @@
 // Hostile queries cost one query, not the pool. Two local workers on a lake in MinIO behind the
 // router and /v1/query; the queries that used to take the pool down are sent 5 times each while
 // a loop keeps sending SELECT 1: the loop must keep being answered fast, each bad query must get
-// a clear 4xx/504 within its deadline + 5 s, and at most one worker may be replaced per bad
+// a clear 4xx/504 by its deadline (plus grace), and at most one worker may be replaced per bad
 // query. Then the same bad queries on the cold path (a pool with no worker: one `featherman
-// query` process each). Everything is real: processes, DuckDB, MinIO, HTTP.
+// query` process each). Everything is real: processes, DuckDB, MinIO, HTTP. Time bounds are tied
+// to the configured deadlines or to this machine's own speed in the same run, never absolute:
+// a loaded CI machine is slower, not wrong.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +23,13 @@ const minio = await Minio.start();
 const work = mkdtempSync(join(tmpdir(), 'fm-hostile-'));
 await minio.createBucket('lake');
 const MAX_RESULT_BYTES = 16 * 1024 * 1024;
+const KILL_GRACE_MS = 2000;
+/**
+ * The latest a bad query may be answered: a worker (or the cold path's kill timer, counted from
+ * the process's spawn) stops it by its deadline plus the kill grace; the margin is for starting a
+ * process and scheduling on a loaded machine. What stopped it is asserted by its message.
+ */
+const answerBound = (timeoutMs: number) => timeoutMs + KILL_GRACE_MS + 15_000;
 const env: Record<string, string> = {
   PATH: process.env.PATH!,
   HOME: process.env.HOME ?? '/tmp',
@@ -32,7 +41,7 @@ const env: Record<string, string> = {
   // Fixed limits, so each bad query meets the same one on any machine.
   FEATHERMAN_MEMORY_LIMIT: '512MiB',
   FEATHERMAN_MAX_RESULT_BYTES: String(MAX_RESULT_BYTES),
-  FEATHERMAN_KILL_GRACE: '2s',
+  FEATHERMAN_KILL_GRACE: `${KILL_GRACE_MS}ms`,
 };
 t.equal((await featherman(['catalog', 'init'], env)).code, 0);
 
@@ -43,7 +52,8 @@ const settings: PoolSettings = {
   readOnly: true,
   queueMaxLength: 100,
   queueMaxWaitMs: 30_000,
-  maxQueryMs: 30_000,
+  // Room for the limited queries below to meet their limit, not the deadline, on a loaded machine.
+  maxQueryMs: 60_000,
   workerConcurrency: 1,
 };
 const pool = new LocalPool(settings, env);
@@ -99,6 +109,17 @@ function selectOneLoop() {
 
 const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.99))]!;
 
+/**
+ * The bound on SELECT 1's p99 while bad queries run: 1 s, or 5 times its p99 on this machine just
+ * before with no bad query, whichever is more. On a quiet machine that is the 1 s it always was;
+ * on a loaded one it scales with what the load costs every query, hostile or not.
+ */
+async function latencyBound(): Promise<number> {
+  const { latencies, failures } = await selectOneLoop().stop(20);
+  if (failures.length) throw new Error(`SELECT 1 failed before any bad query: ${failures[0]}`);
+  return Math.max(1000, 5 * p99(latencies));
+}
+
 /** `featherman query` processes this test started that still run (the cold path's children). */
 function queryProcesses(): number {
   try {
@@ -149,8 +170,9 @@ const BAD: Bad[] = [
   {
     name: '20 values of 100 MB (more than the memory limit)',
     sql: "SELECT repeat('x', 100000000) || i FROM range(20) t(i)",
-    // Long enough for DuckDB to reach its limit on a busy machine: the limit, not the deadline, stops it.
-    timeoutMs: 30_000,
+    // Long enough for DuckDB to reach its limit on a busy machine (seen: 30 s on the cold path at a
+    // load of 15): the limit, not the deadline, stops it.
+    timeoutMs: 60_000,
     status: 400,
     message: /^sql: the query needs more memory than the limit of [\d.]+ MiB per query/,
     kills: 0,
@@ -158,7 +180,7 @@ const BAD: Bad[] = [
   {
     name: 'a first row of 20 MB (above the 16 MiB byte cap)',
     sql: "SELECT repeat('x', 20000000) || i FROM range(3) t(i)",
-    timeoutMs: 30_000,
+    timeoutMs: 60_000,
     status: 400,
     message: /first row is (at least )?.*above the limit of 16777216 bytes/,
     kills: 0,
@@ -176,6 +198,7 @@ const BAD: Bad[] = [
 for (const bad of BAD) {
   t.test(`warm pool: ${bad.name}, 5 times, while SELECT 1 keeps being answered`, async (t) => {
     await bothWorkersLive();
+    const bound = await latencyBound();
     const loop = selectOneLoop();
     const replacedBefore = pool.replaced;
     const took: number[] = [];
@@ -187,7 +210,7 @@ for (const bad of BAD) {
       t.equal(r.status, bad.status, `answer ${i + 1}: ${r.text.slice(0, 300)}`);
       const body = JSON.parse(r.text) as { error?: string; message?: string };
       t.match(body.error ?? body.message, bad.message, `answer ${i + 1} says why`);
-      t.ok(ms < bad.timeoutMs + 5000, `answer ${i + 1} within the deadline + 5 s (${ms.toFixed(0)} ms)`);
+      t.ok(ms < answerBound(bad.timeoutMs), `answer ${i + 1} within the deadline, grace and margin (${ms.toFixed(0)} ms)`);
       // The next one is sent once the pool is whole again, so each costs at most what it breaks.
       await bothWorkersLive();
     }
@@ -195,14 +218,14 @@ for (const bad of BAD) {
     const replaced = pool.replaced - replacedBefore;
     t.same(failures, [], 'every SELECT 1 answered 200');
     t.ok(latencies.length >= 10, `SELECT 1 answered throughout (${latencies.length} times)`);
-    t.ok(p99(latencies) < 1000, `SELECT 1 p99 under 1 s (${p99(latencies).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms)`);
+    const max = Math.max(...latencies).toFixed(0);
+    t.ok(p99(latencies) < bound, `SELECT 1 p99 under ${bound.toFixed(0)} ms (${p99(latencies).toFixed(0)} ms, max ${max} ms)`);
     t.equal(replaced, 5 * bad.kills, `${replaced} workers replaced for 5 bad queries`);
     t.equal(pool.alive().length, 2, 'both workers are live again');
     t.ok(pool.ready(), 'the pool reports ready');
     t.equal(router.snapshot().find((p) => p.pool === settings.pool)?.workers, 2, 'ducklake_pool_size_current counts the live workers');
-    t.comment(
-      `${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`,
-    );
+    const answers = took.map((ms) => ms.toFixed(0)).join(', ');
+    t.comment(`${bad.name}: answers in ${answers} ms; SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`);
   });
 }
 
@@ -211,6 +234,7 @@ const COLD_KILL_DEADLINE_MS = 5000;
 for (const bad of BAD) {
   t.test(`cold path: ${bad.name}, 5 times, while the warm pool keeps answering SELECT 1`, async (t) => {
     await bothWorkersLive();
+    const bound = await latencyBound();
     const loop = selectOneLoop();
     const took: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -226,19 +250,20 @@ for (const bad of BAD) {
       t.match(
         body.error ?? body.message,
         bad.kills
-          ? new RegExp(`exceeded its deadline of ${COLD_KILL_DEADLINE_MS} ms and did not stop within 2000 ms; its process was killed`)
+          ? new RegExp(
+              `exceeded its deadline of ${COLD_KILL_DEADLINE_MS} ms and did not stop within ${KILL_GRACE_MS} ms; its process was killed`,
+            )
           : bad.message,
         `answer ${i + 1} says why`,
       );
-      t.ok(ms < timeoutMs + 5000, `answer ${i + 1} within the deadline + 5 s (${ms.toFixed(0)} ms)`);
+      t.ok(ms < answerBound(timeoutMs), `answer ${i + 1} within the deadline, grace and margin (${ms.toFixed(0)} ms)`);
       t.equal(queryProcesses(), 0, 'no query process is left running');
     }
     const { latencies, failures } = await loop.stop();
     t.same(failures, [], 'every SELECT 1 answered 200');
-    t.ok(p99(latencies) < 1000, `warm SELECT 1 p99 under 1 s (${p99(latencies).toFixed(0)} ms)`);
-    t.comment(
-      `cold ${bad.name}: answers in ${took.map((ms) => ms.toFixed(0)).join(', ')} ms; warm SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`,
-    );
+    t.ok(p99(latencies) < bound, `warm SELECT 1 p99 under ${bound.toFixed(0)} ms (${p99(latencies).toFixed(0)} ms)`);
+    const answers = took.map((ms) => ms.toFixed(0)).join(', ');
+    t.comment(`cold ${bad.name}: answers in ${answers} ms; warm SELECT 1 p99 ${p99(latencies).toFixed(0)} ms over ${latencies.length}`);
   });
 }
 
@@ -254,20 +279,26 @@ t.test('cold path: a client that goes away kills the query process', async (t) =
   while (queryProcesses() === 0) await new Promise((r) => setTimeout(r, 50));
   controller.abort();
   const r = await pending;
+  // The deadline would have answered 504: 499 says the process was killed for the caller.
   t.equal(r.status, 499, 'the answer nobody waits for says why');
-  t.ok(performance.now() - started < 20_000, 'long before the 30 s deadline');
+  t.ok(performance.now() - started < 30_000, 'before the 30 s deadline');
   t.equal(queryProcesses(), 0, 'the process is gone');
 });
 
 t.test('cold path: query processes are bounded and queued like workers', async (t) => {
   const tiny: PoolSettings = { ...cold, pool: 'tiny-cold', queueMaxLength: 1, queueMaxWaitMs: 60_000 };
-  const r = new Router({ pools: async () => [tiny], workers: async () => [] }, new LocalFallback(env), undefined, {
+  // The router reports its cold-path demand (running or waiting) on every change: two means the
+  // second query has joined the queue for the one process slot.
+  let bothIn: () => void;
+  const twoWaiting = new Promise<void>((resolve) => (bothIn = resolve));
+  const demand = { waiting: (_p: PoolSettings, n: number) => n === 2 && bothIn(), fellBack: () => undefined };
+  const r = new Router({ pools: async () => [tiny], workers: async () => [] }, new LocalFallback(env), demand, {
     fallbackConcurrency: 1,
   });
   const slow = "SELECT levenshtein(repeat('a', 30000), repeat('b', 30000) || i) FROM range(1) t(i)";
   const running = r.query(tiny, { sql: slow, format: 'json', timeoutMs: 20_000 });
   const queued = r.query(tiny, { sql: 'SELECT 2 AS two', format: 'json' });
-  await new Promise((resolve) => setImmediate(resolve));
+  await twoWaiting;
   const rejected = await r.query(tiny, { sql: 'SELECT 3 AS three', format: 'json' }).then(
     () => undefined,
     (err: { status: number; message: string }) => err,
@@ -354,7 +385,8 @@ t.test('warm path: a client that goes away stops its query on the worker, which 
     await new Promise((r) => setTimeout(r, 50));
   }
   const stoppedMs = performance.now() - started;
-  t.ok(stoppedMs < 5000, `the worker stopped the query (${stoppedMs.toFixed(0)} ms), long before its 30 s deadline`);
+  // Left alone the query would hold the worker until its 30 s deadline; half of it leaves a loaded machine room.
+  t.ok(stoppedMs < 15_000, `the worker stopped the query (${stoppedMs.toFixed(0)} ms), long before its 30 s deadline`);
   // The router hands the worker's slot back once the worker says it is idle.
   while (router.snapshot().find((p) => p.pool === settings.pool)!.busy > 0) await new Promise((r) => setTimeout(r, 50));
   const after = await Promise.all([

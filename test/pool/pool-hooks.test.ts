@@ -655,7 +655,9 @@ t.test('a worker that never answers costs the hook at most the stats timeout', a
   });
   const ms = performance.now() - started;
   t.equal(res.statusCode, 200);
-  t.ok(ms < 2000, `answered in ${Math.round(ms)} ms`);
+  // The worker never answers, so an answer at all is the timeout's doing; the bound (20 times the
+  // hook's 300 ms stats timeout, lib/server/hooks.ts) only leaves a loaded machine room.
+  t.ok(ms < 20 * 300, `answered in ${Math.round(ms)} ms`);
   t.match(res.json().status, { busyPods: 1, message: /did not answer GET \/stats/ }, 'the silent Ready worker counts as busy');
 });
 

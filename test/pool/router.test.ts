@@ -91,7 +91,15 @@ t.test('200 concurrent queries through two workers all return the right rows', a
     if (rows[0].n !== '50' || rows[0].s !== String(expected)) t.fail(`query ${i}: ${r.text}`);
   });
   const pods = new Set(results.map((r) => r.headers.get('x-featherman-pod')));
-  t.same([...pods].sort(), ['p1-local-1', 'p1-local-2'], 'both workers served');
+  // By the pool's own names: a worker whose start failed was replaced under another name.
+  t.same(
+    [...pods].sort(),
+    pool
+      .alive()
+      .map((w) => w.name)
+      .sort(),
+    'both workers served',
+  );
   t.ok(
     results.every((r) => Number(r.headers.get('x-featherman-duration')) >= 0),
     'X-Featherman-Duration is set',
@@ -225,7 +233,8 @@ t.test('a request without a valid token gets 401', async (t) => {
   t.equal(invalid.status, 400, 'bad body: 400');
 });
 
-t.test('a table Job writes while the workers answer, and the workers see it within seconds', async (t) => {
+t.test('a table Job writes while the workers answer, and each worker picks up the commit by refreshing', async (t) => {
+  const pids = pool.alive().map((w) => w.process.pid);
   let stop = false;
   let answered = 0;
   const readers = (async () => {
@@ -246,28 +255,34 @@ t.test('a table Job writes while the workers answer, and the workers see it with
   const more = "INSERT INTO events SELECT i, 'new', 'hello' FROM range(10000, 10500) r(i)";
   const insert = await featherman(['query', '--write', '--sql', more], env);
   t.equal(insert.code, 0, insert.stderr);
-  const committed = performance.now();
+  const snapshot = Number(insert.json.snapshotId);
+  t.ok(snapshot > 0, `the insert committed snapshot ${snapshot}`);
   stop = true;
   await readers;
-  // Ask each worker directly, so the bound holds for every worker, not just the one the router picked.
-  const seen = await Promise.all(
-    pool.alive().map(async (w) => {
-      while (performance.now() - committed < 10_000) {
-        const res = await fetch(`${w.url}/query`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }),
-        });
-        if (res.ok && ((await res.json()) as { rows: { n: string }[] }).rows[0]!.n === '10500') return performance.now() - committed;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return Infinity;
-    }),
-  );
-  const measured = seen.map((ms) => ms.toFixed(0)).join(' ms, ');
-  t.ok(
-    seen.every((ms) => ms < 5000),
-    `every worker saw the new rows within 5 s of the commit (${measured} ms)`,
+  // Each worker asked directly: it attaches a fresh copy of the catalog when the file changes
+  // (checked every FEATHERMAN_REFRESH_INTERVAL) and says in /stats which snapshot it serves. The
+  // event awaited is that switch, not a duration; the bound only catches a worker that never does.
+  for (const w of pool.alive()) {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const stats = (await (await fetch(`${w.url}/stats`)).json()) as { snapshotId?: number };
+      if ((stats.snapshotId ?? 0) >= snapshot) break;
+      if (Date.now() > deadline) throw new Error(`${w.name} still serves snapshot ${stats.snapshotId}, not ${snapshot}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const res = await fetch(`${w.url}/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM events' }),
+    });
+    t.equal(res.status, 200);
+    t.equal(Number(res.headers.get('x-featherman-snapshot')), snapshot, `${w.name} answers from the commit's snapshot`);
+    t.same(((await res.json()) as { rows: unknown }).rows, [{ n: '10500' }], `${w.name} sees the new rows`);
+  }
+  t.same(
+    pool.alive().map((w) => w.process.pid),
+    pids,
+    'the same worker processes: they refreshed, none restarted',
   );
   t.ok(answered > 0, `${answered} reads answered during the write`);
   const note = await query({ sql: "SELECT count(note) AS n FROM events WHERE note = 'hello'" });
@@ -309,10 +324,14 @@ t.test('with no worker the router falls back to a one-off query process', async 
   t.equal(r.status, 200, r.text);
   t.equal(r.headers.get('x-featherman-pod'), 'fallback');
   t.same(JSON.parse(r.text).rows, [{ n: '10500' }]);
-  for (const sql of ["SELECT * FROM read_text('/etc/passwd')", "COPY (SELECT 1) TO '/tmp/fallback-x'", 'SELECT * FROM duckdb_secrets()']) {
+  for (const [sql, message] of [
+    ["SELECT * FROM read_text('/etc/passwd')", /read_text\(\) is not allowed/],
+    ["COPY (SELECT 1) TO '/tmp/fallback-x'", /only read queries/],
+    ['SELECT * FROM duckdb_secrets()', /duckdb_secrets\(\) is not allowed/],
+  ] as const) {
     const refused = await query({ sql });
     t.equal(refused.status, 403, `the cold path is sandboxed too, and refuses as the warm path does: ${sql}`);
-    t.match(JSON.parse(refused.text).error, /not allowed|only read queries/);
+    t.match(JSON.parse(refused.text).error, message, sql);
   }
   await pool.scaleTo(2);
 });

@@ -289,7 +289,8 @@ async function pointMetadataAt(session: LakeSession, file: string, from: string,
     for (const t of ['ducklake_schema', 'ducklake_table', 'ducklake_data_file', 'ducklake_delete_file']) {
       if (!tables.has(t)) continue;
       await session.run(
-        `UPDATE featherman_backup.main.${t} SET path = ${literal(to)} || path[${from.length + 1}:] WHERE NOT path_is_relative AND starts_with(path, ${literal(from)})`,
+        `UPDATE featherman_backup.main.${t} SET path = ${literal(to)} || path[${from.length + 1}:] ` +
+          `WHERE NOT path_is_relative AND starts_with(path, ${literal(from)})`,
       );
     }
     await session.run('DETACH featherman_backup');
@@ -350,13 +351,15 @@ export async function backupCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   }
   if (action !== undefined)
     throw new BadInputError(
-      `backup: unexpected argument ${JSON.stringify(action)}; use \`backup\`, \`backup list\`, \`backup verify NAME\` or \`backup delete NAME\``,
+      `backup: unexpected argument ${JSON.stringify(action)}; ` +
+        'use `backup`, `backup list`, `backup verify NAME` or `backup delete NAME`',
     );
   const retention = positiveInt('--retention-days', values['retention-days']);
   if (retention === 0) throw new BadInputError('--retention-days: must be at least 1');
   if (values.name !== undefined && !BACKUP_NAME.test(values.name))
     throw new BadInputError(
-      `--name: ${JSON.stringify(values.name)} must be a UTC time like 20261124T120000Z, optionally with -suffix (lowercase letters and digits)`,
+      `--name: ${JSON.stringify(values.name)} must be a UTC time like 20261124T120000Z, ` +
+        'optionally with -suffix (lowercase letters and digits)',
     );
   if (values.owner !== undefined && !/^[A-Za-z][A-Za-z0-9./-]{0,300}$/.test(values.owner))
     throw new BadInputError('--owner: must be like DuckLakeBackup/<namespace>/<name>');
@@ -457,7 +460,8 @@ async function catalogTables(
   schema: string,
 ): Promise<string[]> {
   const found = await rows(
-    `SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 AND starts_with(table_name, 'ducklake_') ORDER BY 1`,
+    'SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 ' +
+      "AND starts_with(table_name, 'ducklake_') ORDER BY 1",
     [database, schema],
   );
   return found.map((r) => String(r.table_name));

@@ -193,6 +193,10 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       flush();
       throw failure(err);
     }
+    // The query is over: the deadline was its, and an interrupt now would only fail the summary's
+    // own statement (the snapshot) with DuckDB's raw message instead of answering the rows read.
+    clearTimeout(timer);
+    stopInterrupting?.();
     // A first row above the byte cap is refused, as a warm worker refuses it, never sent cut.
     if (truncated && count === 0 && maxBytes !== Number.MAX_SAFE_INTEGER && maxRows > 0) {
       throw new BadInputError(
@@ -209,6 +213,11 @@ export async function queryCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     };
     if (format === 'json') return { ...summary, columns, rows };
     return { ...summary, columns, outputPrinted: true };
+  } catch (err) {
+    // Interrupted at the deadline before the query ran (a slow start, the sandbox's plan): the
+    // deadline is the reason, not DuckDB's raw "Interrupted".
+    if (timedOut && !(err instanceof DeadlineError) && !(err instanceof RefusedError)) throw failure(err);
+    throw err;
   } finally {
     clearTimeout(timer);
     stopInterrupting?.();

@@ -2,6 +2,7 @@
 # observations for test/pgwire/psycopg.test.ts to check (this file asserts nothing itself).
 import datetime, decimal, json, sys, uuid
 import psycopg
+from psycopg.types.json import Json, Jsonb
 import sqlalchemy
 
 port, token = sys.argv[1], sys.argv[2]
@@ -18,18 +19,39 @@ with psycopg.connect(dsn, autocommit=True) as conn:
         "timestamptz": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), "interval": datetime.timedelta(days=3, hours=4),
         "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"), "bytea": b"\x00\x01\xffab",
         "int_array": [1, 2, 3],
+        "json": Json({"a": [1, 2.5, {"b": None}], "s": "x'y \u00e9"}), "json_list": Json([1, "two", True]),
+        "jsonb": Jsonb({"k": [1, 2]}), "json_array": [Json({"a": 1}), Json([2])],
+        "float_array": [1.5, -2.25], "bool_array": [True, False, None], "numeric_array": [decimal.Decimal("1.5"), decimal.Decimal("-2.25")],
+        "date_array": [datetime.date(2024, 2, 29)], "timestamp_array": [datetime.datetime(2024, 1, 2, 3, 4, 5, 123456)],
+        "timestamptz_array": [datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)],
+        "interval_array": [datetime.timedelta(days=3, hours=4)], "uuid_array": [uuid.UUID("12345678-1234-5678-1234-567812345678")],
+        "bytea_array": [b"\x00\x01ab"], "time_array": [datetime.time(13, 14, 15, 500000)],
     }
+    # A list of str goes as OID 0 (unknown) in text, so with real Postgres too it is cast ($1::text[]) or sent binary (%b).
+    text_array = ["a", "b c", None, 'q"x', "", "NULL", "{x}", "back\\slash", "h\u00e9"]
+    casts = {"text_array": (text_array, "%s::text[]"), "text_array_b": (text_array, "%b"), "varchar_array": (["v", "w"], "CAST(%s AS varchar[])")}
+    plain = lambda v: [plain(e) for e in v] if isinstance(v, list) else (v.obj if isinstance(v, (Json, Jsonb)) else v)
     trip = {}
+    exact = {}
     for binary in (False, True):
-        for k, v in values.items():
+        cases = {k: (v, "%s") for k, v in values.items()} | casts
+        for k, (v, placeholder) in cases.items():
+            key = f"{k}{'/binary' if binary else ''}"
             try:
-                got = conn.cursor(binary=binary).execute("SELECT %s AS v", (v,)).fetchone()[0]
-                expect = v.obj if isinstance(v, psycopg.types.json.Json) else v
-                trip[f"{k}{'/binary' if binary else ''}"] = "ok" if got == expect else f"got {got!r}"
+                cur = conn.cursor(binary=binary).execute(f"SELECT {placeholder} AS v", (v,))
+                got = cur.fetchone()[0]
+                trip[key] = "ok" if got == plain(v) else f"got {got!r}"
+                if k.startswith(("json", "jsonb", "text_array")):
+                    exact[key] = {"oid": cur.description[0].type_code, "value": got}
             except Exception as e:  # reported, not raised: the test names what failed
-                trip[f"{k}{'/binary' if binary else ''}"] = f"error {e}"
+                trip[key] = f"error {e}"
                 conn.rollback() if not conn.autocommit else None
     out["roundtrip"] = trip
+    out["exact"] = exact
+    # Columns of a table: a JSON column and a VARCHAR[] column, described and parsed as json and text[].
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary).execute("SELECT doc::JSON AS doc, labels FROM users WHERE id = 3")
+        out[f"columns_typed{'/binary' if binary else ''}"] = {"oids": [d.type_code for d in cur.description], "row": list(cur.fetchone())}
     row = conn.execute("SELECT active, balance, score, big, born, wake, seen, seen_tz, tenure, uid, doc, raw, tags, labels FROM users WHERE id = 2").fetchone()
     out["users_row"] = [repr(v) for v in row]
     try:
