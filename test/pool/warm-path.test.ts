@@ -2,14 +2,16 @@
 // after a clean answer (never after an interrupt, a refusal or an error), the sandbox's verdict
 // cache forgets the least recently used text first, and every answer says where its time went
 // (Server-Timing). A real worker on a real lake (local data path), over HTTP.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AllowedQueries, type QueryTables } from '../../lib/lake/sandbox.js';
-import { Router, type PoolSettings } from '../../lib/pool/router.js';
+import { Router, RouterError, type PoolSettings, type WorkerEndpoint } from '../../lib/pool/router.js';
 import { buildWorker, workerOptionsFromEnv } from '../../lib/pool/worker.js';
+import { buildServer } from '../../lib/server/server.js';
 import { featherman } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fm-warm-path-'));
@@ -152,26 +154,29 @@ t.test('every answer says where its time went', async (t) => {
   t.match(String(a.trailers['server-timing']), /^encode;dur=\d+\.\d+$/);
 });
 
-t.test('the router says how long a query queued and how long its worker took, and no more', async (t) => {
-  const settings: PoolSettings = {
-    namespace: 'n',
-    pool: 'p',
-    catalog: 'lake1',
-    readOnly: true,
-    queueMaxLength: 10,
-    queueMaxWaitMs: 10_000,
-    maxQueryMs: 10_000,
-    workerConcurrency: 1,
-  };
-  // No fallback: the worker is there (a cold query would be a bug here).
-  const router = new Router(
-    { pools: async () => [settings], workers: async () => [{ name: 'w', url: base }] },
+const settings: PoolSettings = {
+  namespace: 'n',
+  pool: 'p',
+  catalog: 'lake1',
+  readOnly: true,
+  queueMaxLength: 10,
+  queueMaxWaitMs: 10_000,
+  maxQueryMs: 10_000,
+  workerConcurrency: 1,
+};
+// No fallback: the workers are there (a cold query would be a bug here).
+const routerTo = (workers: WorkerEndpoint[]) =>
+  new Router(
+    { pools: async () => [settings], workers: async () => workers },
     {
       run: async () => {
         throw new Error('no fallback in this test');
       },
     },
   );
+
+t.test('the router says how long a query queued and how long its worker took, and no more', async (t) => {
+  const router = routerTo([{ name: 'w', url: base }]);
   for (let i = 0; i < 3; i++) {
     const r = await router.query(settings, { sql: 'SELECT 1 AS one', format: 'json' });
     t.equal(r.status, 200);
@@ -192,4 +197,103 @@ t.test('the verdict cache forgets the least recently used text first', async (t)
   t.equal(allowed.has('b'), false);
   t.equal(allowed.has('a'), true);
   t.equal(allowed.has('c'), true);
+});
+
+// Small answers are read whole by the router and sent on in one write with a Content-Length; a
+// large one streams through intact; one cut before the router read it is a 502, not half an answer.
+const TOKEN = 'warm-path-token';
+async function startFront(t: Test): Promise<string> {
+  const server = await buildServer({
+    plugins: ['query'],
+    router: routerTo([{ name: 'w', url: base }]),
+    apiTokens: [TOKEN],
+    queryLog: () => undefined,
+  });
+  t.teardown(() => server.close());
+  return server.listen({ port: 0, host: '127.0.0.1' });
+}
+function ask(front: string, sql: string): Promise<Omit<Answer, 'trailers'>> {
+  const payload = JSON.stringify({ catalog: 'lake1', sql });
+  const u = new URL(front);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: '/v1/query',
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          authorization: `Bearer ${TOKEN}`,
+        },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+t.test('a small answer goes out whole, with its length', async (t) => {
+  const front = await startFront(t);
+  const a = await ask(front, 'SELECT id FROM events WHERE id < 3 ORDER BY id');
+  t.equal(a.status, 200, a.body);
+  t.same(JSON.parse(a.body).rows, [{ id: 0 }, { id: 1 }, { id: 2 }]);
+  t.equal(a.headers['content-length'], String(Buffer.byteLength(a.body)), 'Content-Length is the body');
+  t.equal(a.headers['transfer-encoding'], undefined, 'not chunked');
+
+  const refused = await ask(front, "SELECT * FROM read_text('/etc/passwd')");
+  t.equal(refused.status, 403, refused.body);
+  t.equal(refused.headers['content-length'], String(Buffer.byteLength(refused.body)), 'a refusal too');
+});
+
+t.test('a large answer streams through, every row intact', async (t) => {
+  const front = await startFront(t);
+  const sql = "SELECT i, repeat('x', 100) AS pad FROM range(5000) r(i) ORDER BY i";
+  const direct = await routerTo([{ name: 'w', url: base }]).query(settings, { sql, format: 'json' });
+  t.equal(direct.status, 200);
+  t.equal(direct.whole, undefined, 'above 64 KiB: not read whole');
+  let streamed = '';
+  for await (const piece of direct.body) streamed += String(piece);
+  const rows = JSON.parse(streamed).rows as { i: number; pad: string }[];
+  t.equal(rows.length, 5000);
+  t.same(rows[4999], { i: 4999, pad: 'x'.repeat(100) }, 'the last row, after the part read ahead');
+
+  const a = await ask(front, sql);
+  t.equal(a.status, 200);
+  t.equal(a.headers['transfer-encoding'], 'chunked', 'streamed');
+  t.same(JSON.parse(a.body).rows, rows, 'the same rows through the front');
+});
+
+t.test('an answer cut before the router read it whole is a 502, not half an answer', async (t) => {
+  // A stand-in worker: the only way to cut an answer at a chosen byte (a real worker only cuts
+  // when it dies, which a test cannot time). It sends headers and part of a body, then resets.
+  const cutter: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      // Destroyed once headers and the part are on the wire.
+      res.write('{"columns":["one"],"rows":[{"one":1}', () => res.socket?.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => cutter.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => cutter.close());
+  const url = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}`;
+  const err = await routerTo([{ name: 'cut', url }])
+    .query(settings, { sql: 'SELECT 1 AS one', format: 'json' })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  t.ok(err instanceof RouterError, 'a RouterError');
+  t.equal((err as RouterError).status, 502);
+  t.match((err as RouterError).message, /worker cut failed while answering/);
 });
