@@ -46,31 +46,34 @@ interface Answer {
   headers: Record<string, string | string[] | undefined>;
   trailers: NodeJS.Dict<string>;
 }
-function query(sql: string, extra: Record<string, unknown> = {}): Promise<Answer> {
-  const payload = JSON.stringify({ sql, ...extra });
-  const u = new URL(base);
+/** POST a JSON body to `url` and read the whole answer. */
+function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const payload = JSON.stringify(body);
+  const u = new URL(url);
   return new Promise((resolve, reject) => {
     const req = request(
       {
         host: u.hostname,
         port: u.port,
-        path: '/query',
+        path: u.pathname,
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers },
       },
       (res) => {
-        let body = '';
+        let text = '';
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
-          body += d;
+          text += d;
         });
-        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers, trailers: res.trailers }));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text, headers: res.headers, trailers: res.trailers }));
       },
     );
     req.on('error', reject);
     req.end(payload);
   });
 }
+/** A query sent to the worker itself. */
+const query = (sql: string, extra: Record<string, unknown> = {}) => post(`${base}/query`, { sql, ...extra });
 const connectionId = async () => {
   const a = await query('SELECT current_connection_id() AS c');
   t.equal(a.status, 200, a.body);
@@ -212,35 +215,8 @@ async function startFront(t: Test): Promise<string> {
   t.teardown(() => server.close());
   return server.listen({ port: 0, host: '127.0.0.1' });
 }
-function ask(front: string, sql: string): Promise<Omit<Answer, 'trailers'>> {
-  const payload = JSON.stringify({ catalog: 'lake1', sql });
-  const u = new URL(front);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: '/v1/query',
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(payload),
-          authorization: `Bearer ${TOKEN}`,
-        },
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          body += d;
-        });
-        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+/** A query sent through the service's HTTP front. */
+const ask = (front: string, sql: string) => post(`${front}/v1/query`, { catalog: 'lake1', sql }, { authorization: `Bearer ${TOKEN}` });
 
 t.test('a small answer goes out whole, with its length', async (t) => {
   const front = await startFront(t);
