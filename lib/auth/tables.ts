@@ -46,16 +46,16 @@ const ref = {
   required: ['schema', 'table'],
   additionalProperties: false,
   properties: { schema: { type: 'string', maxLength: 255 }, table: { type: 'string', maxLength: 255 } },
-};
+} as const;
 // One type per field: Fastify's type coercion would turn an array into a string inside an anyOf.
-const refs = { type: 'array', maxItems: 1000, items: ref };
+const refs = { type: 'array', maxItems: 1000, items: ref } as const;
 /** JSON schema of a Grant, for the worker's request body. */
 export const GRANT_SCHEMA = {
   type: 'object',
   required: ['read', 'write'],
   additionalProperties: false,
   properties: { read: refs, write: refs },
-};
+} as const;
 
 /** A Grant from FEATHERMAN_QUERY_GRANT (the cold path's process), or undefined when unset. */
 export function grantFromEnv(env: NodeJS.ProcessEnv): Grant | undefined {

@@ -19,7 +19,8 @@ import { EngineHolder, type Engine } from './engine.js';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { checkSqlSize, isOutOfMemory, killGraceMs, maxSqlBytes, outOfMemoryError } from '../lake/limits.js';
 import { planReadOnlyQuery, planWriteQuery, SandboxError, type QueryTables } from '../lake/sandbox.js';
-import { checkGrant, GRANT_SCHEMA, type Grant } from '../auth/tables.js';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+import { checkGrant, GRANT_SCHEMA } from '../auth/tables.js';
 import { duckTypeName } from '../lake/duck-type-name.js';
 import { keepInterrupting } from '../lake/session.js';
 import type { WorkerStats } from './stats.js';
@@ -137,6 +138,8 @@ export async function buildWorker(
 ): Promise<{ app: FastifyInstance; holder: EngineHolder; start: () => Promise<void> }> {
   const holder = new EngineHolder({ config: opts.config, readOnly: opts.readOnly, scratchDir: opts.scratchDir, refreshMs: opts.refreshMs });
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // Request bodies are typed from their route schemas (json-schema-to-ts).
+  const routes = app.withTypeProvider<JsonSchemaToTsProvider>();
   const startedAt = new Date().toISOString();
   const utilization = new Utilization();
   let active = 0;
@@ -166,7 +169,7 @@ export async function buildWorker(
 
   // What a query would read and write, from its bound plan (the sandbox's checks included), so the
   // router can authorise them before the query runs; nothing is executed.
-  app.post<{ Body: { sql: string } }>(
+  routes.post(
     '/plan',
     {
       schema: {
@@ -175,7 +178,7 @@ export async function buildWorker(
           required: ['sql'],
           additionalProperties: false,
           properties: { sql: { type: 'string', minLength: 1, maxLength: 1_000_000 } },
-        },
+        } as const,
       },
     },
     async (request, reply) => {
@@ -223,7 +226,7 @@ export async function buildWorker(
     },
   );
 
-  app.post<{ Body: { sql: string; format?: QueryFormat; timeoutMs?: number; maxRows?: number; grant?: Grant } }>(
+  routes.post(
     '/query',
     {
       schema: {
@@ -239,7 +242,7 @@ export async function buildWorker(
             // The tables the router authorised: the bound plan must stay within them.
             grant: GRANT_SCHEMA,
           },
-        },
+        } as const,
       },
     },
     async (request, reply) => {
