@@ -9,6 +9,7 @@ import { jobState } from './job-status.js';
 import type { KubeObject } from './metacontroller.js';
 import type { Change, Resource, Snapshot, WatchCache } from './watch-cache.js';
 import { RESOURCE_NAMES } from './watch-cache.js';
+import { SPEC_DEFAULTS } from '../api/defaults.js';
 
 export type Operation = 'init' | 'restore' | 'apply' | 'drop' | 'backup' | 'maintain' | 'backup_delete' | 'query';
 export type FailureReason = 'bad_input' | 'temporary' | 'other' | 'deadline' | 'backoff_limit' | 'pod_failure_policy' | 'job_failed';
@@ -370,7 +371,7 @@ export function objectSamples(
     put('featherman_catalog_maintenance_interval_seconds', l, interval(rec(spec.maintenance).schedule));
   } else if (resource === 'tables') {
     const l = { namespace, table: o.metadata.name };
-    const sqlName = str(s.table) ?? (str(spec.name) ? `${str(spec.schema) ?? 'main'}.${str(spec.name)}` : '');
+    const sqlName = str(s.table) ?? (str(spec.name) ? `${str(spec.schema) ?? SPEC_DEFAULTS.table.schema}.${str(spec.name)}` : '');
     put('featherman_table_info', { ...l, catalog: str(s.catalog) ?? str(spec.catalogRef) ?? '', sql_name: sqlName }, 1);
     phases('featherman_table_phase', l, TABLE_PHASES, str(s.phase) ?? 'Pending');
     put('featherman_table_rows', l, num(s.rows));

@@ -12,6 +12,7 @@ import {
 import { BadInputError } from '../errors.js';
 import type { TableState } from './inspect.js';
 import { LAKE, ident, literal, tableRef } from './sql.js';
+import { SPEC_DEFAULTS } from '../api/defaults.js';
 
 export interface TablePlan {
   action: 'create' | 'alter' | 'unchanged';
@@ -25,7 +26,7 @@ const samePartitioning = (a: PartitionKey[], b: PartitionKey[]) =>
 export function planTable(spec: TableSpec, current: TableState | undefined, opts: { allowDrop: boolean }): TablePlan {
   const problems = tableSpecProblems(spec);
   if (problems.length) throw BadInputError.fromProblems(problems);
-  const schema = spec.schema ?? 'main';
+  const schema = spec.schema ?? SPEC_DEFAULTS.table.schema;
   const ref = tableRef(schema, spec.name);
   const partitioning = (spec.format?.partitioning ?? []).map((k) => parsePartitionKey(k)!);
   const compression = spec.format?.compression?.toUpperCase();

@@ -12,6 +12,7 @@ import { planTable } from '../plan.js';
 import { openLake, type LakeSession } from '../session.js';
 import { tableRef } from '../sql.js';
 import { parse } from './args.js';
+import { SPEC_DEFAULTS } from '../../api/defaults.js';
 
 /** A DuckLakeTable manifest, or its bare spec. */
 export function tableSpecFromDocument(doc: unknown, source: string): TableSpec {
@@ -70,7 +71,7 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       file: { type: 'string', short: 'f' },
       'dry-run': { type: 'boolean', default: false },
       'allow-drop': { type: 'boolean', default: false },
-      schema: { type: 'string', default: 'main' },
+      schema: { type: 'string', default: SPEC_DEFAULTS.table.schema },
     },
     true,
   );
@@ -89,7 +90,7 @@ export async function tableCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     const config = loadConfig(env);
     const session = await openLake(config, { readOnly: values['dry-run'] });
     try {
-      const schema = spec.schema ?? 'main';
+      const schema = spec.schema ?? SPEC_DEFAULTS.table.schema;
       const current = await inspectTable(session, schema, spec.name);
       const plan = planTable(spec, current, { allowDrop: values['allow-drop'] });
       if (!values['dry-run']) {
