@@ -5,7 +5,7 @@
 // of metacontroller/rbac.yaml, so what it may do is what an install grants. `kubectl auth can-i`
 // must agree with every answer; the query log must name the right principals and tables.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -242,6 +242,39 @@ if (missing) {
       { encoding: 'utf8', env: { PATH: process.env.PATH, PGPASSWORD: 'not-a-token' }, timeout: 60_000 },
     );
     t.match(bad.stderr, /password authentication failed/, 'a token the API server does not vouch for');
+  });
+
+  await t.test('psql over TLS: Ctrl-C (a CancelRequest) stops a long query within 1 s; \\copy of 1,000,000 rows', async (t) => {
+    const conninfo = `host=127.0.0.1 port=${env.pgPort} dbname=example.ids user=analyst sslmode=verify-full sslrootcert=${env.caFile}`;
+    const psqlEnv = { PATH: process.env.PATH, PGPASSWORD: tokens.analyst, PGCONNECT_TIMEOUT: '20' };
+    const child = spawn('psql', [conninfo, '-X', '-c', 'SELECT count(*) FROM range(1000000000000::BIGINT)'], { env: psqlEnv });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // Interrupted once the pool's worker has the query (the service's own gauge says so).
+    await wait('the long query running on the worker', 60_000, async () => {
+      const text = await (await fetch(`${env.queryUrl}/metrics`)).text();
+      return /ducklake_pool_pods_busy\{pool="ids",namespace="default"\} [1-9]/.test(text) || undefined;
+    });
+    const sent = performance.now();
+    child.kill('SIGINT');
+    await exited;
+    const took = performance.now() - sent;
+    t.match(stderr, /canceling statement due to user request/, 'psql reports the cancel');
+    t.ok(took < 1000, `psql returned ${Math.round(took)} ms after Ctrl-C`);
+
+    const file = join(dir, 'copied.tsv');
+    const copied = spawnSync(
+      'psql',
+      [conninfo, '-X', '-c', `\\copy (SELECT u.id, u.name, i FROM users u, range(500000) t(i) ORDER BY u.id, i) TO '${file}'`],
+      { encoding: 'utf8', env: psqlEnv, timeout: 120_000 },
+    );
+    t.equal(copied.status, 0, copied.stderr);
+    t.match(copied.stdout, /COPY 1000000/);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    t.equal(lines.length - 1, 1_000_000, 'every row in the file');
+    t.equal(lines[0], '1\tada\t0');
+    t.equal(lines[999_999], '2\tbob\t499999');
   });
 
   await t.test('stranger is refused every table; kubectl auth can-i agrees', async (t) => {

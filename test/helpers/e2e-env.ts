@@ -6,18 +6,18 @@
 // caBundle), the process kubelet, and what drives
 // the hooks: the real Metacontroller when it is beside the checkout, else the stand-in
 // (test/helpers/metacontroller.ts). stop() tears everything down in reverse.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { packageRoot } from '../../lib/lake/config.js';
-import { CLI, featherman } from './cli.js';
+import { featherman } from './cli.js';
 import { chooseMetacontroller, DEFAULT_CONTROLLERS, startCluster, type Cluster, type KubectlResult } from './cluster.js';
 import { ProcessKubelet } from './kubelet.js';
 import { RealMetacontroller, StandinDriver, type HookDriver } from './metacontroller.js';
 import { KubeApi, type KubeObj } from './metacontroller-standin.js';
 import { Minio } from './minio.js';
+import { startServe } from './serve.js';
 
 export const BUCKET = 'my-data-lake';
 /** The bearer token of the service's POST /v1/query in the e2e. */
@@ -53,51 +53,6 @@ export interface E2eEnv {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Serve {
-  child: ChildProcess;
-  httpPort: number;
-  httpsPort: number;
-  hooksPort: number;
-  pgPort?: number;
-  output: () => string;
-}
-
-/** Starts `featherman serve` and resolves with its ports once it logs that it listens. */
-function startServe(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Serve> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', ...args], {
-      env: { PATH: process.env.PATH, HOME: tmpdir(), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const output = () => out.slice(-4000);
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`featherman serve did not listen in ${timeoutMs} ms:\n${output()}`));
-    }, timeoutMs);
-    const onData = (d: Buffer) => {
-      out = (out + d.toString('utf8')).slice(-200_000);
-      for (const line of out.split('\n')) {
-        if (!line.includes('featherman serve listening')) continue;
-        try {
-          const j = JSON.parse(line) as { httpPort: number; httpsPort: number; hooksPort: number; pgPort?: number };
-          clearTimeout(timer);
-          resolve({ child, httpPort: j.httpPort, httpsPort: j.httpsPort, hooksPort: j.hooksPort, pgPort: j.pgPort, output });
-          return;
-        } catch {
-          /* partial line */
-        }
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`featherman serve exited (${code}):\n${output()}`));
-    });
-  });
-}
 
 export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 } = {}): Promise<E2eEnv> {
   const root = packageRoot();
@@ -160,13 +115,7 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       },
       30_000,
     );
-    const stopServe = (s: Serve) => async () => {
-      if (s.child.exitCode !== null) return;
-      const exited = new Promise((r) => s.child.once('exit', r));
-      s.child.kill('SIGTERM');
-      if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]))) s.child.kill('SIGKILL');
-    };
-    cleanups.push(stopServe(serve));
+    cleanups.push(serve.stop);
     const replica =
       opts.replicas === 2
         ? await startServe(
@@ -180,10 +129,10 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
             30_000,
           )
         : undefined;
-    if (replica) cleanups.push(stopServe(replica));
-    const hooksUrl = `http://127.0.0.1:${serve.hooksPort}`;
-    const queryUrl = `http://127.0.0.1:${serve.httpPort}`;
-    const admissionUrl = `https://127.0.0.1:${serve.httpsPort}`;
+    if (replica) cleanups.push(replica.stop);
+    const hooksUrl = `http://127.0.0.1:${serve.ports.hooksPort}`;
+    const queryUrl = `http://127.0.0.1:${serve.ports.httpPort}`;
+    const admissionUrl = `https://127.0.0.1:${serve.ports.httpsPort}`;
 
     // CRDs and webhook configurations (url + caBundle instead of the in-cluster Service)
     const kubectl = cluster.kubectl;
@@ -237,9 +186,9 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       [
         `--- ${metacontroller.description} ---\n${metacontroller.recentLog(40)}`,
         `--- process kubelet ---\n${kubelet.recentLog(30)}`,
-        `--- featherman serve ---\n${serve.output().split('\n').slice(-15).join('\n')}`,
+        `--- featherman serve ---\n${serve.output(15)}`,
       ].join('\n');
-    const replicaUrl = replica ? `http://127.0.0.1:${replica.httpPort}` : undefined;
+    const replicaUrl = replica ? `http://127.0.0.1:${replica.ports.httpPort}` : undefined;
     return {
       cluster,
       minio,
@@ -249,7 +198,7 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
       hooksUrl,
       queryUrl,
       admissionUrl,
-      pgPort: serve.pgPort!,
+      pgPort: serve.ports.pgPort!,
       caFile: join(dir, 'certs', 'ca.crt'),
       ...(replicaUrl ? { replicaUrl } : {}),
       dir,

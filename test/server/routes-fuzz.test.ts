@@ -6,7 +6,6 @@
 // query API's 503 "no query router", no dropped connection except for bodies over the limit, and
 // afterwards the process still answers every listener. FUZZ_SEED reproduces a run; FUZZ_CASES sizes it.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -14,7 +13,8 @@ import { join } from 'node:path';
 import * as pool from '../../hooks/pool.js';
 import type { KubeObject } from '../../lib/k8s/metacontroller.js';
 import { packageRoot } from '../../lib/lake/config.js';
-import { CLI, featherman } from '../helpers/cli.js';
+import { featherman } from '../helpers/cli.js';
+import { startServe } from '../helpers/serve.js';
 import { hostile, mutator, prng } from '../helpers/fuzz.js';
 import { catalogObject, ctx, observed, syncRequest } from '../helpers/hook-fixtures.js';
 import { readmeFixture, review } from '../helpers/admission.js';
@@ -30,11 +30,9 @@ const dir = t.testdir({});
 const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--dns', 'localhost', '--ip', '127.0.0.1'], {});
 t.equal(certs.code, 0, certs.stderr);
 const ca = readFileSync(join(dir, 'certs', 'ca.crt'));
-const child: ChildProcess = spawn(
-  process.execPath,
+// No KUBECONFIG and no cluster: the query API has no router. The token lets requests past auth.
+const serve = await startServe(
   [
-    CLI,
-    'serve',
     '--host',
     '127.0.0.1',
     '--port',
@@ -48,50 +46,22 @@ const child: ChildProcess = spawn(
     '--tls-key',
     join(dir, 'certs', 'tls.key'),
   ],
-  {
-    // No KUBECONFIG and no cluster: the query API has no router. The token lets requests past auth.
-    env: { PATH: process.env.PATH, HOME: dir, FEATHERMAN_API_TOKENS: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  },
+  { HOME: dir, FEATHERMAN_API_TOKENS: TOKEN },
 );
-// The log is scanned as it arrives (a chunk may split a line, so the tail of the last one is kept)
-// for failed requests and for the token; only its end is kept, for messages.
-let log = '';
-let tail = '';
+t.teardown(() => {
+  serve.child.kill('SIGKILL');
+});
+// Every log line is checked as it comes: for failed requests and for the token.
 const seen = { failure: '', token: false };
+serve.onLine((line) => {
+  if (!seen.failure && /"level":(50|60)/.test(line)) seen.failure = line.slice(0, 500);
+  if (line.includes(TOKEN)) seen.token = true;
+});
 let exitCode: number | null | undefined;
-const onLog = (d: Buffer) => {
-  const text = tail + d.toString('utf8');
-  const failure = /^.*"level":(50|60).*$/m.exec(text);
-  if (failure && !seen.failure) seen.failure = failure[0].slice(0, 500);
-  if (text.includes(TOKEN)) seen.token = true;
-  tail = text.slice(-1000);
-  log = log.length > 200_000 ? log.slice(-100_000) + d : log + d;
-};
-child.stdout!.on('data', onLog);
-child.stderr!.on('data', onLog);
-child.on('exit', (code) => {
+serve.child.on('exit', (code) => {
   exitCode = code;
 });
-t.teardown(() => {
-  child.kill('SIGKILL');
-});
-const ports = await new Promise<{ httpPort: number; hooksPort: number; httpsPort: number }>((resolve, reject) => {
-  // Only a hang guard: starting may take long on a loaded machine; exiting fails at once.
-  const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 120_000);
-  const check = () => {
-    const line = log.split('\n').find((l) => l.includes('featherman serve listening'));
-    if (line) {
-      clearTimeout(timer);
-      resolve(JSON.parse(line));
-    }
-  };
-  child.stdout!.on('data', check);
-  child.on('exit', (code) => {
-    clearTimeout(timer);
-    reject(new Error(`serve exited ${code}:\n${log}`));
-  });
-});
+const ports = { ...serve.ports, httpsPort: serve.ports.httpsPort! };
 
 // ---- a client that sends raw bytes ---------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 // HTTPS, answers curl over real TLS, and picks up a new certificate when its Secret volume is
 // updated the way the kubelet does it (a new directory, then an atomic swap of the ..data link).
 import t from 'tap';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, featherman } from '../helpers/cli.js';
+import { featherman } from '../helpers/cli.js';
+import { startServe } from '../helpers/serve.js';
 import { readmeFixture, review } from '../helpers/admission.js';
 
 const dir = t.testdir({});
@@ -87,51 +88,25 @@ t.test('featherman serve on three listeners, admission only over HTTPS, with cer
   symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
   symlinkSync('..data/tls.key', join(volume, 'tls.key'));
 
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--hooks-port',
-      '0',
-      '--tls-port',
-      '0',
-      '--tls-cert',
-      join(volume, 'tls.crt'),
-      '--tls-key',
-      join(volume, 'tls.key'),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let log = '';
-  child.stdout!.on('data', (d) => {
-    log += d;
-  });
-  child.stderr!.on('data', (d) => {
-    log += d;
-  });
+  const serve = await startServe([
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--hooks-port',
+    '0',
+    '--tls-port',
+    '0',
+    '--tls-cert',
+    join(volume, 'tls.crt'),
+    '--tls-key',
+    join(volume, 'tls.key'),
+  ]);
   t.teardown(() => {
-    child.kill('SIGKILL');
+    serve.child.kill('SIGKILL');
   });
-  /** The first log line with `text`, once serve writes it (no time bound: serve exiting fails it, a hang meets tap's timeout). */
-  const logLine = (text: string) =>
-    new Promise<string>((resolve, reject) => {
-      const look = () => {
-        const line = log.split('\n').find((l) => l.includes(text));
-        if (line) {
-          child.stdout!.off('data', look);
-          resolve(line);
-        }
-      };
-      child.stdout!.on('data', look);
-      child.once('exit', (code) => reject(new Error(`serve exited ${code} before logging ${text}:\n${log}`)));
-      look();
-    });
-  const listening = JSON.parse(await logLine('featherman serve listening')) as { httpPort: number; hooksPort: number; httpsPort: number };
+  const log = () => serve.lines().join('\n');
+  const listening = { ...serve.ports, httpsPort: serve.ports.httpsPort! };
 
   const body = join(dir, 'review.json');
   writeFileSync(body, JSON.stringify(review('CREATE', readmeFixture('table'), undefined, 'tls-uid')));
@@ -200,22 +175,23 @@ t.test('featherman serve on three listeners, admission only over HTTPS, with cer
   );
   t.not(curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code, 0, 'the other CA is not trusted yet');
 
-  t.notMatch(log, /TLS certificate reloaded/, 'nothing reloaded before the Secret changes');
+  t.notMatch(log(), /TLS certificate reloaded/, 'nothing reloaded before the Secret changes');
   projectSecret(volume, join(dir, 'b'), 'v2');
   // The event: serve says it reloaded (on the directory's change, or its poll).
-  await logLine('TLS certificate reloaded');
+  await serve.line('TLS certificate reloaded');
   t.equal(curl([...post, '--cacert', join(dir, 'b', 'ca.crt'), https]).code, 0, 'after the Secret update, the new certificate is served');
   t.not(curl([...post, '--cacert', join(dir, 'a', 'ca.crt'), https]).code, 0, 'and the old one no longer');
 
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
+  // 'close': the log is read whole after the exit.
+  const exited = new Promise<number | null>((resolve) => serve.child.once('close', (code) => resolve(code)));
+  serve.child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM shuts down cleanly');
-  t.match(log, /TLS certificate reloaded/);
-  t.match(log, /"uid":"tls-uid".*"allowed":false/, 'the decision is logged');
-  t.notMatch(log, /VARCHAR|catalogRef|"columns"/, 'the request body is not');
-  t.match(log, /"url":"\/v1\/query"/, 'requests are logged by path');
-  t.notMatch(log, /canary-token-in-url/, 'without their query strings');
-  t.match(log, /"hooksPort":\d+/, 'the listening line names the hooks port');
+  t.match(log(), /TLS certificate reloaded/);
+  t.match(log(), /"uid":"tls-uid".*"allowed":false/, 'the decision is logged');
+  t.notMatch(log(), /VARCHAR|catalogRef|"columns"/, 'the request body is not');
+  t.match(log(), /"url":"\/v1\/query"/, 'requests are logged by path');
+  t.notMatch(log(), /canary-token-in-url/, 'without their query strings');
+  t.match(log(), /"hooksPort":\d+/, 'the listening line names the hooks port');
 });
 
 t.test('serve refuses half a TLS configuration', async (t) => {
