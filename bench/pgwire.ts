@@ -1,13 +1,19 @@
 // `npm run bench -- pgwire`: p50 latency of SELECT 1 and of a small aggregate, with 1 and 8
 // clients, side by side through Featherman's Postgres listener (pgbench -n -f), through POST
-// /v1/query (an HTTP client loop with keep-alive, same queries), and against a real PostgreSQL
+// /v1/query (a node:http client loop with keep-alive, same queries), and against a real PostgreSQL
 // started on this machine (pgbench -n -f). All on `featherman serve --embedded` with its own lake.
+// Each path first runs unmeasured (the service's JIT warm, as a serving pool's is), and DuckDB's
+// own time for SELECT 1 in process, with no network at all, is printed as the floor of any DuckDB
+// answer: the wire/PG goal cannot be below it.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { startWireService, TOKEN } from '../test/pgwire/service.js';
 import { Postgres } from '../test/helpers/postgres.js';
+import { postTimed } from './post.js';
 
 const QUERIES: Record<string, { featherman: string; postgres: string }> = {
   'SELECT 1': { featherman: 'SELECT 1', postgres: 'SELECT 1' },
@@ -17,6 +23,7 @@ const QUERIES: Record<string, { featherman: string; postgres: string }> = {
   },
 };
 const SECONDS = Number(process.env.FEATHERMAN_BENCH_SECONDS ?? 5);
+const WARM_UP_SECONDS = Number(process.env.FEATHERMAN_BENCH_WARM_UP_SECONDS ?? 2);
 
 const p50 = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -24,7 +31,7 @@ const p50 = (xs: number[]) => {
 };
 
 /** pgbench's per-transaction latencies (-l log: the third field, microseconds) → p50 in ms. */
-function pgbench(conn: string[], sql: string, clients: number, password: string, dir: string): number {
+function pgbench(conn: string[], sql: string, clients: number, password: string, dir: string, seconds = SECONDS): number {
   const file = join(dir, 'q.sql');
   writeFileSync(file, `${sql};\n`);
   const logPrefix = join(dir, `pgbench-${clients}-${Math.random().toString(36).slice(2)}`);
@@ -40,7 +47,7 @@ function pgbench(conn: string[], sql: string, clients: number, password: string,
       '-j',
       String(Math.min(clients, 2)),
       '-T',
-      String(SECONDS),
+      String(seconds),
       '-l',
       `--log-prefix=${logPrefix}`,
     ],
@@ -56,25 +63,36 @@ function pgbench(conn: string[], sql: string, clients: number, password: string,
   return p50(lat);
 }
 
-/** POST /v1/query in a loop per client (fetch keeps its connections alive). */
-async function http(url: string, sql: string, clients: number): Promise<number> {
+/** POST /v1/query in a loop per client, on keep-alive connections (node:http: a lighter client than fetch). */
+async function http(url: string, sql: string, clients: number, seconds = SECONDS): Promise<number> {
+  const agent = new Agent({ keepAlive: true, maxSockets: clients });
   const lat: number[] = [];
-  const until = performance.now() + SECONDS * 1000;
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < until) {
-        const t0 = performance.now();
-        const res = await fetch(`${url}/v1/query`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ catalog: 'default', sql }),
-        });
-        await res.text();
-        if (res.status !== 200) throw new Error(`POST /v1/query: ${res.status}`);
-        lat.push(performance.now() - t0);
-      }
-    }),
-  );
+  const until = performance.now() + seconds * 1000;
+  try {
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (performance.now() < until)
+          lat.push(await postTimed(agent, `${url}/v1/query`, { catalog: 'default', sql }, { authorization: `Bearer ${TOKEN}` }));
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+  return p50(lat);
+}
+
+/** p50 of `SELECT 1` on an in-memory DuckDB in this process, after a warm-up: the engine alone. */
+async function duckdbSelectOne(): Promise<number> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  const lat: number[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const t0 = performance.now();
+    await connection.runAndReadAll('SELECT 1');
+    if (i >= 1000) lat.push(performance.now() - t0);
+  }
+  connection.closeSync();
+  instance.closeSync();
   return p50(lat);
 }
 
@@ -96,6 +114,8 @@ export async function run(): Promise<void> {
     const fmConn = ['-h', '127.0.0.1', '-p', String(service.pgPort), '-U', 'bench', 'default'];
     const rows: string[][] = [];
     for (const [name, q] of Object.entries(QUERIES)) {
+      pgbench(fmConn, q.featherman, 1, TOKEN, dir, WARM_UP_SECONDS);
+      await http(service.url, q.featherman, 1, WARM_UP_SECONDS);
       for (const clients of [1, 8]) {
         const wire = pgbench(fmConn, q.featherman, clients, TOKEN, dir);
         const viaHttp = await http(service.url, q.featherman, clients);
@@ -115,6 +135,12 @@ export async function run(): Promise<void> {
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padStart(widths[i]!)).join('  '));
     console.log('goals: wire-HTTP <= 0.3 ms p50; single-client SELECT 1 wire/PG <= 3');
+    const own = await duckdbSelectOne();
+    const pgSelectOne = Number(rows[0]![5]);
+    console.log(
+      `DuckDB's own SELECT 1 in this process (no network, no server): p50 ${own.toFixed(3)} ms; ` +
+        `3x PostgreSQL's is ${(3 * pgSelectOne).toFixed(3)} ms`,
+    );
   } finally {
     await postgres.stop();
     await service.stop();

@@ -112,6 +112,7 @@ export async function runQuack(
   queries: Record<string, string>,
   runs: number,
   port: number,
+  warmup = 20,
 ): Promise<QuackFigures | { missing: string }> {
   const version = pinnedDuckDB();
   const config = loadConfig(env);
@@ -152,7 +153,7 @@ export async function runQuack(
       server.once('exit', (code) => reject(new Error(`the Quack server exited with ${code}: ${serverErr.trim().split('\n').pop()}`)));
     });
     const client = spawnSync(py.python, ['-c', CLIENT], {
-      input: `${JSON.stringify({ ...common, queries, runs, warmup: 20 })}\n`,
+      input: `${JSON.stringify({ ...common, queries, runs, warmup })}\n`,
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
     });
