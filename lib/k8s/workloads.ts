@@ -13,6 +13,8 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
+import { parseQuantity } from '../api/quantity.js';
+import { BadInputError } from '../errors.js';
 
 /** Settings of the service that every generated object shares (from the service's environment). */
 export interface HookSettings {
@@ -24,15 +26,35 @@ export interface HookSettings {
   serviceNamespace: string;
 }
 
+const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+
+/** A resource quantity from the environment, checked: a bad one would fail every Job and Pod at the API server. */
+function quantityFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = env[name] ?? fallback;
+  if (parseQuantity(value) === undefined || value.startsWith('-'))
+    throw new BadInputError(`${name}: must be a Kubernetes resource quantity such as 500m, 2 or 512Mi, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** The settings, checked when the service starts: a wrong one stops it with the variable named, not every child later. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): HookSettings {
+  const imagePullPolicy = env.FEATHERMAN_IMAGE_PULL_POLICY ?? 'IfNotPresent';
+  if (!(PULL_POLICIES as readonly string[]).includes(imagePullPolicy))
+    throw new BadInputError(`FEATHERMAN_IMAGE_PULL_POLICY: must be Always, IfNotPresent or Never, got ${JSON.stringify(imagePullPolicy)}`);
   return {
     image: env.FEATHERMAN_IMAGE ?? 'ghcr.io/featherman/featherman:0.1.0',
-    imagePullPolicy: (env.FEATHERMAN_IMAGE_PULL_POLICY as HookSettings['imagePullPolicy']) ?? 'IfNotPresent',
+    imagePullPolicy: imagePullPolicy as HookSettings['imagePullPolicy'],
     serviceAccountName: env.FEATHERMAN_RUNNER_SERVICE_ACCOUNT || undefined,
     serviceNamespace: env.POD_NAMESPACE || 'featherman',
     runnerResources: {
-      requests: { cpu: env.FEATHERMAN_RUNNER_CPU_REQUEST ?? '250m', memory: env.FEATHERMAN_RUNNER_MEMORY_REQUEST ?? '512Mi' },
-      limits: { cpu: env.FEATHERMAN_RUNNER_CPU_LIMIT ?? '2', memory: env.FEATHERMAN_RUNNER_MEMORY_LIMIT ?? '2Gi' },
+      requests: {
+        cpu: quantityFromEnv(env, 'FEATHERMAN_RUNNER_CPU_REQUEST', '250m'),
+        memory: quantityFromEnv(env, 'FEATHERMAN_RUNNER_MEMORY_REQUEST', '512Mi'),
+      },
+      limits: {
+        cpu: quantityFromEnv(env, 'FEATHERMAN_RUNNER_CPU_LIMIT', '2'),
+        memory: quantityFromEnv(env, 'FEATHERMAN_RUNNER_MEMORY_LIMIT', '2Gi'),
+      },
     },
   };
 }

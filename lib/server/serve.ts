@@ -12,6 +12,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { BadInputError } from '../errors.js';
+import { settingsFromEnv } from '../k8s/workloads.js';
 import { buildServer, LISTENERS } from './server.js';
 import { reloadingHttpsServer, type ReloadingServer } from './tls.js';
 
@@ -78,6 +79,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new BadInputError(`--log-level: must be fatal, error, warn, info, debug, trace or silent, got ${JSON.stringify(logLevel)}`);
   }
+  // The settings every generated child shares, and the local pool's size: refused now, naming the variable.
+  settingsFromEnv(env);
+  const localWorkers = env.FEATHERMAN_LOCAL_WORKERS ?? '2';
+  if (!/^\d{1,2}$/.test(localWorkers) || Number(localWorkers) > 16)
+    throw new BadInputError(`FEATHERMAN_LOCAL_WORKERS: must be a whole number from 0 to 16, got ${JSON.stringify(localWorkers)}`);
   return {
     port: port('--port', (values.port as string | undefined) ?? '8080'),
     hooksPort: port('--hooks-port', (values['hooks-port'] as string | undefined) ?? '8081'),

@@ -205,3 +205,20 @@ t.test('serve refuses half a TLS configuration', async (t) => {
   t.match(hooksPort.json.error, /--hooks-port: must be a port number \(0-65535\), got "70000"/);
   t.match((await featherman(['serve', '--help'], {})).stdout, /--hooks-port N {4}the Metacontroller hooks/);
 });
+
+t.test('serve refuses settings its children would carry wrong, naming the variable', async (t) => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [
+      { FEATHERMAN_IMAGE_PULL_POLICY: 'Sometimes' },
+      /^FEATHERMAN_IMAGE_PULL_POLICY: must be Always, IfNotPresent or Never, got "Sometimes"$/,
+    ],
+    [{ FEATHERMAN_RUNNER_MEMORY_LIMIT: '2GB' }, /^FEATHERMAN_RUNNER_MEMORY_LIMIT: must be a Kubernetes resource quantity .*got "2GB"$/],
+    [{ FEATHERMAN_RUNNER_CPU_REQUEST: '-1' }, /^FEATHERMAN_RUNNER_CPU_REQUEST: must be a Kubernetes resource quantity/],
+    [{ FEATHERMAN_LOCAL_WORKERS: 'many' }, /^FEATHERMAN_LOCAL_WORKERS: must be a whole number from 0 to 16, got "many"$/],
+  ];
+  for (const [env, message] of cases) {
+    const res = await featherman(['serve', '--port', '0', '--hooks-port', '0'], env);
+    t.equal(res.code, 2, JSON.stringify(env));
+    t.match(res.json.error, message);
+  }
+});
