@@ -154,43 +154,29 @@ function catalogRules(spec: Obj, v: Verdict): void {
   }
 }
 
-function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
-  const immutable = (field: string, before: unknown, after: unknown, why: string) => {
-    if (JSON.stringify(before) !== JSON.stringify(after)) {
-      v.problems.push({ field: `spec.${field}`, message: `is immutable (was ${q(before ?? null)}, now ${q(after ?? null)}): ${why}` });
-    }
-  };
-  immutable(
-    'objectStore.bucket',
-    get(old, 'objectStore', 'bucket'),
-    get(spec, 'objectStore', 'bucket'),
-    "the lake's data files live there; create a new catalog to move it",
-  );
-  immutable(
-    'objectStore.prefix',
-    get(old, 'objectStore', 'prefix') ?? '',
-    get(spec, 'objectStore', 'prefix') ?? '',
-    "the lake's data files live there; create a new catalog to move it",
-  );
-  immutable(
-    'metadata.type',
-    get(old, 'metadata', 'type') ?? DEFAULTS.catalog.metadata.type,
-    get(spec, 'metadata', 'type') ?? DEFAULTS.catalog.metadata.type,
+const MOVED_DATA = "the lake's data files live there; create a new catalog to move it";
+
+/** Catalog fields fixed once it exists: the path under spec, the value an unset field means, and why. */
+const IMMUTABLE_CATALOG_FIELDS: [path: string[], unset: unknown, why: string][] = [
+  [['objectStore', 'bucket'], null, MOVED_DATA],
+  [['objectStore', 'prefix'], '', MOVED_DATA],
+  [
+    ['metadata', 'type'],
+    DEFAULTS.catalog.metadata.type,
     'the metadata cannot be moved between backends in place; back up and restore into a new catalog',
-  );
-  immutable(
-    'metadata.schema',
-    get(old, 'metadata', 'schema') ?? '',
-    get(spec, 'metadata', 'schema') ?? '',
-    'the metadata tables live there',
-  );
-  immutable(
-    'encryption.enabled',
-    get(old, 'encryption', 'enabled') ?? DEFAULTS.catalog.encryption.enabled,
-    get(spec, 'encryption', 'enabled') ?? DEFAULTS.catalog.encryption.enabled,
-    'DuckLake fixes encryption when the lake is created',
-  );
-  immutable('storageClass', old.storageClass ?? '', spec.storageClass ?? '', "a volume's storage class cannot change");
+  ],
+  [['metadata', 'schema'], '', 'the metadata tables live there'],
+  [['encryption', 'enabled'], DEFAULTS.catalog.encryption.enabled, 'DuckLake fixes encryption when the lake is created'],
+  [['storageClass'], '', "a volume's storage class cannot change"],
+];
+
+function catalogUpdateRules(old: Obj, spec: Obj, v: Verdict): void {
+  for (const [path, unset, why] of IMMUTABLE_CATALOG_FIELDS) {
+    const before = get(old, ...path) ?? unset;
+    const after = get(spec, ...path) ?? unset;
+    if (JSON.stringify(before) !== JSON.stringify(after))
+      v.problems.push({ field: `spec.${path.join('.')}`, message: `is immutable (was ${q(before)}, now ${q(after)}): ${why}` });
+  }
 
   const before = parseQuantity(str(old.size));
   const after = parseQuantity(str(spec.size));
