@@ -6,7 +6,7 @@
 // views then answer, after a few rewrites of what DuckDB does not parse.
 import { DuckDBInstance, JsonDuckDBValueConverter, type DuckDBConnection } from '@duckdb/node-api';
 import { PgError, type Rows } from './result.js';
-import { column, type Column } from './types.js';
+import { column, PG_TYPE_ROWS, type Column } from './types.js';
 
 /** Whether a query asks about the catalog rather than the lake's data. */
 export function isCatalogQuery(sql: string): boolean {
@@ -112,50 +112,8 @@ export function rewriteCatalogSql(sql: string): string {
     .replace(MIRRORED_RELATION, 'fm.pgc.$1');
 }
 
-/** Built-in Postgres types the catalog knows: oid, name, SQL spelling, length, category, array oid, element oid. */
-const TYPES: [number, string, string, number, string, number, number][] = [
-  [16, 'bool', 'boolean', 1, 'B', 1000, 0],
-  [17, 'bytea', 'bytea', -1, 'U', 1001, 0],
-  [18, 'char', '"char"', 1, 'S', 1002, 0],
-  [19, 'name', 'name', 64, 'S', 1003, 0],
-  [20, 'int8', 'bigint', 8, 'N', 1016, 0],
-  [21, 'int2', 'smallint', 2, 'N', 1005, 0],
-  [23, 'int4', 'integer', 4, 'N', 1007, 0],
-  [25, 'text', 'text', -1, 'S', 1009, 0],
-  [26, 'oid', 'oid', 4, 'N', 1028, 0],
-  [114, 'json', 'json', -1, 'U', 199, 0],
-  [700, 'float4', 'real', 4, 'N', 1021, 0],
-  [701, 'float8', 'double precision', 8, 'N', 1022, 0],
-  [1042, 'bpchar', 'character', -1, 'S', 1014, 0],
-  [1043, 'varchar', 'character varying', -1, 'S', 1015, 0],
-  [1082, 'date', 'date', 4, 'D', 1182, 0],
-  [1083, 'time', 'time without time zone', 8, 'D', 1183, 0],
-  [1114, 'timestamp', 'timestamp without time zone', 8, 'D', 1115, 0],
-  [1184, 'timestamptz', 'timestamp with time zone', 8, 'D', 1185, 0],
-  [1186, 'interval', 'interval', 16, 'T', 1187, 0],
-  [1266, 'timetz', 'time with time zone', 12, 'D', 1270, 0],
-  [1700, 'numeric', 'numeric', -1, 'N', 1231, 0],
-  [2950, 'uuid', 'uuid', 16, 'U', 2951, 0],
-  [3802, 'jsonb', 'jsonb', -1, 'U', 3807, 0],
-  [705, 'unknown', 'unknown', -2, 'X', 0, 0],
-  [1000, '_bool', 'boolean[]', -1, 'A', 0, 16],
-  [1001, '_bytea', 'bytea[]', -1, 'A', 0, 17],
-  [1016, '_int8', 'bigint[]', -1, 'A', 0, 20],
-  [1005, '_int2', 'smallint[]', -1, 'A', 0, 21],
-  [1007, '_int4', 'integer[]', -1, 'A', 0, 23],
-  [1009, '_text', 'text[]', -1, 'A', 0, 25],
-  [199, '_json', 'json[]', -1, 'A', 0, 114],
-  [1021, '_float4', 'real[]', -1, 'A', 0, 700],
-  [1022, '_float8', 'double precision[]', -1, 'A', 0, 701],
-  [1015, '_varchar', 'character varying[]', -1, 'A', 0, 1043],
-  [1182, '_date', 'date[]', -1, 'A', 0, 1082],
-  [1183, '_time', 'time without time zone[]', -1, 'A', 0, 1083],
-  [1115, '_timestamp', 'timestamp without time zone[]', -1, 'A', 0, 1114],
-  [1185, '_timestamptz', 'timestamp with time zone[]', -1, 'A', 0, 1184],
-  [1187, '_interval', 'interval[]', -1, 'A', 0, 1186],
-  [1231, '_numeric', 'numeric[]', -1, 'A', 0, 1700],
-  [2951, '_uuid', 'uuid[]', -1, 'A', 0, 2950],
-];
+/** Built-in Postgres types the catalog knows (types.ts holds them). */
+const TYPES = PG_TYPE_ROWS;
 
 export interface MirrorTable {
   schema: string;

@@ -8,53 +8,90 @@ export interface PgType {
   name: string;
 }
 
-const T = (oid: number, size: number, name: string): PgType => ({ oid, size, name });
-export const PG = {
-  bool: T(16, 1, 'bool'),
-  bytea: T(17, -1, 'bytea'),
-  int8: T(20, 8, 'int8'),
-  int2: T(21, 2, 'int2'),
-  int4: T(23, 4, 'int4'),
-  text: T(25, -1, 'text'),
-  oid: T(26, 4, 'oid'),
-  json: T(114, -1, 'json'),
-  float4: T(700, 4, 'float4'),
-  float8: T(701, 8, 'float8'),
-  varchar: T(1043, -1, 'varchar'),
-  bpchar: T(1042, -1, 'bpchar'),
-  date: T(1082, 4, 'date'),
-  time: T(1083, 8, 'time'),
-  timestamp: T(1114, 8, 'timestamp'),
-  timestamptz: T(1184, 8, 'timestamptz'),
-  interval: T(1186, 16, 'interval'),
-  timetz: T(1266, 12, 'timetz'),
-  numeric: T(1700, -1, 'numeric'),
-  uuid: T(2950, 16, 'uuid'),
-  unknown: T(705, -2, 'unknown'),
+/** The OIDs of the Postgres types this front speaks (pg_type.oid), by name. */
+export const OID = {
+  bool: 16,
+  bytea: 17,
+  char: 18,
+  name: 19,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  oid: 26,
+  json: 114,
+  float4: 700,
+  float8: 701,
+  unknown: 705,
+  bpchar: 1042,
+  varchar: 1043,
+  date: 1082,
+  time: 1083,
+  timestamp: 1114,
+  timestamptz: 1184,
+  interval: 1186,
+  timetz: 1266,
+  numeric: 1700,
+  uuid: 2950,
+  jsonb: 3802,
 } as const;
+type TypeName = keyof typeof OID;
+
+/** A pg_type row: oid, name, SQL spelling, length, category, array type's oid (0: none), element's oid (0: not an array). */
+export type PgTypeRow = [oid: number, name: string, spelling: string, size: number, category: string, array: number, element: number];
+
+/** The built-in types, as pg_type has them: the one source for OIDs on the wire, casts and the mirrored pg_catalog. */
+const BASE_TYPES: [name: TypeName, spelling: string, size: number, category: string, array: number][] = [
+  ['bool', 'boolean', 1, 'B', 1000],
+  ['bytea', 'bytea', -1, 'U', 1001],
+  ['char', '"char"', 1, 'S', 1002],
+  ['name', 'name', 64, 'S', 1003],
+  ['int8', 'bigint', 8, 'N', 1016],
+  ['int2', 'smallint', 2, 'N', 1005],
+  ['int4', 'integer', 4, 'N', 1007],
+  ['text', 'text', -1, 'S', 1009],
+  ['oid', 'oid', 4, 'N', 1028],
+  ['json', 'json', -1, 'U', 199],
+  ['float4', 'real', 4, 'N', 1021],
+  ['float8', 'double precision', 8, 'N', 1022],
+  ['bpchar', 'character', -1, 'S', 1014],
+  ['varchar', 'character varying', -1, 'S', 1015],
+  ['date', 'date', 4, 'D', 1182],
+  ['time', 'time without time zone', 8, 'D', 1183],
+  ['timestamp', 'timestamp without time zone', 8, 'D', 1115],
+  ['timestamptz', 'timestamp with time zone', 8, 'D', 1185],
+  ['interval', 'interval', 16, 'T', 1187],
+  ['timetz', 'time with time zone', 12, 'D', 1270],
+  ['numeric', 'numeric', -1, 'N', 1231],
+  ['uuid', 'uuid', 16, 'U', 2951],
+  ['jsonb', 'jsonb', -1, 'U', 3807],
+  ['unknown', 'unknown', -2, 'X', 0],
+];
+
+/** Every built-in type's pg_type row, each array type after the base types. */
+export const PG_TYPE_ROWS: PgTypeRow[] = [
+  ...BASE_TYPES.map(([name, spelling, size, category, array]): PgTypeRow => [OID[name], name, spelling, size, category, array, 0]),
+  ...BASE_TYPES.filter(([, , , , array]) => array !== 0).map(([name, spelling, , , array]): PgTypeRow => [
+    array,
+    `_${name}`,
+    `${spelling}[]`,
+    -1,
+    'A',
+    0,
+    OID[name],
+  ]),
+];
+
+/** The types by name, as RowDescription describes them. */
+export const PG = Object.fromEntries(BASE_TYPES.map(([name, , size]) => [name, { oid: OID[name], size, name }])) as Record<
+  TypeName,
+  PgType
+>;
 
 /** Element OID → array OID. */
-const ARRAY_OF: Record<number, number> = {
-  16: 1000,
-  17: 1001,
-  20: 1016,
-  21: 1005,
-  23: 1007,
-  25: 1009,
-  114: 199,
-  3802: 3807,
-  700: 1021,
-  701: 1022,
-  1043: 1015,
-  1082: 1182,
-  1083: 1183,
-  1114: 1115,
-  1184: 1185,
-  1186: 1187,
-  1266: 1270,
-  1700: 1231,
-  2950: 2951,
-};
+const ARRAY_OF: Record<number, number> = Object.fromEntries(
+  BASE_TYPES.filter(([, , , , array]) => array !== 0).map(([name, , , , array]) => [OID[name], array]),
+);
 const ELEMENT_OF: Record<number, number> = Object.fromEntries(Object.entries(ARRAY_OF).map(([e, a]) => [a, Number(e)]));
 
 /** What a column of a DuckDB type (its SQL spelling) is on the wire. */
@@ -72,7 +109,7 @@ export function pgType(duck: string): { type: PgType; element?: PgType } {
   if (list) {
     const element = pgType(list[1]!).type;
     const oid = ARRAY_OF[element.oid];
-    return oid ? { type: T(oid, -1, `_${element.name}`), element } : { type: PG.text };
+    return oid ? { type: { oid, size: -1, name: `_${element.name}` }, element } : { type: PG.text };
   }
   if (d === 'BOOLEAN') return { type: PG.bool };
   if (d === 'TINYINT' || d === 'SMALLINT' || d === 'UTINYINT') return { type: PG.int2 };
@@ -146,11 +183,11 @@ function arrayElementText(v: unknown, element: PgType): string {
 
 function scalarText(v: unknown, type: PgType, element?: PgType): string {
   switch (type.oid) {
-    case 16:
+    case OID.bool:
       return v ? 't' : 'f';
-    case 17:
+    case OID.bytea:
       return `\\x${blobBytes(String(v)).toString('hex')}`;
-    case 1186:
+    case OID.interval:
       return typeof v === 'object' ? intervalText(v as { months: number; days: number; micros: string }) : String(v);
     default:
       if (element) return `{${(v as unknown[]).map((e) => arrayElementText(e, element)).join(',')}}`;
@@ -218,51 +255,51 @@ export function numericBinary(s: string): Buffer {
 function scalarBinary(v: unknown, type: PgType): Buffer {
   let b: Buffer;
   switch (type.oid) {
-    case 16:
+    case OID.bool:
       return Buffer.from([v ? 1 : 0]);
-    case 21:
+    case OID.int2:
       b = Buffer.alloc(2);
       b.writeInt16BE(Number(v));
       return b;
-    case 23:
+    case OID.int4:
       b = Buffer.alloc(4);
       b.writeInt32BE(Number(v));
       return b;
-    case 20:
+    case OID.int8:
       b = Buffer.alloc(8);
       b.writeBigInt64BE(BigInt(v as string));
       return b;
-    case 700:
+    case OID.float4:
       b = Buffer.alloc(4);
       b.writeFloatBE(Number(v));
       return b;
-    case 701:
+    case OID.float8:
       b = Buffer.alloc(8);
       b.writeDoubleBE(Number(v));
       return b;
-    case 1700:
+    case OID.numeric:
       return numericBinary(String(v));
-    case 17:
+    case OID.bytea:
       return blobBytes(String(v));
-    case 2950:
+    case OID.uuid:
       return Buffer.from(String(v).replace(/-/g, ''), 'hex');
-    case 1082: {
+    case OID.date: {
       b = Buffer.alloc(4);
       const s = String(v);
       if (/infinity/i.test(s)) b.writeInt32BE(s.startsWith('-') ? -0x80000000 : 0x7fffffff);
       else b.writeInt32BE(Number(parseTimestampMicros(s) / 86_400_000_000n));
       return b;
     }
-    case 1114:
-    case 1184:
+    case OID.timestamp:
+    case OID.timestamptz:
       b = Buffer.alloc(8);
       b.writeBigInt64BE(parseTimestampMicros(String(v)));
       return b;
-    case 1083:
+    case OID.time:
       b = Buffer.alloc(8);
       b.writeBigInt64BE(timeMicros(String(v)));
       return b;
-    case 1186: {
+    case OID.interval: {
       const i = v as { months: number; days: number; micros: string };
       b = Buffer.alloc(16);
       b.writeBigInt64BE(BigInt(i.micros));
@@ -341,35 +378,35 @@ const CAST_TO: Record<number, string> = {
 /** A parameter's binary value as text, for the types clients send in binary. */
 export function decodeBinaryParameter(b: Buffer, oid: number): string {
   switch (oid) {
-    case 16:
+    case OID.bool:
       return b[0] ? 'true' : 'false';
-    case 21:
+    case OID.int2:
       return String(b.readInt16BE());
-    case 23:
-    case 26:
+    case OID.int4:
+    case OID.oid:
       return String(b.readInt32BE());
-    case 20:
+    case OID.int8:
       return String(b.readBigInt64BE());
-    case 700:
+    case OID.float4:
       return String(b.readFloatBE());
-    case 701:
+    case OID.float8:
       return String(b.readDoubleBE());
-    case 17:
+    case OID.bytea:
       return `\\x${b.toString('hex')}`;
-    case 2950: {
+    case OID.uuid: {
       const h = b.toString('hex');
       return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
     }
-    case 1082:
+    case OID.date:
       return new Date((b.readInt32BE() + PG_EPOCH_DAYS) * 86_400_000).toISOString().slice(0, 10);
-    case 1114:
-    case 1184: {
+    case OID.timestamp:
+    case OID.timestamptz: {
       const micros = b.readBigInt64BE() + PG_EPOCH_MICROS;
       const iso = new Date(Number(micros / 1000n)).toISOString().replace('T', ' ').slice(0, 19);
       const frac = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
-      return `${iso}.${frac.toString().padStart(6, '0')}${oid === 1184 ? '+00' : ''}`;
+      return `${iso}.${frac.toString().padStart(6, '0')}${oid === OID.timestamptz ? '+00' : ''}`;
     }
-    case 1700: {
+    case OID.numeric: {
       const n = b.readInt16BE(0);
       const weight = b.readInt16BE(2);
       const sign = b.readUInt16BE(4);
@@ -388,22 +425,22 @@ export function decodeBinaryParameter(b: Buffer, oid: number): string {
       frac = frac.padEnd(dscale, '0').slice(0, dscale);
       return `${sign === 0x4000 ? '-' : ''}${int}${frac ? `.${frac}` : ''}`;
     }
-    case 1083: {
+    case OID.time: {
       const micros = b.readBigInt64BE();
       const two = (n: bigint) => n.toString().padStart(2, '0');
       const fraction = (micros % 1_000_000n).toString().padStart(6, '0');
       return `${two(micros / 3_600_000_000n)}:${two((micros / 60_000_000n) % 60n)}:${two((micros / 1_000_000n) % 60n)}.${fraction}`;
     }
-    case 1186:
+    case OID.interval:
       return `${b.readInt32BE(12)} months ${b.readInt32BE(8)} days ${b.readBigInt64BE(0)} microseconds`;
     case 0:
-    case 25:
-    case 1043:
-    case 1042:
-    case 114:
-    case 705:
+    case OID.text:
+    case OID.varchar:
+    case OID.bpchar:
+    case OID.json:
+    case OID.unknown:
       return b.toString('utf8');
-    case 3802:
+    case OID.jsonb:
       // jsonb's binary form: a version byte (1), then the JSON text.
       if (b[0] !== 1) throw new ParameterError(`unsupported jsonb binary version ${b[0]}`);
       return b.toString('utf8', 1);
@@ -449,65 +486,65 @@ export function oidOfTypeName(name: string): number | undefined {
   return m?.[2] ? ARRAY_OF[oid] : oid;
 }
 const TYPE_NAMES: Record<string, number> = {
-  bool: 16,
-  boolean: 16,
-  bytea: 17,
-  blob: 17,
-  int8: 20,
-  bigint: 20,
-  int2: 21,
-  smallint: 21,
-  int4: 23,
-  int: 23,
-  integer: 23,
-  text: 25,
-  json: 114,
-  jsonb: 3802,
-  float4: 700,
-  real: 700,
-  float8: 701,
-  'double precision': 701,
-  double: 701,
-  varchar: 1043,
-  'character varying': 1043,
-  date: 1082,
-  time: 1083,
-  'time without time zone': 1083,
-  timestamp: 1114,
-  'timestamp without time zone': 1114,
-  timestamptz: 1184,
-  'timestamp with time zone': 1184,
-  interval: 1186,
-  numeric: 1700,
-  decimal: 1700,
-  uuid: 2950,
+  bool: OID.bool,
+  boolean: OID.bool,
+  bytea: OID.bytea,
+  blob: OID.bytea,
+  int8: OID.int8,
+  bigint: OID.int8,
+  int2: OID.int2,
+  smallint: OID.int2,
+  int4: OID.int4,
+  int: OID.int4,
+  integer: OID.int4,
+  text: OID.text,
+  json: OID.json,
+  jsonb: OID.jsonb,
+  float4: OID.float4,
+  real: OID.float4,
+  float8: OID.float8,
+  'double precision': OID.float8,
+  double: OID.float8,
+  varchar: OID.varchar,
+  'character varying': OID.varchar,
+  date: OID.date,
+  time: OID.time,
+  'time without time zone': OID.time,
+  timestamp: OID.timestamp,
+  'timestamp without time zone': OID.timestamp,
+  timestamptz: OID.timestamptz,
+  'timestamp with time zone': OID.timestamptz,
+  interval: OID.interval,
+  numeric: OID.numeric,
+  decimal: OID.numeric,
+  uuid: OID.uuid,
 };
 
 /** A parameter (text form) as a SQL literal for its declared OID (0: let DuckDB decide from a string literal). */
 export function literal(text: string | null, oid: number): string {
   if (text === null) return 'NULL';
   switch (oid) {
-    case 16:
+    case OID.bool:
       if (/^\s*(t|true|y|yes|on|1)\s*$/i.test(text)) return 'TRUE';
       if (/^\s*(f|false|n|no|off|0)\s*$/i.test(text)) return 'FALSE';
       throw new ParameterError(`invalid input syntax for type boolean: ${JSON.stringify(text)}`);
-    case 20:
-    case 21:
-    case 23:
-    case 26:
+    case OID.int8:
+    case OID.int2:
+    case OID.int4:
+    case OID.oid:
       if (!/^\s*[+-]?\d+\s*$/.test(text)) throw new ParameterError(`invalid input syntax for type integer: ${JSON.stringify(text)}`);
-      return `(${text.trim()})::${oid === 21 ? 'SMALLINT' : oid === 23 ? 'INTEGER' : 'BIGINT'}`;
-    case 700:
-    case 701:
+      return `(${text.trim()})::${oid === OID.int2 ? 'SMALLINT' : oid === OID.int4 ? 'INTEGER' : 'BIGINT'}`;
+    case OID.float4:
+    case OID.float8:
       if (!/^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?Infinity|NaN)\s*$/i.test(text))
         throw new ParameterError(`invalid input syntax for type double precision: ${JSON.stringify(text)}`);
-      return `CAST(${quote(text.trim())} AS ${oid === 700 ? 'FLOAT' : 'DOUBLE'})`;
-    case 1700:
+      return `CAST(${quote(text.trim())} AS ${oid === OID.float4 ? 'FLOAT' : 'DOUBLE'})`;
+    case OID.numeric:
       if (/^\s*NaN\s*$/i.test(text)) return "CAST('NaN' AS DOUBLE)";
       if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(text))
         throw new ParameterError(`invalid input syntax for type numeric: ${JSON.stringify(text)}`);
       return `(${text.trim()})`;
-    case 17: {
+    case OID.bytea: {
       const hex = /^\\x([0-9a-fA-F]*)$/.exec(text);
       const bytes = hex ? Buffer.from(hex[1]!, 'hex') : Buffer.from(text, 'latin1');
       return `CAST('${[...bytes].map((x) => `\\x${x.toString(16).padStart(2, '0')}`).join('')}' AS BLOB)`;
