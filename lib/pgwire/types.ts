@@ -8,89 +8,64 @@ export interface PgType {
   name: string;
 }
 
-/** The OIDs of the Postgres types this front speaks (pg_type.oid), by name. */
-export const OID = {
-  bool: 16,
-  bytea: 17,
-  char: 18,
-  name: 19,
-  int8: 20,
-  int2: 21,
-  int4: 23,
-  text: 25,
-  oid: 26,
-  json: 114,
-  float4: 700,
-  float8: 701,
-  unknown: 705,
-  bpchar: 1042,
-  varchar: 1043,
-  date: 1082,
-  time: 1083,
-  timestamp: 1114,
-  timestamptz: 1184,
-  interval: 1186,
-  timetz: 1266,
-  numeric: 1700,
-  uuid: 2950,
-  jsonb: 3802,
-} as const;
-type TypeName = keyof typeof OID;
-
 /** A pg_type row: oid, name, SQL spelling, length, category, array type's oid (0: none), element's oid (0: not an array). */
 export type PgTypeRow = [oid: number, name: string, spelling: string, size: number, category: string, array: number, element: number];
 
-/** The built-in types, as pg_type has them: the one source for OIDs on the wire, casts and the mirrored pg_catalog. */
-const BASE_TYPES: [name: TypeName, spelling: string, size: number, category: string, array: number][] = [
-  ['bool', 'boolean', 1, 'B', 1000],
-  ['bytea', 'bytea', -1, 'U', 1001],
-  ['char', '"char"', 1, 'S', 1002],
-  ['name', 'name', 64, 'S', 1003],
-  ['int8', 'bigint', 8, 'N', 1016],
-  ['int2', 'smallint', 2, 'N', 1005],
-  ['int4', 'integer', 4, 'N', 1007],
-  ['text', 'text', -1, 'S', 1009],
-  ['oid', 'oid', 4, 'N', 1028],
-  ['json', 'json', -1, 'U', 199],
-  ['float4', 'real', 4, 'N', 1021],
-  ['float8', 'double precision', 8, 'N', 1022],
-  ['bpchar', 'character', -1, 'S', 1014],
-  ['varchar', 'character varying', -1, 'S', 1015],
-  ['date', 'date', 4, 'D', 1182],
-  ['time', 'time without time zone', 8, 'D', 1183],
-  ['timestamp', 'timestamp without time zone', 8, 'D', 1115],
-  ['timestamptz', 'timestamp with time zone', 8, 'D', 1185],
-  ['interval', 'interval', 16, 'T', 1187],
-  ['timetz', 'time with time zone', 12, 'D', 1270],
-  ['numeric', 'numeric', -1, 'N', 1231],
-  ['uuid', 'uuid', 16, 'U', 2951],
-  ['jsonb', 'jsonb', -1, 'U', 3807],
-  ['unknown', 'unknown', -2, 'X', 0],
-];
+/**
+ * The built-in types as pg_type has them (name, oid, SQL spelling, length, category, array type's
+ * oid): the one source for OIDs on the wire, casts and the mirrored pg_catalog.
+ */
+const BASE_TYPES = [
+  ['bool', 16, 'boolean', 1, 'B', 1000],
+  ['bytea', 17, 'bytea', -1, 'U', 1001],
+  ['char', 18, '"char"', 1, 'S', 1002],
+  ['name', 19, 'name', 64, 'S', 1003],
+  ['int8', 20, 'bigint', 8, 'N', 1016],
+  ['int2', 21, 'smallint', 2, 'N', 1005],
+  ['int4', 23, 'integer', 4, 'N', 1007],
+  ['text', 25, 'text', -1, 'S', 1009],
+  ['oid', 26, 'oid', 4, 'N', 1028],
+  ['json', 114, 'json', -1, 'U', 199],
+  ['float4', 700, 'real', 4, 'N', 1021],
+  ['float8', 701, 'double precision', 8, 'N', 1022],
+  ['bpchar', 1042, 'character', -1, 'S', 1014],
+  ['varchar', 1043, 'character varying', -1, 'S', 1015],
+  ['date', 1082, 'date', 4, 'D', 1182],
+  ['time', 1083, 'time without time zone', 8, 'D', 1183],
+  ['timestamp', 1114, 'timestamp without time zone', 8, 'D', 1115],
+  ['timestamptz', 1184, 'timestamp with time zone', 8, 'D', 1185],
+  ['interval', 1186, 'interval', 16, 'T', 1187],
+  ['timetz', 1266, 'time with time zone', 12, 'D', 1270],
+  ['numeric', 1700, 'numeric', -1, 'N', 1231],
+  ['uuid', 2950, 'uuid', 16, 'U', 2951],
+  ['jsonb', 3802, 'jsonb', -1, 'U', 3807],
+  ['unknown', 705, 'unknown', -2, 'X', 0],
+] as const;
+type TypeName = (typeof BASE_TYPES)[number][0];
+
+/** The OIDs of the built-in types (pg_type.oid), by name. */
+export const OID = Object.fromEntries(BASE_TYPES.map(([name, oid]) => [name, oid])) as Record<TypeName, number>;
 
 /** Every built-in type's pg_type row, each array type after the base types. */
 export const PG_TYPE_ROWS: PgTypeRow[] = [
-  ...BASE_TYPES.map(([name, spelling, size, category, array]): PgTypeRow => [OID[name], name, spelling, size, category, array, 0]),
-  ...BASE_TYPES.filter(([, , , , array]) => array !== 0).map(([name, spelling, , , array]): PgTypeRow => [
+  ...BASE_TYPES.map(([name, oid, spelling, size, category, array]): PgTypeRow => [oid, name, spelling, size, category, array, 0]),
+  ...BASE_TYPES.filter(([, , , , , array]) => array !== 0).map(([name, oid, spelling, , , array]): PgTypeRow => [
     array,
     `_${name}`,
     `${spelling}[]`,
     -1,
     'A',
     0,
-    OID[name],
+    oid,
   ]),
 ];
 
 /** The types by name, as RowDescription describes them. */
-export const PG = Object.fromEntries(BASE_TYPES.map(([name, , size]) => [name, { oid: OID[name], size, name }])) as Record<
-  TypeName,
-  PgType
->;
+export const PG = Object.fromEntries(BASE_TYPES.map(([name, oid, , size]) => [name, { oid, size, name }])) as Record<TypeName, PgType>;
 
 /** Element OID → array OID. */
 const ARRAY_OF: Record<number, number> = Object.fromEntries(
-  BASE_TYPES.filter(([, , , , array]) => array !== 0).map(([name, , , , array]) => [OID[name], array]),
+  BASE_TYPES.filter(([, , , , , array]) => array !== 0).map(([, oid, , , , array]) => [oid, array]),
 );
 const ELEMENT_OF: Record<number, number> = Object.fromEntries(Object.entries(ARRAY_OF).map(([e, a]) => [a, Number(e)]));
 

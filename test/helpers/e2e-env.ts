@@ -17,7 +17,7 @@ import { ProcessKubelet } from './kubelet.js';
 import { RealMetacontroller, StandinDriver, type HookDriver } from './metacontroller.js';
 import { KubeApi, type KubeObj } from './metacontroller-standin.js';
 import { Minio } from './minio.js';
-import { startServe } from './serve.js';
+import { ON_LOOPBACK, startServe, withTls } from './serve.js';
 
 export const BUCKET = 'my-data-lake';
 /** The bearer token of the service's POST /v1/query in the e2e. */
@@ -89,23 +89,8 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
     const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--ip', '127.0.0.1', '--dns', 'localhost'], {});
     if (certs.code !== 0) throw new Error(`featherman certs failed: ${certs.stderr}`);
     const serve = await startServe(
-      [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--hooks-port',
-        '0',
-        '--tls-port',
-        '0',
-        '--tls-cert',
-        join(dir, 'certs', 'tls.crt'),
-        '--tls-key',
-        join(dir, 'certs', 'tls.key'),
-        // The Postgres wire front, TLS with the same serving certificate (psql in identities.test.ts).
-        '--pg-port',
-        '0',
-      ],
+      // The Postgres wire front takes the same serving certificate (psql in identities.test.ts).
+      [...ON_LOOPBACK, ...withTls(join(dir, 'certs')), '--pg-port', '0'],
       // KUBECONFIG gives the service its cluster router (pools and worker pods from the API server).
       {
         FEATHERMAN_IMAGE: 'featherman:e2e',
@@ -119,7 +104,7 @@ export async function startE2eEnv(opts: { intervalMs?: number; replicas?: 1 | 2 
     const replica =
       opts.replicas === 2
         ? await startServe(
-            ['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0'],
+            ON_LOOPBACK,
             {
               FEATHERMAN_IMAGE: 'featherman:e2e',
               FEATHERMAN_LOG_LEVEL: 'info',

@@ -5,7 +5,7 @@ import { createSign, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Cluster } from './cluster.js';
-import { startServe, type ServeProcess } from './serve.js';
+import { ON_LOOPBACK, startServe, type ServeProcess } from './serve.js';
 
 export interface QueryService extends ServeProcess {
   /** The query log lines so far (msg "query"). */
@@ -14,11 +14,7 @@ export interface QueryService extends ServeProcess {
 
 // timeoutMs only catches a hang: a loaded machine may take long to start the service and its workers.
 export async function startQueryService(env: Record<string, string>, timeoutMs = 120_000, args: string[] = []): Promise<QueryService> {
-  const serve = await startServe(
-    ['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0', ...args],
-    { FEATHERMAN_LOG_LEVEL: 'info', ...env },
-    timeoutMs,
-  );
+  const serve = await startServe([...ON_LOOPBACK, ...args], { FEATHERMAN_LOG_LEVEL: 'info', ...env }, timeoutMs);
   const queryLog = () =>
     serve.lines().flatMap((l) => {
       try {

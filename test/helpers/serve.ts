@@ -3,6 +3,7 @@
 // that it listens (with the ports it chose), every stdout and stderr line kept and offered as it comes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CLI } from './cli.js';
 
 /** The ports of the "featherman serve listening" line (httpsPort and pgPort only when asked for). */
@@ -29,6 +30,19 @@ export interface ServeProcess {
   /** SIGTERM, then SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
+
+/** The HTTP and hooks listeners on free loopback ports. */
+export const ON_LOOPBACK = ['--host', '127.0.0.1', '--port', '0', '--hooks-port', '0'];
+
+/** HTTPS on a free port, with the tls.crt and tls.key in `certDir` (as `featherman certs --out` writes them). */
+export const withTls = (certDir: string) => [
+  '--tls-port',
+  '0',
+  '--tls-cert',
+  join(certDir, 'tls.crt'),
+  '--tls-key',
+  join(certDir, 'tls.key'),
+];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

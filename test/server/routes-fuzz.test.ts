@@ -14,7 +14,7 @@ import * as pool from '../../hooks/pool.js';
 import type { KubeObject } from '../../lib/k8s/metacontroller.js';
 import { packageRoot } from '../../lib/lake/config.js';
 import { featherman } from '../helpers/cli.js';
-import { startServe } from '../helpers/serve.js';
+import { ON_LOOPBACK, startServe, withTls } from '../helpers/serve.js';
 import { hostile, mutator, prng } from '../helpers/fuzz.js';
 import { catalogObject, ctx, observed, syncRequest } from '../helpers/hook-fixtures.js';
 import { readmeFixture, review } from '../helpers/admission.js';
@@ -31,23 +31,7 @@ const certs = await featherman(['certs', '--out', join(dir, 'certs'), '--dns', '
 t.equal(certs.code, 0, certs.stderr);
 const ca = readFileSync(join(dir, 'certs', 'ca.crt'));
 // No KUBECONFIG and no cluster: the query API has no router. The token lets requests past auth.
-const serve = await startServe(
-  [
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--hooks-port',
-    '0',
-    '--tls-port',
-    '0',
-    '--tls-cert',
-    join(dir, 'certs', 'tls.crt'),
-    '--tls-key',
-    join(dir, 'certs', 'tls.key'),
-  ],
-  { HOME: dir, FEATHERMAN_API_TOKENS: TOKEN },
-);
+const serve = await startServe([...ON_LOOPBACK, ...withTls(join(dir, 'certs'))], { HOME: dir, FEATHERMAN_API_TOKENS: TOKEN });
 t.teardown(() => {
   serve.child.kill('SIGKILL');
 });

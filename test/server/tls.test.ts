@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { featherman } from '../helpers/cli.js';
-import { startServe } from '../helpers/serve.js';
+import { ON_LOOPBACK, startServe, withTls } from '../helpers/serve.js';
 import { readmeFixture, review } from '../helpers/admission.js';
 
 const dir = t.testdir({});
@@ -88,20 +88,7 @@ t.test('featherman serve on three listeners, admission only over HTTPS, with cer
   symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
   symlinkSync('..data/tls.key', join(volume, 'tls.key'));
 
-  const serve = await startServe([
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--hooks-port',
-    '0',
-    '--tls-port',
-    '0',
-    '--tls-cert',
-    join(volume, 'tls.crt'),
-    '--tls-key',
-    join(volume, 'tls.key'),
-  ]);
+  const serve = await startServe([...ON_LOOPBACK, ...withTls(volume)]);
   t.teardown(() => {
     serve.child.kill('SIGKILL');
   });
