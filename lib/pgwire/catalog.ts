@@ -112,9 +112,6 @@ export function rewriteCatalogSql(sql: string): string {
     .replace(MIRRORED_RELATION, 'fm.pgc.$1');
 }
 
-/** Built-in Postgres types the catalog knows (types.ts holds them). */
-const TYPES = PG_TYPE_ROWS;
-
 export interface MirrorTable {
   schema: string;
   table: string;
@@ -125,6 +122,7 @@ const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** The DDL of the mirror's own pg_catalog and information_schema, describing `tables` only. */
 export function catalogDdl(catalog: string, user: string, tables: MirrorTable[]): string[] {
+  const typeValues = PG_TYPE_ROWS.map((t) => `(${t[0]}, ${lit(t[1])}, ${lit(t[2])}, ${t[3]}, ${lit(t[4])}, ${t[5]}, ${t[6]})`).join(', ');
   const schemas = [...new Set(['main', ...tables.map((t) => t.schema)])];
   const nsOid = (s: string) => 2200 + schemas.indexOf(s);
   const ddl: string[] = [
@@ -149,7 +147,7 @@ export function catalogDdl(catalog: string, user: string, tables: MirrorTable[])
          typnotnull, 0::BIGINT AS typbasetype,
        -1 AS typtypmod, 0 AS typndims, 0::BIGINT AS typcollation, NULL::VARCHAR AS typdefaultbin, NULL::VARCHAR AS typdefault,
          NULL::VARCHAR AS typacl, fmt
-     FROM (VALUES ${TYPES.map((t) => `(${t[0]}, ${lit(t[1])}, ${lit(t[2])}, ${t[3]}, ${lit(t[4])}, ${t[5]}, ${t[6]})`).join(', ')}) v(oid,
+     FROM (VALUES ${typeValues}) v(oid,
        typname, fmt, typlen, typcategory, typarray, typelem)`,
   ];
   const classes: string[] = [];
@@ -162,10 +160,10 @@ export function catalogDdl(catalog: string, user: string, tables: MirrorTable[])
       const m = /^DECIMAL\((\d+),\s*(\d+)\)$/i.exec(c.duck);
       const typmod = m ? ((Number(m[1]) << 16) | Number(m[2])) + 4 : -1;
       attributes.push(`(${oid}, ${lit(c.name)}, ${c.type.oid}, ${c.type.size}, ${ci + 1}, ${typmod}, ${c.element ? 1 : 0})`);
-      const fmt = TYPES.find((x) => x[0] === c.type.oid)?.[2] ?? 'text';
+      const fmt = PG_TYPE_ROWS.find((x) => x[0] === c.type.oid)?.[2] ?? 'text';
       infoColumns.push(
         `(${lit(t.schema)}, ${lit(t.table)}, ${lit(c.name)}, ${ci + 1}, ${lit(c.element ? 'ARRAY' : fmt)},
-          ${lit(TYPES.find((x) => x[0] === c.type.oid)?.[1] ?? 'text')}, ${m ? m[1] : 'NULL'}, ${m ? m[2] : 'NULL'})`,
+          ${lit(PG_TYPE_ROWS.find((x) => x[0] === c.type.oid)?.[1] ?? 'text')}, ${m ? m[1] : 'NULL'}, ${m ? m[2] : 'NULL'})`,
       );
     });
   });

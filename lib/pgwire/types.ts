@@ -63,11 +63,10 @@ export const PG_TYPE_ROWS: PgTypeRow[] = [
 /** The types by name, as RowDescription describes them. */
 export const PG = Object.fromEntries(BASE_TYPES.map(([name, oid, , size]) => [name, { oid, size, name }])) as Record<TypeName, PgType>;
 
-/** Element OID → array OID. */
-const ARRAY_OF: Record<number, number> = Object.fromEntries(
-  BASE_TYPES.filter(([, , , , , array]) => array !== 0).map(([, oid, , , , array]) => [oid, array]),
-);
-const ELEMENT_OF: Record<number, number> = Object.fromEntries(Object.entries(ARRAY_OF).map(([e, a]) => [a, Number(e)]));
+/** Element OID → array OID, and back. */
+const ARRAY_ROWS = PG_TYPE_ROWS.filter(([, , , , , , element]) => element !== 0);
+const ARRAY_OF: Record<number, number> = Object.fromEntries(ARRAY_ROWS.map(([oid, , , , , , element]) => [element, oid]));
+const ELEMENT_OF: Record<number, number> = Object.fromEntries(ARRAY_ROWS.map(([oid, , , , , , element]) => [oid, element]));
 
 /** What a column of a DuckDB type (its SQL spelling) is on the wire. */
 export interface Column {

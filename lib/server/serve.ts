@@ -36,6 +36,8 @@ interface ServeOptions {
   tls?: { port: number; cert: string; key: string };
   pg?: { port: number; host?: string };
   embedded: boolean;
+  /** With --embedded: how many local workers to keep warm (FEATHERMAN_LOCAL_WORKERS). */
+  localWorkers: number;
   logLevel: string;
 }
 
@@ -95,6 +97,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeOpt
         }
       : {}),
     embedded: Boolean(values.embedded),
+    localWorkers: Number(localWorkers),
     logLevel,
   };
 }
@@ -107,7 +110,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   }
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let https: ReloadingServer | undefined;
-  const local = opts.embedded ? await startEmbedded(env) : undefined;
+  const local = opts.embedded ? await startEmbedded(env, opts.localWorkers) : undefined;
   const cluster = !local && (env.KUBERNETES_SERVICE_HOST || env.KUBECONFIG) ? await clusterRouter() : undefined;
   // Every listener's /readyz waits for all of them, so one probe covers the pod.
   const listeners: { hooks?: FastifyInstance } = {};
@@ -245,7 +248,7 @@ async function listenPg(opts: ServeOptions, query: import('./query.js').QueryPlu
  * "default", catalog "default"), and an API token: FEATHERMAN_API_TOKENS, or one generated into
  * .cache/local/api-token (mode 0600) on first start.
  */
-async function startEmbedded(env: NodeJS.ProcessEnv) {
+async function startEmbedded(env: NodeJS.ProcessEnv, workers: number) {
   const { ensureEmbeddedLake } = await import('../lake/embedded.js');
   const { packageRoot } = await import('../lake/config.js');
   const { LocalFallback, LocalPool } = await import('../pool/local.js');
@@ -270,7 +273,7 @@ async function startEmbedded(env: NodeJS.ProcessEnv) {
     maxQueuedPerPrincipal: 50,
   };
   const pool = new LocalPool(settings, env);
-  await pool.scaleTo(Number(env.FEATHERMAN_LOCAL_WORKERS ?? 2));
+  await pool.scaleTo(workers);
   return { pool, router: new Router(pool, new LocalFallback(env)), tokens, tokenFile, relocatedFrom };
 }
 
