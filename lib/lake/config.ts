@@ -123,6 +123,16 @@ export function memoryLimit(value: string | undefined): string | undefined {
   return value;
 }
 
+const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** Bytes in a size as memoryLimit() gives it (e.g. 512MiB, 2GB). */
+export function sizeInBytes(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(size);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || !unit) throw new BadInputError(`${JSON.stringify(size)} is not a size like 2GB`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
 /** The backup target's own connection when any FEATHERMAN_BACKUP_* setting is given; otherwise the data's. */
 function backupConnection(env: NodeJS.ProcessEnv, data: S3Settings): S3Settings {
   const own = [

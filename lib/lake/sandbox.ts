@@ -116,7 +116,7 @@ const PATH_SHAPED = /[/\\:*?{}[\]]|\.(parquet|csv|tsv|json|jsonl|ndjson|txt|gz|z
 /** Error kinds whose message may quote what a failed read saw (a line of a file): never shown. */
 const OPAQUE_ERRORS = /^(io|invalid input|conversion|http|permission|serialization|internal|fatal)/i;
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 /** A lake table a query reads or writes, as the bound plan names it (lower case). */
 export interface TableRef {
@@ -150,7 +150,7 @@ function addTable(list: TableRef[], schema: unknown, table: unknown): void {
 }
 
 /** Every object in a JSON tree, without recursion (a plan may be thousands of levels deep). */
-function* objects(root: unknown): Generator<Json> {
+export function* objects(root: unknown): Generator<Json> {
   const stack: unknown[] = [root];
   while (stack.length) {
     const node = stack.pop();
@@ -163,7 +163,7 @@ function* objects(root: unknown): Generator<Json> {
   }
 }
 
-const lower = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : '');
+export const lower = (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : '');
 
 function checkFunction(name: string): void {
   if (!ALLOWED_FUNCTIONS.has(name)) throw new SandboxError(`sql: function ${name}() is not allowed; queries compute over lake data only`);
@@ -174,7 +174,11 @@ function checkFunction(name: string): void {
  * literal: an unqualified name would first be looked up in the lake (the default database), which
  * costs a DuckLake catalog read, and a parameter costs a prepared statement.
  */
-async function serialize(connection: DuckDBConnection, fn: 'json_serialize_sql' | 'json_serialize_plan', sql: string): Promise<string> {
+export async function serialize(
+  connection: DuckDBConnection,
+  fn: 'json_serialize_sql' | 'json_serialize_plan',
+  sql: string,
+): Promise<string> {
   const reader = await connection.runAndReadAll(`SELECT system.main.${fn}(${literal(sql)})`);
   return String(reader.getRows()[0]?.[0]);
 }

@@ -6,6 +6,11 @@ import { BadInputError } from '../errors.js';
 export const LAKE = 'lake';
 /** The DuckDB database holding the DuckLake catalog tables for LAKE (DuckLake's default name). */
 export const LAKE_METADATA = `__ducklake_metadata_${LAKE}`;
+/**
+ * The in-memory database a warm worker keeps copies of small lake tables in (lib/lake/hot-tables.ts).
+ * No schema can be named so (identifiers have no '-'), so attaching it never changes what a lake name means.
+ */
+export const IN_MEMORY = 'featherman-in-memory';
 
 /** Quote a validated identifier. Throws (exit 2) for names that break the identifier rule. */
 export function ident(name: string, field = 'name'): string {

@@ -17,12 +17,15 @@ import type { LakeConfig } from '../lake/config.js';
 import { attachLake, LakeSession, openDuckDB } from '../lake/session.js';
 import { LAKE } from '../lake/sql.js';
 import { copyCatalog } from '../lake/catalog-copy.js';
-import { AllowedQueries, lockDown } from '../lake/sandbox.js';
+import { AllowedQueries, lockDown, type QueryTables } from '../lake/sandbox.js';
+import { copySmallTables, readingCopies } from '../lake/table-copies.js';
 
 /** Idle connections an engine keeps for reuse; more than the worker's concurrency is never needed. */
 const MAX_IDLE_CONNECTIONS = 8;
 /** Prepared statements kept per connection (least recently used out first). */
 const MAX_STATEMENTS = 64;
+/** SQL texts whose in-memory form an engine remembers. */
+const MAX_TEXTS = 1000;
 
 export class Engine {
   private refs = 0;
@@ -33,6 +36,10 @@ export class Engine {
   private readonly statements = new WeakMap<DuckDBConnection, Map<string, DuckDBPreparedStatement>>();
   /** Read-only queries the sandbox allowed on this engine: only for a copied (so unchanging) catalog. */
   readonly allowed?: AllowedQueries;
+  /** Lake tables (schema main, lower case) held in memory, once copied (lib/lake/table-copies.ts). */
+  private copied: ReadonlySet<string> = new Set();
+  /** For SQL texts that read copied tables: the text that reads the copies, or the same text (least recently used out first). */
+  private readonly texts = new Map<string, string>();
 
   constructor(
     readonly session: LakeSession,
@@ -91,6 +98,46 @@ export class Engine {
     return prepared.stream();
   }
 
+  /** The lake tables this engine answers from memory. */
+  get tablesInMemory(): string[] {
+    return [...this.copied].sort();
+  }
+
+  /**
+   * Copy the small tables of schema main into memory, within `budgetBytes`, on a connection of
+   * its own; queries read the lake until the copies are complete. Only on a copied catalog, which
+   * cannot change under the copies.
+   */
+  async copySmallTables(budgetBytes: number): Promise<void> {
+    if (!this.allowed || budgetBytes <= 0) return;
+    const release = this.acquire();
+    const connection = await this.session.instance.connect();
+    try {
+      this.copied = await copySmallTables(connection, budgetBytes, () => this.retired);
+    } finally {
+      connection.closeSync();
+      release();
+    }
+  }
+
+  /**
+   * What to run for `sql`, whose checked plan reads `tables`: a text that reads the in-memory
+   * copies instead of the same lake tables where that gives the same answer, else `sql` itself.
+   */
+  async textToRun(connection: DuckDBConnection, sql: string, tables: QueryTables): Promise<string> {
+    if (tables.kind !== 'select' || !tables.read.some((t) => t.schema === 'main' && this.copied.has(t.table))) return sql;
+    const known = this.texts.get(sql);
+    if (known !== undefined) {
+      this.texts.delete(sql);
+      this.texts.set(sql, known);
+      return known;
+    }
+    const text = (await readingCopies(connection, sql, this.copied)) ?? sql;
+    if (this.texts.size >= MAX_TEXTS) this.texts.delete(this.texts.keys().next().value!);
+    this.texts.set(sql, text);
+    return text;
+  }
+
   /**
    * Done with a connection. `clean`: its query ran to its end without error, interrupt or cut;
    * only then may it serve another query. User SQL cannot leave state on a connection (the
@@ -121,6 +168,8 @@ export interface EngineHolderOptions {
   readOnly: boolean;
   scratchDir: string;
   refreshMs: number;
+  /** Memory for in-memory copies of small tables (0: none); see Engine.copySmallTables. */
+  copiesBytes: number;
   onError?: (err: unknown) => void;
 }
 
@@ -222,6 +271,9 @@ export class EngineHolder {
       this.engine = new Engine(session, generation, snapshotId, copyPath);
       this.fingerprint = fingerprint;
       previous?.retire();
+      void this.engine
+        .copySmallTables(this.opts.copiesBytes)
+        .catch((err) => this.opts.onError?.(new Error(`copying small tables into memory: ${(err as Error).message}`)));
     } catch (err) {
       session.close();
       if (copyPath) await rm(copyPath, { force: true });

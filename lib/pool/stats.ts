@@ -13,6 +13,8 @@ export interface WorkerStats {
   /** Busy fraction (0..1) over the last 60 s. */
   utilization: number;
   snapshotId?: number;
+  /** Lake tables answered from in-memory copies. */
+  tablesInMemory?: string[];
 }
 
 const STATES = new Set(['starting', 'idle', 'busy', 'draining']);
@@ -34,7 +36,8 @@ export function isWorkerStats(v: unknown): v is WorkerStats {
     typeof s.utilization === 'number' &&
     s.utilization >= 0 &&
     s.utilization <= 1 &&
-    (s.snapshotId === undefined || count(s.snapshotId))
+    (s.snapshotId === undefined || count(s.snapshotId)) &&
+    (s.tablesInMemory === undefined || (Array.isArray(s.tablesInMemory) && s.tablesInMemory.every((n) => typeof n === 'string')))
   );
 }
 

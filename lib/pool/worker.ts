@@ -11,7 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { parseDuration } from '../api/duration.js';
 import { BadInputError, TemporaryError } from '../errors.js';
 import { WORKER_PORT } from '../k8s/pool-workers.js';
-import { loadConfig, type LakeConfig } from '../lake/config.js';
+import { loadConfig, sizeInBytes, type LakeConfig } from '../lake/config.js';
 import { isStatementError } from '../lake/failures.js';
 import { csvLine, resultChunks, type RowChunk } from '../lake/format.js';
 import { redact, takeSecrets } from '../redact.js';
@@ -41,6 +41,8 @@ export interface WorkerOptions {
   maxSqlBytes: number;
   /** How long a query may ignore its interrupt before the worker exits (FEATHERMAN_KILL_GRACE). */
   killGraceMs: number;
+  /** Memory for in-memory copies of small lake tables (FEATHERMAN_TABLE_COPIES_BYTES; 0: none). */
+  copiesBytes: number;
 }
 
 /** A result whose first row alone is above the byte cap: refused, never sent cut. */
@@ -82,9 +84,9 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
     if (seconds === undefined) throw new BadInputError(`${name}: must be a duration such as 30s or 5m`);
     return seconds * 1000;
   };
-  const int = (name: string, fallback: number) => {
+  const int = (name: string, fallback: number, min = 1) => {
     const v = env[name] === undefined ? fallback : Number(env[name]);
-    if (!Number.isInteger(v) || v < 1) throw new BadInputError(`${name}: must be a positive whole number`);
+    if (!Number.isInteger(v) || v < min) throw new BadInputError(`${name}: must be a ${min ? 'positive' : 'non-negative'} whole number`);
     return v;
   };
   const loaded = loadConfig(env);
@@ -109,6 +111,8 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
     scratchDir: join(tmpdir(), 'featherman-worker', String(process.pid)),
     maxSqlBytes: maxSqlBytes(env),
     killGraceMs: killGraceMs(env),
+    // A quarter of DuckDB's memory: the copies come out of it, and queries need the rest.
+    copiesBytes: int('FEATHERMAN_TABLE_COPIES_BYTES', Math.floor(sizeInBytes(config.memoryLimit!) / 4), 0),
   };
 }
 
@@ -136,7 +140,23 @@ class Utilization {
 export async function buildWorker(
   opts: WorkerOptions,
 ): Promise<{ app: FastifyInstance; holder: EngineHolder; start: () => Promise<void> }> {
-  const holder = new EngineHolder({ config: opts.config, readOnly: opts.readOnly, scratchDir: opts.scratchDir, refreshMs: opts.refreshMs });
+  const holder = new EngineHolder({
+    config: opts.config,
+    readOnly: opts.readOnly,
+    scratchDir: opts.scratchDir,
+    refreshMs: opts.refreshMs,
+    copiesBytes: opts.copiesBytes,
+    // The engine keeps serving from the lake; the error's first line goes to the log, redacted.
+    onError: (err) =>
+      console.error(
+        JSON.stringify({
+          level: 'warn',
+          msg: 'the engine did not refresh',
+          pod: opts.pod,
+          error: redact(String(err).split('\n')[0] ?? ''),
+        }),
+      ),
+  });
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   // Request bodies are typed from their route schemas (json-schema-to-ts).
   const routes = app.withTypeProvider<JsonSchemaToTsProvider>();
@@ -161,7 +181,7 @@ export async function buildWorker(
     startedAt,
     ...(lastQueryAt ? { lastQueryAt } : {}),
     utilization: Math.round(utilization.value(Date.now()) * 1000) / 1000,
-    ...(holder.current ? { snapshotId: holder.current.snapshotId } : {}),
+    ...(holder.current ? { snapshotId: holder.current.snapshotId, tablesInMemory: holder.current.tablesInMemory } : {}),
   }));
 
   const sandbox = (connection: DuckDBConnection, sql: string, engine: Engine): Promise<QueryTables> =>
@@ -389,11 +409,14 @@ export async function buildWorker(
       let first: IteratorResult<RowChunk>;
       let firstText = '';
       let tables: QueryTables;
+      let inMemory = false;
       try {
         tables = await sandbox(connection, sql, engine);
         checkGrant(tables, request.body.grant);
+        const text = await engine.textToRun(connection, sql, tables);
+        inMemory = text !== sql;
         checked = performance.now();
-        const result = await engine.stream(connection, sql);
+        const result = await engine.stream(connection, text);
         columns = result.columnNames();
         // Names and DuckDB types, for fronts that describe columns before rows (the Postgres wire).
         columnTypes = encodeURIComponent(
@@ -432,6 +455,8 @@ export async function buildWorker(
         'x-featherman-snapshot': String(engine.snapshotId),
         // What the plan read and wrote, for the query log (a router that authorised the query already knows).
         ...tablesHeader(tables),
+        // It read in-memory copies of lake tables (same snapshot, same rows), not their Parquet files.
+        ...(inMemory ? { 'x-featherman-in-memory': 'true' } : {}),
         ...(columnTypes.length <= 8192 ? { 'x-featherman-columns': columnTypes } : {}),
         // connect, sandbox (its checks; a cached verdict costs ~0), execute (DuckDB, to the first chunk); encode is a trailer.
         'server-timing':
