@@ -126,12 +126,15 @@ t.test('many shapes of query: the same rows from the copies as from the lake', a
     'SELECT kind, amount FROM events QUALIFY row_number() OVER (PARTITION BY kind ORDER BY amount DESC) = 1 ORDER BY ALL',
     'SELECT DISTINCT ON (kind) kind, id FROM events ORDER BY kind, id DESC',
     'SELECT kind, list(id ORDER BY id)[1:3] AS first, max(amount) FILTER (WHERE id % 2 = 0) AS m FROM events GROUP BY ALL ORDER BY ALL',
-    'SELECT * EXCLUDE (amount) REPLACE (upper(kind) AS kind) FROM events WHERE id IN (SELECT max(id) FROM events GROUP BY kind) ORDER BY id',
+    'SELECT * EXCLUDE (amount) REPLACE (upper(kind) AS kind) FROM events ' +
+      'WHERE id IN (SELECT max(id) FROM events GROUP BY kind) ORDER BY id',
     'SELECT a.kind, count(*) AS n FROM events a JOIN events b ON a.id = b.id + 1 AND a.kind <> b.kind GROUP BY a.kind ORDER BY 1',
     'SELECT id FROM events WHERE id < 3 UNION ALL SELECT id FROM events WHERE id > 1007 EXCEPT SELECT 2 ORDER BY id',
-    'WITH t AS (SELECT kind, avg(amount) AS a FROM events GROUP BY kind) SELECT e.id, t.a FROM events e JOIN t USING (kind) WHERE e.id IN (1, 2, 1003) ORDER BY e.id',
+    'WITH t AS (SELECT kind, avg(amount) AS a FROM events GROUP BY kind) ' +
+      'SELECT e.id, t.a FROM events e JOIN t USING (kind) WHERE e.id IN (1, 2, 1003) ORDER BY e.id',
     'SELECT * FROM (PIVOT (SELECT kind, id % 2 AS odd, amount FROM events) ON odd IN (0, 1) USING sum(amount) GROUP BY kind) ORDER BY kind',
-    "SELECT {'k': kind, 'v': [id, id * 2]} AS s, list_transform([id], x -> x + 1) AS l, CASE WHEN id > 5 THEN 'big' END AS c FROM events WHERE id BETWEEN 4 AND 7 ORDER BY id",
+    "SELECT {'k': kind, 'v': [id, id * 2]} AS s, list_transform([id], x -> x + 1) AS l, CASE WHEN id > 5 THEN 'big' END AS c " +
+      'FROM events WHERE id BETWEEN 4 AND 7 ORDER BY id',
     "SELECT kind, string_agg(id::VARCHAR, ',' ORDER BY id DESC) FILTER (WHERE id > 995) AS s FROM events GROUP BY kind ORDER BY kind",
     'SELECT (SELECT count(*) FROM events e2 WHERE e2.kind = e.kind) AS same, e.id FROM events e WHERE e.id < 4 ORDER BY e.id',
     "SELECT COLUMNS(c -> c LIKE '%d') FROM events ORDER BY id LIMIT 3",
