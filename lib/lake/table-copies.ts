@@ -29,8 +29,9 @@ async function copiesBytes(connection: DuckDBConnection): Promise<number> {
 
 /**
  * Copy the lake's tables of schema main into memory, fewest cells first, while the copies take at
- * most `budgetBytes`; the first that does not fit is dropped and copying stops. `stopped` is asked
- * between tables (the engine may retire meanwhile). Returns the copied names, lower case.
+ * most `budgetBytes`; the first that does not fit is dropped and copying stops. A table that cannot
+ * be copied stays in the lake. `stopped` is asked between tables (the engine may retire meanwhile).
+ * Returns the copied names, lower case.
  */
 export async function copySmallTables(connection: DuckDBConnection, budgetBytes: number, stopped: () => boolean): Promise<Set<string>> {
   const copied = new Set<string>();
@@ -48,7 +49,13 @@ export async function copySmallTables(connection: DuckDBConnection, budgetBytes:
     } catch {
       continue; // a name outside the identifier rule (made by SQL, not by a DuckLakeTable): read from the lake
     }
-    await connection.run(`CREATE TABLE ${target} AS FROM ${tableRef('main', table)}`);
+    try {
+      await connection.run(`CREATE TABLE ${target} AS FROM ${tableRef('main', table)}`);
+    } catch {
+      // A column type the copy cannot hold, or memory: whatever DuckDB made of it goes, the table is read from the lake.
+      await connection.run(`DROP TABLE IF EXISTS ${target}`);
+      continue;
+    }
     if ((await copiesBytes(connection)) > budgetBytes) {
       await connection.run(`DROP TABLE ${target}`);
       break;
