@@ -10,7 +10,8 @@
 //    parse back to exactly the changed tree, or the query runs as sent;
 //  - only tables of schema main named as `t`, `main.t` or `lake.main.t`, never a CTE's name;
 //  - never with time travel (AT), sampling, or DuckLake's virtual columns (rowid, filename, ...),
-//    which a copy does not have or has with other values.
+//    which a copy does not have or has with other values, nor with a column named through the
+//    lake (lake.main.t.c).
 // The sandbox checks the text as sent, on the lake: the change only says which database the same
 // tables are read from.
 import type { DuckDBConnection } from '@duckdb/node-api';
@@ -88,7 +89,12 @@ export async function readingCopies(connection: DuckDBConnection, sql: string, c
   const refs: Json[] = [];
   for (const n of objects(tree.statements)) {
     if (n.at_clause || n.sample) return undefined;
-    if (n.class === 'COLUMN_REF' && Array.isArray(n.column_names) && VIRTUAL_COLUMNS.has(lower(n.column_names.at(-1)))) return undefined;
+    if (n.class === 'COLUMN_REF' && Array.isArray(n.column_names)) {
+      const parts = n.column_names.map(lower);
+      if (VIRTUAL_COLUMNS.has(parts.at(-1)!)) return undefined;
+      // lake.main.events.id names the table through its catalog, which the copy does not have.
+      if (parts.slice(0, -1).includes(LAKE)) return undefined;
+    }
     const ctes = (n.cte_map as { map?: { key?: unknown }[] } | undefined)?.map;
     for (const cte of ctes ?? []) cteNames.add(lower(cte.key));
     if (n.type === 'BASE_TABLE' && 'table_name' in n) refs.push(n);

@@ -38,6 +38,7 @@ export class Engine {
   readonly allowed?: AllowedQueries;
   /** Lake tables (schema main, lower case) held in memory, once copied (lib/lake/table-copies.ts). */
   private copied: ReadonlySet<string> = new Set();
+  private copying?: Promise<void>;
   /** For SQL texts that read copied tables: the text that reads the copies, or the same text (least recently used out first). */
   private readonly texts = new Map<string, string>();
 
@@ -106,10 +107,17 @@ export class Engine {
   /**
    * Copy the small tables of schema main into memory, within `budgetBytes`, on a connection of
    * its own; queries read the lake until the copies are complete. Only on a copied catalog, which
-   * cannot change under the copies.
+   * cannot change under the copies, and never for an encrypted lake: under memory pressure DuckDB
+   * may write in-memory tables to its spill directory, in the clear.
    */
-  async copySmallTables(budgetBytes: number): Promise<void> {
-    if (!this.allowed || budgetBytes <= 0) return;
+  copySmallTables(budgetBytes: number): Promise<void> {
+    // Once per engine: a second call waits for the first.
+    this.copying ??= this.copy(budgetBytes);
+    return this.copying;
+  }
+
+  private async copy(budgetBytes: number): Promise<void> {
+    if (!this.allowed || budgetBytes <= 0 || this.session.config.encrypted) return;
     const release = this.acquire();
     const connection = await this.session.instance.connect();
     try {

@@ -163,6 +163,9 @@ t.test('what only the lake has is read from the lake', async (t) => {
   t.notOk(virtual.inMemory, 'DuckLake virtual columns');
   t.equal(virtual.rows[0]?.r, '5');
   t.match(String(virtual.rows[0]?.filename), /^s3:\/\/lake\/copies\/data\/main\/events\/.+\.parquet$/);
+  const qualified = await query('SELECT lake.main.events.id FROM lake.main.events WHERE id = 3');
+  t.notOk(qualified.inMemory, 'a column named through the catalog');
+  t.same(qualified.rows, [{ id: '3' }]);
   const cte = await query('WITH events AS (SELECT 42 AS id) SELECT id FROM events');
   t.notOk(cte.inMemory, 'a CTE named like the table');
   t.same(cte.rows, [{ id: 42 }]);
@@ -189,6 +192,32 @@ t.test('a new snapshot brings new copies', async (t) => {
   const a = await query("SELECT count(*) AS n FROM events WHERE kind = 'f'");
   t.ok(a.inMemory);
   t.same(a.rows, [{ n: '1' }], 'the new row is in the new copy');
+});
+
+t.test('an encrypted lake is never copied (DuckDB may spill in-memory tables to disk in the clear)', async (t) => {
+  const encrypted = {
+    ...env,
+    FEATHERMAN_METADATA: `duckdb:${join(work, 'secret.ducklake')}`,
+    FEATHERMAN_DATA_PATH: 's3://lake/secret/data/',
+  };
+  for (const args of [
+    ['catalog', 'init'],
+    ['query', '--write', '--sql', 'CREATE TABLE events AS SELECT 1 AS id'],
+  ]) {
+    const r = await featherman(args, { ...encrypted, FEATHERMAN_ENCRYPTED: 'true' });
+    t.equal(r.code, 0, r.stderr);
+  }
+  for (const [label, extra] of [
+    ['plain', {}],
+    ['encrypted', { FEATHERMAN_ENCRYPTED: 'true' }],
+  ] as const) {
+    const { holder, start } = await buildWorker(workerOptionsFromEnv({ ...encrypted, ...extra }));
+    await start();
+    // The copy start() began in the background, awaited here.
+    await holder.current!.copySmallTables(4 * 1024 * 1024);
+    t.same(holder.current!.tablesInMemory, label === 'plain' ? ['events'] : [], label);
+    holder.stop();
+  }
 });
 
 t.test('the budget is a whole number of bytes; sizes read as DuckDB writes them', async (t) => {
