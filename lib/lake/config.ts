@@ -108,6 +108,23 @@ export function parseEndpoint(value: string | undefined, field = 'AWS_ENDPOINT_U
   return { endpoint: m[2]!, useSsl: (m[1] ?? 'https').toLowerCase() === 'https' };
 }
 
+/** DuckDB's size units (its memory_limit spelling): KB is 1000 bytes, KiB 1024. */
+const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** Bytes in a size as DuckDB writes it (512MiB, 2GB), or undefined if it is not one. */
+function parseSize(size: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(size);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  return m && unit ? Math.floor(Number(m[1]) * unit) : undefined;
+}
+
+/** Bytes in a size as memoryLimit() gives it (e.g. 512MiB, 2GB). */
+export function sizeInBytes(size: string): number {
+  const bytes = parseSize(size);
+  if (bytes === undefined) throw new BadInputError(`${JSON.stringify(size)} is not a size like 2GB`);
+  return bytes;
+}
+
 /**
  * DuckDB's memory_limit. Pods pass their container limit in plain bytes (downward API
  * resourceFieldRef), which DuckDB does not accept. DuckDB gets half of it: the rest is Node's heap,
@@ -118,19 +135,9 @@ export function parseEndpoint(value: string | undefined, field = 'AWS_ENDPOINT_U
 export function memoryLimit(value: string | undefined): string | undefined {
   if (!value) return undefined;
   if (/^\d+$/.test(value)) return `${Math.max(64, Math.floor((Number(value) * 0.5) / 1024 / 1024))}MiB`;
-  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value))
+  if (parseSize(value) === undefined)
     throw new BadInputError(`FEATHERMAN_MEMORY_LIMIT: ${JSON.stringify(value)} is not a byte count or a size like 2GB`);
   return value;
-}
-
-const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
-
-/** Bytes in a size as memoryLimit() gives it (e.g. 512MiB, 2GB). */
-export function sizeInBytes(size: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(size);
-  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || !unit) throw new BadInputError(`${JSON.stringify(size)} is not a size like 2GB`);
-  return Math.floor(Number(m[1]) * unit);
 }
 
 /** The backup target's own connection when any FEATHERMAN_BACKUP_* setting is given; otherwise the data's. */

@@ -11,6 +11,7 @@
 // lake's data path allowed, and lock_configuration = true.
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { BadInputError } from '../errors.js';
+import { RecentlyUsed } from '../recently-used.js';
 import { ALLOWED_FUNCTIONS } from './allowed-functions.js';
 import { usesS3, type LakeSession } from './session.js';
 import { LAKE, literal } from './sql.js';
@@ -314,23 +315,18 @@ function checkScan(get: Json, tables: QueryTables): void {
  * out first). The verdict depends on the text alone: grants are checked on its tables afterwards.
  */
 export class AllowedQueries {
-  private readonly texts = new Map<string, QueryTables>();
-  constructor(private readonly max = 1000) {}
+  private readonly texts: RecentlyUsed<string, QueryTables>;
+  constructor(max = 1000) {
+    this.texts = new RecentlyUsed(max);
+  }
   has(sql: string): boolean {
     return this.texts.has(sql);
   }
   /** The tables an allowed text reads and writes (the same on this engine every time). */
   get(sql: string): QueryTables | undefined {
-    const tables = this.texts.get(sql);
-    // Moved to the back of the Map's order: the most recently used leaves last.
-    if (tables) {
-      this.texts.delete(sql);
-      this.texts.set(sql, tables);
-    }
-    return tables;
+    return this.texts.get(sql);
   }
   add(sql: string, tables: QueryTables): void {
-    if (this.texts.size >= this.max) this.texts.delete(this.texts.keys().next().value!);
     this.texts.set(sql, tables);
   }
 }

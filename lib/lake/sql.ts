@@ -7,7 +7,7 @@ export const LAKE = 'lake';
 /** The DuckDB database holding the DuckLake catalog tables for LAKE (DuckLake's default name). */
 export const LAKE_METADATA = `__ducklake_metadata_${LAKE}`;
 /**
- * The in-memory database a warm worker keeps copies of small lake tables in (lib/lake/hot-tables.ts).
+ * The in-memory database a warm worker keeps copies of small lake tables in (lib/lake/table-copies.ts).
  * No schema can be named so (identifiers have no '-'), so attaching it never changes what a lake name means.
  */
 export const IN_MEMORY = 'featherman-in-memory';

@@ -19,6 +19,7 @@ import { LAKE } from '../lake/sql.js';
 import { copyCatalog } from '../lake/catalog-copy.js';
 import { AllowedQueries, lockDown, type QueryTables } from '../lake/sandbox.js';
 import { copySmallTables, readingCopies } from '../lake/table-copies.js';
+import { RecentlyUsed } from '../recently-used.js';
 
 /** Idle connections an engine keeps for reuse; more than the worker's concurrency is never needed. */
 const MAX_IDLE_CONNECTIONS = 8;
@@ -33,14 +34,14 @@ export class Engine {
   /** Connections that finished a query cleanly, ready for the next one (see `release`). */
   private readonly idle: DuckDBConnection[] = [];
   /** Each connection's prepared statements by SQL text (closed with their connection). */
-  private readonly statements = new WeakMap<DuckDBConnection, Map<string, DuckDBPreparedStatement>>();
+  private readonly statements = new WeakMap<DuckDBConnection, RecentlyUsed<string, DuckDBPreparedStatement>>();
   /** Read-only queries the sandbox allowed on this engine: only for a copied (so unchanging) catalog. */
   readonly allowed?: AllowedQueries;
   /** Lake tables (schema main, lower case) held in memory, once copied (lib/lake/table-copies.ts). */
   private copied: ReadonlySet<string> = new Set();
   private copying?: Promise<void>;
-  /** For SQL texts that read copied tables: the text that reads the copies, or the same text (least recently used out first). */
-  private readonly texts = new Map<string, string>();
+  /** For SQL texts that read copied tables: the text that reads the copies, or the same text. */
+  private readonly texts = new RecentlyUsed<string, string>(MAX_TEXTS);
 
   constructor(
     readonly session: LakeSession,
@@ -84,18 +85,12 @@ export class Engine {
   async stream(connection: DuckDBConnection, sql: string): Promise<DuckDBResult> {
     if (!this.allowed) return connection.stream(sql);
     let cache = this.statements.get(connection);
-    if (!cache) this.statements.set(connection, (cache = new Map()));
+    if (!cache) this.statements.set(connection, (cache = new RecentlyUsed(MAX_STATEMENTS, (statement) => statement.destroySync())));
     let prepared = cache.get(sql);
-    if (prepared) cache.delete(sql);
-    else {
+    if (!prepared) {
       prepared = await connection.prepare(sql);
-      if (cache.size >= MAX_STATEMENTS) {
-        const [oldest, statement] = cache.entries().next().value!;
-        cache.delete(oldest);
-        statement.destroySync();
-      }
+      cache.set(sql, prepared);
     }
-    cache.set(sql, prepared);
     return prepared.stream();
   }
 
@@ -135,13 +130,8 @@ export class Engine {
   async textToRun(connection: DuckDBConnection, sql: string, tables: QueryTables): Promise<string> {
     if (tables.kind !== 'select' || !tables.read.some((t) => t.schema === 'main' && this.copied.has(t.table))) return sql;
     const known = this.texts.get(sql);
-    if (known !== undefined) {
-      this.texts.delete(sql);
-      this.texts.set(sql, known);
-      return known;
-    }
+    if (known !== undefined) return known;
     const text = (await readingCopies(connection, sql, this.copied)) ?? sql;
-    if (this.texts.size >= MAX_TEXTS) this.texts.delete(this.texts.keys().next().value!);
     this.texts.set(sql, text);
     return text;
   }
