@@ -310,17 +310,18 @@ export async function run(): Promise<void> {
     // 3. the warm-path goals
     const s1 = 'SELECT 1';
     const agg = 'small aggregate';
+    const ROUTER_ADDS = 'router adds over a worker (p50)';
     const targets: [string, number, number, string][] = [
       ['warm SELECT 1 via router p50', p50(warm.router[s1]), 1.5, 'ms'],
       ['warm SELECT 1 via router p99', p99(warm.router[s1]), 5, 'ms'],
-      ['router adds over a worker (p50)', p50(warm.router[s1]) - p50(warm.worker[s1]), 0.4, 'ms'],
+      [ROUTER_ADDS, p50(warm.router[s1]) - p50(warm.worker[s1]), 0.4, 'ms'],
       ['worker p50 / floor p50', p50(warm.worker[s1]) / p50(warm.floor[s1]), 1.5, 'x'],
       ['small aggregate via router p50', p50(warm.router[agg]), 5, 'ms'],
     ];
     console.log('\nwarm-path goals');
     for (const [name, value, limit, unit] of targets) {
       console.log(`${name.padEnd(34)}${fmt(value, 2).padStart(9)} ${unit.padEnd(3)} ≤ ${limit}  ${value <= limit ? 'met' : 'NOT met'}`);
-      if (targets[2]![0] === name)
+      if (name === ROUTER_ADDS)
         console.log(
           `  beside it: a bare HTTP proxy in front of the same worker adds ${fmt(p50(warm.proxy[s1]) - p50(warm.worker[s1]), 2)} ms ` +
             '(one more HTTP hop from this process, nothing else: bench/bare-proxy.ts)',

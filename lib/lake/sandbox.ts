@@ -171,22 +171,23 @@ function checkFunction(name: string): void {
 }
 
 /**
- * DuckDB's parse tree or plan of `sql`, as JSON text. Named through `system.main` and given as a
- * literal: an unqualified name would first be looked up in the lake (the default database), which
- * costs a DuckLake catalog read, and a parameter costs a prepared statement.
+ * DuckDB's parse tree or plan of `text` (SQL) as JSON text, or the SQL text of `text` (a parse
+ * tree) for json_deserialize_sql. Named through `system.main` and given as a literal: an
+ * unqualified name would first be looked up in the lake (the default database), which costs a
+ * DuckLake catalog read, and a parameter costs a prepared statement.
  */
-export async function serialize(
+export async function jsonSql(
   connection: DuckDBConnection,
-  fn: 'json_serialize_sql' | 'json_serialize_plan',
-  sql: string,
+  fn: 'json_serialize_sql' | 'json_serialize_plan' | 'json_deserialize_sql',
+  text: string,
 ): Promise<string> {
-  const reader = await connection.runAndReadAll(`SELECT system.main.${fn}(${literal(sql)})`);
+  const reader = await connection.runAndReadAll(`SELECT system.main.${fn}(${literal(text)})`);
   return String(reader.getRows()[0]?.[0]);
 }
 
 /** Stage 1: the parse tree of a SELECT. */
 async function checkParseTree(connection: DuckDBConnection, sql: string): Promise<void> {
-  const ast = JSON.parse(await serialize(connection, 'json_serialize_sql', sql)) as {
+  const ast = JSON.parse(await jsonSql(connection, 'json_serialize_sql', sql)) as {
     error: boolean;
     error_message?: string;
     statements?: unknown[];
@@ -239,7 +240,7 @@ async function checkParseTree(connection: DuckDBConnection, sql: string): Promis
 
 /** Stage 2: the bound logical plan, for reads and writes; what it reads and writes. */
 async function checkPlan(connection: DuckDBConnection, sql: string, write: boolean): Promise<QueryTables> {
-  const plan = JSON.parse(await serialize(connection, 'json_serialize_plan', sql)) as {
+  const plan = JSON.parse(await jsonSql(connection, 'json_serialize_plan', sql)) as {
     error: boolean;
     error_type?: string;
     error_message?: string;
@@ -361,7 +362,7 @@ export async function planWriteQuery(connection: DuckDBConnection, sql: string):
   // A SELECT gets both stages. Other statements have no parse tree to look at (DuckDB serialises
   // only SELECTs), so they are checked on their plan alone, where errors that could quote what a
   // read saw are opaque, and anything but INSERT, UPDATE, DELETE and MERGE is refused.
-  const isSelect = !(JSON.parse(await serialize(connection, 'json_serialize_sql', sql)) as { error: boolean }).error;
+  const isSelect = !(JSON.parse(await jsonSql(connection, 'json_serialize_sql', sql)) as { error: boolean }).error;
   if (isSelect) return planReadOnlyQuery(connection, sql);
   return checkPlan(connection, sql, true);
 }

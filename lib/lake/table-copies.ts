@@ -15,7 +15,7 @@
 // The sandbox checks the text as sent, on the lake: the change only says which database the same
 // tables are read from.
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { lower, objects, serialize, type Json } from './sandbox.js';
+import { jsonSql, lower, objects, type Json } from './sandbox.js';
 import { ident, IN_MEMORY, LAKE, literal, tableRef } from './sql.js';
 
 /** DuckLake's virtual columns: a copy has none of them, and its rowid counts from 0. */
@@ -71,7 +71,7 @@ export async function copySmallTables(connection: DuckDBConnection, budgetBytes:
  * (`query_location`: a changed text moves them, and their "unknown" value does not fit a JavaScript number).
  */
 async function parseTree(connection: DuckDBConnection, sql: string): Promise<string> {
-  return (await serialize(connection, 'json_serialize_sql', sql)).replace(/,"query_location":\d+|"query_location":\d+,/g, '');
+  return (await jsonSql(connection, 'json_serialize_sql', sql)).replace(/,"query_location":\d+|"query_location":\d+,/g, '');
 }
 
 /**
@@ -110,8 +110,7 @@ export async function readingCopies(connection: DuckDBConnection, sql: string, c
   }
   if (!changed) return undefined;
   const target = JSON.stringify(tree);
-  const reader = await connection.runAndReadAll(`SELECT system.main.json_deserialize_sql(${literal(target)})`);
-  const text = String(reader.getRows()[0]?.[0]);
+  const text = await jsonSql(connection, 'json_deserialize_sql', target);
   // The text that runs parses to exactly the changed tree, or the query runs as sent.
   return (await parseTree(connection, text)) === target ? text : undefined;
 }
