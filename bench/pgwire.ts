@@ -22,8 +22,8 @@ const QUERIES: Record<string, { featherman: string; postgres: string }> = {
     postgres: 'SELECT active, count(*), sum(balance) FROM users GROUP BY active',
   },
 };
-const SECONDS = Number(process.env.FEATHERMAN_BENCH_SECONDS ?? 5);
-const WARM_UP_SECONDS = Number(process.env.FEATHERMAN_BENCH_WARM_UP_SECONDS ?? 2);
+const SECONDS = Number(process.env.BENCH_PGWIRE_SECONDS ?? 5);
+const WARM_UP_SECONDS = Number(process.env.BENCH_PGWIRE_WARM_UP_SECONDS ?? 2);
 
 const p50 = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

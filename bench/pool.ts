@@ -2,8 +2,9 @@
 // on one lake in MinIO (100,000 rows, DuckDB catalog):
 //  1. latency (p50/p99) of `SELECT 1` and of a small aggregate: cold (a fresh `featherman query`
 //     process per query) beside warm through the router (/v1/query, 2 local workers), a worker
-//     called directly, the floor (bench/floor.ts: Fastify + @duckdb/node-api, no router, no
-//     sandbox) and DuckDB's Quack (bench/quack.ts: one DuckDB process, a Python client);
+//     called directly, the floor (bench/floor.ts: Fastify + @duckdb/node-api on in-memory copies
+//     of the tables, no router, no sandbox; it also says what DuckDB alone took) and DuckDB's Quack
+//     (bench/quack.ts: one DuckDB process, a Python client);
 //     a bare HTTP proxy in front of the same worker (bench/bare-proxy.ts) says what the hop alone costs;
 //  2. where the time of a warm SELECT 1 goes, phase by phase (Server-Timing from router and worker);
 //  3. the warm-path goals, each with its figure;
@@ -198,6 +199,8 @@ export async function run(): Promise<void> {
     const phases: Record<string, number[]> = {};
     /** Worker answers that read the in-memory copy of events (lib/lake/table-copies.ts), by query. */
     const fromMemory: Record<string, number> = {};
+    /** DuckDB's own time in the floor's answers (Server-Timing engine), by query: no HTTP, no JSON. */
+    const engine: Record<string, number[]> = {};
     const addPhase = (name: string, ms: number) => (phases[name] ??= []).push(ms);
     for (const path of Object.keys(paths) as Path[]) warm[path] = {};
     for (const [label, sql] of Object.entries(QUERIES)) {
@@ -205,11 +208,13 @@ export async function run(): Promise<void> {
       const warmUp = label === 'SELECT 1' ? WARM_UP : Math.min(WARM_UP, 100);
       for (let i = 0; i < warmUp; i++) for (const send of Object.values(paths)) await send(sql);
       for (const path of Object.keys(paths) as Path[]) warm[path][label] = [];
+      engine[label] = [];
       for (let i = 0; i < WARM_RUNS; i++) {
         for (const [path, send] of Object.entries(paths) as [Path, typeof viaRouter][]) {
           const a = await send(sql);
           warm[path][label]!.push(a.ms);
           if (path === 'worker' && a.headers['x-featherman-in-memory'] === 'true') fromMemory[label] = (fromMemory[label] ?? 0) + 1;
+          if (path === 'floor') engine[label]!.push(timings(a.headers['server-timing']).engine ?? NaN);
           if (label !== 'SELECT 1') continue;
           if (path === 'router') {
             const t = timings(a.headers['server-timing']);
@@ -247,8 +252,8 @@ export async function run(): Promise<void> {
         `warm (${WARM_RUNS} each, interleaved, after ${WARM_UP} unmeasured); ` +
         `lake: DuckDB catalog, 100,000 rows on MinIO`,
     );
-    const widths = [18, 18, 20, 18, 18, 18, 11];
-    console.log(row(['query', 'cold', 'via router', 'worker direct', 'floor', 'quack', 'cold/warm'], widths));
+    const widths = [18, 18, 20, 18, 18, 18, 18, 11];
+    console.log(row(['query', 'cold', 'via router', 'worker direct', 'floor', 'quack', 'DuckDB alone', 'cold/warm'], widths));
     for (const label of Object.keys(QUERIES) as Label[]) {
       const q = 'latencies' in quack ? quack.latencies[label] : undefined;
       console.log(
@@ -260,6 +265,7 @@ export async function run(): Promise<void> {
             cell(warm.worker[label]),
             cell(warm.floor[label]),
             cell(q),
+            cell(engine[label]),
             `${fmt(p50(cold[label]) / p50(warm.router[label]), 0)}x`,
           ],
           widths,
@@ -272,10 +278,14 @@ export async function run(): Promise<void> {
         "quack: DuckDB's quack extension (its PyPI wheel at the pinned version), one DuckDB process serving, " +
           'a Python client, quack_query() per query',
       );
-    console.log('floor: one process, Fastify + @duckdb/node-api, one connection, no router, no sandbox, no limits (bench/floor.ts)');
+    console.log(
+      'floor: one process, Fastify + @duckdb/node-api, one connection, in-memory copies of the tables, ' +
+        'no router, no sandbox, no limits (bench/floor.ts)',
+    );
+    console.log("DuckDB alone: the floor's own time in DuckDB for each of its answers (Server-Timing engine): no HTTP, no JSON");
     console.log(
       `the small aggregate: ${fromMemory['small aggregate'] ?? 0} of ${WARM_RUNS} worker answers read the worker's in-memory copy of ` +
-        'events (X-Featherman-In-Memory); the floor and Quack read its Parquet file in MinIO',
+        'events (X-Featherman-In-Memory); the floor reads its own copy, Quack the Parquet file in MinIO',
     );
 
     // 2. phases
@@ -326,6 +336,8 @@ export async function run(): Promise<void> {
           `  beside it: a bare HTTP proxy in front of the same worker adds ${fmt(p50(warm.proxy[s1]) - p50(warm.worker[s1]), 2)} ms ` +
             '(one more HTTP hop from this process, nothing else: bench/bare-proxy.ts)',
         );
+      if (name === 'small aggregate via router p50')
+        console.log(`  beside it: DuckDB alone takes ${fmt(p50(engine[agg]), 2)} ms for it (the floor's Server-Timing engine)`);
     }
     const ratio = p50(cold[s1]) / p50(warm.router[s1]);
     console.log(

@@ -20,7 +20,8 @@ import { ident, IN_MEMORY, LAKE, literal, tableRef } from './sql.js';
 
 /** DuckLake's virtual columns: a copy has none of them, and its rowid counts from 0. */
 const VIRTUAL_COLUMNS = new Set(['rowid', 'filename', 'file_row_number', 'file_index', 'snapshot_id']);
-const COPIES = `"${IN_MEMORY}"`;
+/** The in-memory database of the copies, as SQL. */
+export const COPIES = `"${IN_MEMORY}"`;
 
 /** Bytes DuckDB's in-memory tables hold (the copies: user SQL cannot create tables in a worker). */
 async function copiesBytes(connection: DuckDBConnection): Promise<number> {
