@@ -103,6 +103,22 @@ function timings(...values: (string | string[] | undefined)[]): Record<string, n
   return out;
 }
 
+/**
+ * Until every worker of `pool` answers from its in-memory copy of events: a worker copies its small
+ * tables after it is ready (lib/pool/engine.ts), and until then it reads the Parquet file.
+ */
+async function copiesMade(pool: LocalPool): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (const worker of pool.alive()) {
+    for (;;) {
+      const stats = (await (await fetch(`${worker.url}/stats`)).json()) as { tablesInMemory?: string[] };
+      if (stats.tablesInMemory?.includes('events')) break;
+      if (Date.now() > deadline) throw new Error(`worker ${worker.name} has not copied events into memory in 60 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 /** bench/floor.ts as its own process, on the lake of `env`. */
 async function startFloor(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [join(packageRoot(), 'dist', 'bench', 'floor.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -176,6 +192,7 @@ export async function run(): Promise<void> {
     const pool = new LocalPool(settings, env);
     pools.push(pool);
     await pool.scaleTo(2);
+    await copiesMade(pool);
     const app = await buildServer({
       plugins: ['query'],
       router: new Router(pool, new LocalFallback(env)),
@@ -353,6 +370,7 @@ export async function run(): Promise<void> {
     console.log(`${'workers'.padEnd(10)}${'queries/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`);
     for (const size of [1, 2, 4]) {
       await pool.scaleTo(size);
+      await copiesMade(pool);
       const latencies: number[] = [];
       const deadline = performance.now() + THROUGHPUT_SECONDS * 1000;
       const t0 = performance.now();
